@@ -1,0 +1,1 @@
+//! Sigil client library: obtain certificates, sign, log and verify Sigstore bundles.

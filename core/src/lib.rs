@@ -1,0 +1,6 @@
+//! `sigil-core`: the formats and math shared by the Sigil server and client.
+//!
+//! Nothing here performs I/O, reads a clock or draws randomness: time and keys are arguments,
+//! so every function is deterministic, fast to test and safe to fuzz.
+
+pub mod merkle;

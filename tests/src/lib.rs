@@ -1,0 +1,1 @@
+//! Test harness shared by Sigil's end-to-end tests.
