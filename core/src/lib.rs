@@ -3,4 +3,13 @@
 //! Nothing here performs I/O, reads a clock or draws randomness: time and keys are arguments,
 //! so every function is deterministic, fast to test and safe to fuzz.
 
+pub mod bundle;
+pub mod checkpoint;
+pub mod crypto;
 pub mod merkle;
+pub mod note;
+pub mod oid;
+pub mod rekor;
+pub mod sct;
+pub mod tiles;
+pub mod trust;

@@ -1,0 +1,1 @@
+//! Certificate authority (Fulcio-compatible API).

@@ -1,0 +1,1 @@
+//! Persistence: PostgreSQL and SQLite.
