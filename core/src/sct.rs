@@ -399,6 +399,150 @@ pub fn parse_merkle_tree_leaf(b: &[u8]) -> Result<TimestampedEntry, SctError> {
     })
 }
 
+// ---- certificates --------------------------------------------------------------------------
+
+/// SHA-256 of an issuer's SubjectPublicKeyInfo DER: the `issuer_key_hash` of a precert entry.
+pub fn issuer_key_hash(issuer_spki_der: &[u8]) -> [u8; 32] {
+    crate::crypto::sha256(issuer_spki_der)
+}
+
+fn cert_err(e: impl std::fmt::Display) -> SctError {
+    SctError::Certificate(e.to_string())
+}
+
+/// Re-encodes `tbs` without the extension `oid`; errors if it is absent.
+fn remove_extension(
+    mut tbs: x509_cert::TbsCertificate,
+    oid: &der::asn1::ObjectIdentifier,
+    what: &str,
+) -> Result<(Vec<u8>, x509_cert::ext::Extension), SctError> {
+    use der::Encode;
+    let exts = tbs
+        .extensions
+        .as_mut()
+        .ok_or_else(|| cert_err(format!("certificate has no extensions, so no {what}")))?;
+    let pos = exts
+        .iter()
+        .position(|e| &e.extn_id == oid)
+        .ok_or_else(|| cert_err(format!("certificate has no {what} extension ({oid})")))?;
+    let removed = exts.remove(pos);
+    if exts.iter().any(|e| &e.extn_id == oid) {
+        return Err(cert_err(format!(
+            "certificate has more than one {what} extension"
+        )));
+    }
+    if exts.is_empty() {
+        tbs.extensions = None;
+    }
+    Ok((tbs.to_der().map_err(cert_err)?, removed))
+}
+
+/// The TBS a precert SCT signs, from a precertificate: its TBS with the critical poison
+/// extension removed (what a CT log does on add-pre-chain).
+pub fn precert_tbs_from_precert(precert_der: &[u8]) -> Result<Vec<u8>, SctError> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(precert_der).map_err(cert_err)?;
+    let (tbs, poison) = remove_extension(
+        cert.tbs_certificate,
+        &crate::oid::CT_PRECERT_POISON,
+        "precertificate poison",
+    )?;
+    if !poison.critical {
+        return Err(cert_err(
+            "the precertificate poison extension must be critical",
+        ));
+    }
+    if poison.extn_value.as_bytes() != [0x05, 0x00] {
+        return Err(cert_err(
+            "the precertificate poison extension's value must be ASN.1 NULL",
+        ));
+    }
+    Ok(tbs)
+}
+
+/// From a final certificate with an embedded SCT list (extension 1.3.6.1.4.1.11129.2.4.2): the
+/// precertificate TBS the SCTs signed (the TBS without that extension) and the SCTs.
+pub fn precert_tbs_from_cert(
+    cert_der: &[u8],
+) -> Result<(Vec<u8>, Vec<SignedCertificateTimestamp>), SctError> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert_der).map_err(cert_err)?;
+    let (tbs, ext) = remove_extension(
+        cert.tbs_certificate,
+        &crate::oid::CT_PRECERT_SCTS,
+        "embedded SCT list",
+    )?;
+    let list = der::asn1::OctetStringRef::from_der(ext.extn_value.as_bytes())
+        .map_err(|e| cert_err(format!("embedded SCT list is not a DER OCTET STRING: {e}")))?;
+    Ok((tbs, decode_sct_list(list.as_bytes())?))
+}
+
+/// Verifies an SCT's signature over `entry` with the CT log's key (and that the SCT names that log).
+pub fn verify_sct(
+    sct: &SignedCertificateTimestamp,
+    entry: &LogEntry,
+    log_key: &crate::crypto::PublicKey,
+) -> Result<(), SctError> {
+    use crate::crypto::{DigestAlgorithm, KeyAlgorithm};
+    if sct.log_id != log_key.key_id() {
+        return Err(SctError::WrongLog);
+    }
+    let data = sct.signed_data(entry)?;
+    let bad = |e: crate::crypto::CryptoError| SctError::BadSignature(e.to_string());
+    let sig = &sct.signature;
+    let expected_sig_alg = match log_key.algorithm() {
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => 3,
+        KeyAlgorithm::Rsa { .. } => 1,
+        KeyAlgorithm::Ed25519 => 7,
+    };
+    if sig.sig_alg != expected_sig_alg {
+        return Err(SctError::BadSignature(format!(
+            "signature algorithm {} does not match the log's {} key",
+            sig.sig_alg,
+            log_key.algorithm()
+        )));
+    }
+    if log_key.algorithm() == KeyAlgorithm::Ed25519 {
+        return log_key.verify(&data, &sig.signature).map_err(bad);
+    }
+    let digest = match sig.hash_alg {
+        4 => DigestAlgorithm::Sha256,
+        5 => DigestAlgorithm::Sha384,
+        6 => DigestAlgorithm::Sha512,
+        other => {
+            return Err(SctError::BadSignature(format!(
+                "unsupported hash algorithm {other}"
+            )));
+        }
+    };
+    log_key
+        .verify_prehashed(digest, &digest.digest(&data), &sig.signature)
+        .map_err(bad)
+}
+
+/// Verifies the SCTs embedded in `cert_der` (issued by the key `issuer_spki_der`) against a CT log
+/// key; returns the SCTs from that log that verified. Errors if none did.
+pub fn verify_embedded_scts(
+    cert_der: &[u8],
+    issuer_spki_der: &[u8],
+    log_key: &crate::crypto::PublicKey,
+) -> Result<Vec<SignedCertificateTimestamp>, SctError> {
+    let (tbs_der, scts) = precert_tbs_from_cert(cert_der)?;
+    let entry = LogEntry::Precert {
+        issuer_key_hash: issuer_key_hash(issuer_spki_der),
+        tbs_der,
+    };
+    let mut last = SctError::WrongLog;
+    let mut ok = Vec::new();
+    for sct in scts {
+        match verify_sct(&sct, &entry, log_key) {
+            Ok(()) => ok.push(sct),
+            Err(e) => last = e,
+        }
+    }
+    if ok.is_empty() { Err(last) } else { Ok(ok) }
+}
+
 // ---- reading -------------------------------------------------------------------------------
 
 struct Reader<'a> {
@@ -602,5 +746,43 @@ mod tests {
             SignedCertificateTimestamp::from_json(&back).unwrap(),
             sample()
         );
+    }
+
+    #[test]
+    fn verify_sct_signatures() {
+        use crate::crypto::{KeyAlgorithm, SigningKey};
+        for (alg, codes) in [
+            (KeyAlgorithm::EcdsaP256, DigitallySigned::ECDSA_SHA256),
+            (KeyAlgorithm::Ed25519, DigitallySigned::ED25519),
+        ] {
+            let key = SigningKey::generate(alg).unwrap();
+            let entry = LogEntry::Precert {
+                issuer_key_hash: [5; 32],
+                tbs_der: b"tbs".to_vec(),
+            };
+            let data = sct_signed_data(77, &entry, &[]).unwrap();
+            let sct = SignedCertificateTimestamp {
+                log_id: key.public_key().key_id(),
+                timestamp_ms: 77,
+                extensions: vec![],
+                signature: DigitallySigned {
+                    hash_alg: codes.0,
+                    sig_alg: codes.1,
+                    signature: key.sign(&data).unwrap(),
+                },
+            };
+            verify_sct(&sct, &entry, &key.public_key()).unwrap();
+            // another entry, another time or another log fails
+            let other = LogEntry::Precert {
+                issuer_key_hash: [6; 32],
+                tbs_der: b"tbs".to_vec(),
+            };
+            assert!(verify_sct(&sct, &other, &key.public_key()).is_err());
+            let mut later = sct.clone();
+            later.timestamp_ms += 1;
+            assert!(verify_sct(&later, &entry, &key.public_key()).is_err());
+            let stranger = SigningKey::generate(alg).unwrap().public_key();
+            assert_eq!(verify_sct(&sct, &entry, &stranger), Err(SctError::WrongLog));
+        }
     }
 }
