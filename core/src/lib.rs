@@ -4,6 +4,8 @@
 //! so every function is deterministic, fast to test and safe to fuzz.
 
 pub mod bundle;
+pub mod certs;
+pub mod jcs;
 pub mod checkpoint;
 pub mod crypto;
 pub mod merkle;

@@ -1,6 +1,10 @@
 //! Sigil server library: the roles `sigil-server` runs (log, CA, TSA), usable in-process by tests.
 
 pub mod ca;
+pub mod config;
+pub mod dev_oidc;
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod storage;
+pub mod trust;

@@ -1,1 +1,5 @@
-//! Transparency logs: the Merkle log engine, Rekor v1 API and the CT log API.
+//! Transparency logs: the Merkle log engine, the Rekor v1 API and the CT log API.
+
+pub mod ct;
+pub mod engine;
+pub mod rekor_v1;

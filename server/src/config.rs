@@ -1,0 +1,429 @@
+//! Configuration: one TOML file, every key overridable by a `SIGIL_<SECTION>_<KEY>` environment
+//! variable (e.g. `SIGIL_SERVER_LISTEN`, `SIGIL_DATABASE_URL`), validated at start with messages
+//! that name the bad key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration errors: each names the key and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub ct: CtConfig,
+    #[serde(default)]
+    pub ca: CaSection,
+    #[serde(default)]
+    pub dev_oidc: DevOidcConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Base URL clients reach this server at (written into the trust files).
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Per-request timeout, in seconds.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_secs: u64,
+    /// Log lines as JSON.
+    #[serde(default)]
+    pub json_logs: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://path` (relative paths are under the data dir).
+    #[serde(default = "default_db")]
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PKCS#8 PEM signing key (ECDSA P-256 or Ed25519).
+    #[serde(default = "default_log_key")]
+    pub key: PathBuf,
+    /// Checkpoint origin prefix (Rekor uses its hostname); the origin is `<prefix> - <tree id>`.
+    #[serde(default = "default_origin")]
+    pub origin: String,
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    #[serde(default = "default_max_wait")]
+    pub max_wait_ms: u64,
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_ct_key")]
+    pub key: PathBuf,
+    /// PEM roots the CT log accepts chains to (default: the CA's root).
+    #[serde(default = "default_ca_root_cert")]
+    pub roots: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Root certificate (PEM).
+    #[serde(default = "default_ca_root_cert")]
+    pub root_cert: PathBuf,
+    /// Intermediate certificate (PEM) and its PKCS#8 key.
+    #[serde(default = "default_ca_int_cert")]
+    pub intermediate_cert: PathBuf,
+    #[serde(default = "default_ca_int_key")]
+    pub intermediate_key: PathBuf,
+    /// Name of an environment variable holding the passphrase of an encrypted key.
+    #[serde(default)]
+    pub key_passphrase_env: Option<String>,
+    /// `file` (default) or `ephemeral` (development only: keys vanish on restart).
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// Certificate validity in minutes.
+    #[serde(default = "default_validity")]
+    pub validity_minutes: u64,
+    /// CT log base URL (default: this server) and its public key (PEM).
+    #[serde(default)]
+    pub ct_log_url: Option<String>,
+    #[serde(default = "default_ct_pub")]
+    pub ct_log_public_key: PathBuf,
+    /// `embedded` (default) or `detached` SCTs.
+    #[serde(default = "default_sct_mode")]
+    pub sct_mode: String,
+    /// Trusted OIDC issuers (the dev issuer is added automatically when enabled).
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One trusted OIDC issuer.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact issuer URL, or …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_url: Option<String>,
+    /// … a meta-issuer pattern where `*` matches one `[-_a-zA-Z0-9]+` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildcard_issuer_url: Option<String>,
+    /// Expected `aud` (default `sigstore`).
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// email, github-workflow, gitlab-pipeline, buildkite-job, codefresh-workflow,
+    /// chainguard-identity, kubernetes, spiffe, uri, username, ci-provider.
+    #[serde(rename = "type")]
+    pub issuer_type: String,
+    /// For `spiffe`: the trust domain; for `uri`/`username`: the subject domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_domain: Option<String>,
+    /// For `ci-provider`: claim → extension templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_provider: Option<toml::Table>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevOidcConfig {
+    /// Development issuer: hands out ID tokens to anyone who asks. Never enable in production.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_dev_subject")]
+    pub subject: String,
+    #[serde(default = "default_dev_key")]
+    pub key: PathBuf,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> String {
+    "127.0.0.1:3000".into()
+}
+fn default_public_url() -> String {
+    "http://127.0.0.1:3000".into()
+}
+fn default_max_body() -> usize {
+    4 * 1024 * 1024
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_db() -> String {
+    "sqlite://sigil.db".into()
+}
+fn default_log_key() -> PathBuf {
+    "keys/log.pem".into()
+}
+fn default_origin() -> String {
+    "sigil".into()
+}
+fn default_max_batch() -> usize {
+    1024
+}
+fn default_max_wait() -> u64 {
+    2
+}
+fn default_queue() -> usize {
+    8192
+}
+fn default_ct_key() -> PathBuf {
+    "keys/ctlog.pem".into()
+}
+fn default_ct_pub() -> PathBuf {
+    "keys/ctlog.pub.pem".into()
+}
+fn default_ca_root_cert() -> PathBuf {
+    "keys/ca-root.crt.pem".into()
+}
+fn default_ca_int_cert() -> PathBuf {
+    "keys/ca-intermediate.crt.pem".into()
+}
+fn default_ca_int_key() -> PathBuf {
+    "keys/ca-intermediate.pem".into()
+}
+fn default_backend() -> String {
+    "file".into()
+}
+fn default_validity() -> u64 {
+    10
+}
+fn default_sct_mode() -> String {
+    "embedded".into()
+}
+fn default_client_id() -> String {
+    "sigstore".into()
+}
+fn default_dev_subject() -> String {
+    "developer@sigil.localhost".into()
+}
+fn default_dev_key() -> PathBuf {
+    "keys/dev-oidc.pem".into()
+}
+
+macro_rules! default_from_empty {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                toml::from_str("").unwrap_or_else(|_| unreachable!())
+            }
+        }
+    )*};
+}
+default_from_empty!(ServerConfig, DatabaseConfig, LogConfig, CtConfig, CaSection, DevOidcConfig);
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            ct: CtConfig::default(),
+            ca: CaSection::default(),
+            dev_oidc: DevOidcConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Read a TOML file (if it exists), then apply `SIGIL_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    message: e.message().to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, std::env::vars())?;
+        let cfg: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.map(Path::to_path_buf).unwrap_or_else(|| "(environment)".into()),
+            message: e.message().to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that need no I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("server.listen", format!("{:?} is not host:port: {e}", self.server.listen)))?;
+        let url = &self.server.public_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+            return Err(invalid(
+                "server.public_url",
+                format!("{url:?} must be an http(s) base URL without a trailing slash"),
+            ));
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://") || db.starts_with("sqlite:")) {
+            return Err(invalid("database.url", format!("{db:?} must start with postgres:// or sqlite://")));
+        }
+        if self.log.max_batch == 0 || self.log.queue_capacity == 0 {
+            return Err(invalid("log.max_batch", "max_batch and queue_capacity must be at least 1"));
+        }
+        if !matches!(self.ca.backend.as_str(), "file" | "ephemeral") {
+            return Err(invalid("ca.backend", format!("{:?}: use file or ephemeral", self.ca.backend)));
+        }
+        if !matches!(self.ca.sct_mode.as_str(), "embedded" | "detached") {
+            return Err(invalid("ca.sct_mode", format!("{:?}: use embedded or detached", self.ca.sct_mode)));
+        }
+        if let Some(u) = &self.ca.ct_log_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid("ca.ct_log_url", format!("{u:?} is not an http(s) URL")));
+            }
+        }
+        for (i, iss) in self.ca.issuers.iter().enumerate() {
+            match (&iss.issuer_url, &iss.wildcard_issuer_url) {
+                (Some(u), None) | (None, Some(u)) if u.starts_with("https://") || u.starts_with("http://") => {}
+                _ => {
+                    return Err(invalid(
+                        &format!("ca.issuers[{i}]"),
+                        "set exactly one of issuer_url or wildcard_issuer_url, an http(s) URL",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The CT log URL the CA submits to.
+    pub fn ct_log_url(&self) -> String {
+        self.ca
+            .ct_log_url
+            .clone()
+            .unwrap_or_else(|| self.server.public_url.clone())
+    }
+
+    /// The dev issuer's URL.
+    pub fn dev_issuer_url(&self) -> String {
+        format!("{}/oidc", self.server.public_url)
+    }
+}
+
+/// Resolve a configured path against the data dir.
+pub fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { data_dir.join(p) }
+}
+
+/// `SIGIL_SERVER_LISTEN=…` → `[server] listen = …`; `SIGIL_DATABASE_URL` → `[database] url`.
+/// Values parse as TOML when they can (numbers, booleans, arrays), else as strings.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    const SECTIONS: &[&str] = &["server", "database", "log", "ct", "ca", "dev_oidc"];
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("SIGIL_") else {
+            continue;
+        };
+        let rest = rest.to_lowercase();
+        let Some(section) = SECTIONS
+            .iter()
+            .filter(|s| rest.starts_with(&format!("{s}_")))
+            .max_by_key(|s| s.len())
+        else {
+            continue; // SIGIL_DATA_DIR etc. belong to the CLI.
+        };
+        let key = rest.get(section.len() + 1..).unwrap_or_default().to_string();
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = entry else {
+            return Err(invalid(section, "must be a table"));
+        };
+        t.insert(key, parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_validation() {
+        let mut t = toml::Table::new();
+        apply_env(
+            &mut t,
+            vec![
+                ("SIGIL_SERVER_LISTEN".to_string(), "0.0.0.0:8080".to_string()),
+                ("SIGIL_LOG_MAX_BATCH".to_string(), "64".to_string()),
+                ("SIGIL_DEV_OIDC_ENABLED".to_string(), "true".to_string()),
+                ("SIGIL_DATABASE_URL".to_string(), "postgres://x@y/z".to_string()),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        let cfg: Config = t.try_into().unwrap();
+        assert_eq!(cfg.server.listen, "0.0.0.0:8080");
+        assert_eq!(cfg.log.max_batch, 64);
+        assert!(cfg.dev_oidc.enabled);
+        assert_eq!(cfg.database.url, "postgres://x@y/z");
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut cfg = Config::default();
+        cfg.server.public_url = "ftp://x".into();
+        assert!(cfg.validate().unwrap_err().to_string().contains("server.public_url"));
+        let mut cfg = Config::default();
+        cfg.server.listen = "nope".into();
+        assert!(cfg.validate().unwrap_err().to_string().contains("server.listen"));
+        let err = toml::from_str::<Config>("[server]\nlisen = 1").unwrap_err();
+        assert!(err.to_string().contains("lisen"));
+    }
+}

@@ -1,0 +1,375 @@
+//! An RFC 6962 certificate-transparency log on the Merkle log engine (its own log id and key).
+//! The CA submits precertificates here over HTTP, exactly as it would to a remote CT log.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use der::{Decode, Encode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sigil_core::crypto::{PublicKey, SigningKey, sha256};
+use sigil_core::merkle::Hash;
+use sigil_core::sct::{self, DigitallySigned};
+use x509_cert::Certificate;
+
+use super::engine::{LogEngine, Submission};
+use crate::error::AppError;
+
+/// OID of the precertificate poison extension.
+pub const POISON_OID: &str = "1.3.6.1.4.1.11129.2.4.3";
+
+/// State of the CT log handlers.
+pub struct CtState {
+    pub engine: LogEngine,
+    pub key: SigningKey,
+    /// SHA-256 of the CT key's SPKI: the CT log ID.
+    pub log_id: [u8; 32],
+    /// DER roots this log accepts chains to.
+    pub roots: Vec<Vec<u8>>,
+}
+
+impl CtState {
+    pub fn new(engine: LogEngine, key: SigningKey, roots: Vec<Vec<u8>>) -> Self {
+        let log_id = sha256(key.public_key().spki_der());
+        Self {
+            engine,
+            key,
+            log_id,
+            roots,
+        }
+    }
+}
+
+/// RFC 6962 routes under `/ct/v1/`.
+pub fn router(state: Arc<CtState>) -> Router {
+    Router::new()
+        .route("/ct/v1/add-pre-chain", post(add_pre_chain))
+        .route("/ct/v1/add-chain", post(add_chain))
+        .route("/ct/v1/get-sth", get(get_sth))
+        .route("/ct/v1/get-sth-consistency", get(get_sth_consistency))
+        .route("/ct/v1/get-proof-by-hash", get(get_proof_by_hash))
+        .route("/ct/v1/get-entries", get(get_entries))
+        .route("/ct/v1/get-roots", get(get_roots))
+        .with_state(state)
+}
+
+fn now_ms() -> u64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+fn sig_algs(key: &SigningKey) -> (u8, u8) {
+    match key.algorithm() {
+        sigil_core::crypto::KeyAlgorithm::Ed25519 => (8, 7),
+        sigil_core::crypto::KeyAlgorithm::EcdsaP384 => (5, 3),
+        _ => (4, 3),
+    }
+}
+
+fn digitally_signed(key: &SigningKey, data: &[u8]) -> Result<DigitallySigned, AppError> {
+    let (hash_alg, sig_alg) = sig_algs(key);
+    Ok(DigitallySigned {
+        hash_alg,
+        sig_alg,
+        signature: key.sign(data).map_err(AppError::internal)?,
+    })
+}
+
+struct ParsedChain {
+    ders: Vec<Vec<u8>>,
+    certs: Vec<Certificate>,
+}
+
+fn parse_chain(body: Result<Bytes, BytesRejection>) -> Result<ParsedChain, AppError> {
+    let bytes = body.map_err(|e| AppError::bad_request(format!("could not read body: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::bad_request(format!("body is not valid JSON: {e}")))?;
+    let chain = v
+        .get("chain")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AppError::bad_request("body must be {\"chain\": [base64 DER certificates]}"))?;
+    if chain.len() < 2 {
+        return Err(AppError::bad_request(
+            "chain must hold the certificate and at least its issuer",
+        ));
+    }
+    let mut ders = Vec::with_capacity(chain.len());
+    let mut certs = Vec::with_capacity(chain.len());
+    for (i, c) in chain.iter().enumerate() {
+        let der = c
+            .as_str()
+            .and_then(|s| STANDARD.decode(s).ok())
+            .ok_or_else(|| AppError::bad_request(format!("chain[{i}] is not base64")))?;
+        let cert = Certificate::from_der(&der)
+            .map_err(|e| AppError::bad_request(format!("chain[{i}] is not a DER certificate: {e}")))?;
+        ders.push(der);
+        certs.push(cert);
+    }
+    Ok(ParsedChain { ders, certs })
+}
+
+fn spki(cert: &Certificate) -> Result<Vec<u8>, AppError> {
+    cert.tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(AppError::internal)
+}
+
+/// Each certificate is signed by the next, and the chain ends at (or is issued by) a root we accept.
+fn check_chain(s: &CtState, chain: &ParsedChain) -> Result<(), AppError> {
+    for i in 0..chain.certs.len().saturating_sub(1) {
+        let (Some(child), Some(parent)) = (chain.certs.get(i), chain.certs.get(i + 1)) else {
+            continue;
+        };
+        let tbs = child.tbs_certificate.to_der().map_err(AppError::internal)?;
+        let key = PublicKey::from_spki_der(&spki(parent)?)
+            .map_err(|e| AppError::bad_request(format!("chain[{}] key: {e}", i + 1)))?;
+        let sig = child.signature.raw_bytes();
+        key.verify(&tbs, sig).map_err(|_| {
+            AppError::bad_request(format!("chain[{i}] is not signed by chain[{}]", i + 1))
+        })?;
+    }
+    let anchored = chain.ders.iter().any(|d| s.roots.contains(d));
+    if !anchored {
+        return Err(AppError::bad_request(
+            "chain does not end at a root this log accepts (see get-roots)",
+        ));
+    }
+    Ok(())
+}
+
+fn has_ext(cert: &Certificate, oid: &str) -> bool {
+    let Ok(oid) = der::asn1::ObjectIdentifier::new(oid) else {
+        return false;
+    };
+    cert.tbs_certificate
+        .extensions
+        .as_ref()
+        .is_some_and(|exts| exts.iter().any(|e| e.extn_id == oid))
+}
+
+/// The TBS of a precertificate with the poison extension removed (what the SCT signs).
+fn tbs_without_poison(cert: &Certificate) -> Result<Vec<u8>, AppError> {
+    let poison = der::asn1::ObjectIdentifier::new(POISON_OID).map_err(AppError::internal)?;
+    let mut tbs = cert.tbs_certificate.clone();
+    if let Some(exts) = tbs.extensions.as_mut() {
+        exts.retain(|e| e.extn_id != poison);
+    }
+    tbs.to_der().map_err(AppError::internal)
+}
+
+/// TLS encoding of the chain served as `extra_data`.
+fn encode_chain(certs: &[Vec<u8>]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for c in certs {
+        push_u24(&mut inner, c);
+    }
+    let mut out = Vec::with_capacity(inner.len() + 3);
+    push_u24(&mut out, &inner);
+    out
+}
+
+fn push_u24(out: &mut Vec<u8>, data: &[u8]) {
+    let len = u32::try_from(data.len()).unwrap_or(0);
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(data);
+}
+
+fn sct_err(e: sct::SctError) -> AppError {
+    AppError::bad_request(format!("cannot build the CT entry: {e}"))
+}
+
+fn sct_json(s: &CtState, timestamp: u64, sig: &DigitallySigned) -> Result<Value, AppError> {
+    Ok(json!({
+        "sct_version": 0,
+        "id": STANDARD.encode(s.log_id),
+        "timestamp": timestamp,
+        "extensions": "",
+        "signature": STANDARD.encode(sct::encode_digitally_signed(sig).map_err(sct_err)?),
+    }))
+}
+
+async fn add_pre_chain(
+    State(s): State<Arc<CtState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let chain = parse_chain(body)?;
+    let (Some(pre), Some(issuer)) = (chain.certs.first(), chain.certs.get(1)) else {
+        return Err(AppError::bad_request("chain must hold the precertificate and its issuer"));
+    };
+    if !has_ext(pre, POISON_OID) {
+        return Err(AppError::bad_request(
+            "chain[0] is not a precertificate (no poison extension); use add-chain",
+        ));
+    }
+    check_chain(&s, &chain)?;
+    let tbs = tbs_without_poison(pre)?;
+    let issuer_key_hash = sha256(&spki(issuer)?);
+    let timestamp = now_ms();
+    let leaf = sct::merkle_tree_leaf_precert(timestamp, &issuer_key_hash, &tbs, &[]).map_err(sct_err)?;
+    let mut extra = Vec::new();
+    push_u24(&mut extra, chain.ders.first().map(Vec::as_slice).unwrap_or_default());
+    extra.extend(encode_chain(chain.ders.get(1..).unwrap_or_default()));
+    append(&s, leaf, extra).await?;
+    let sig = digitally_signed(
+        &s.key,
+        &sct::sct_signed_data_precert(timestamp, &issuer_key_hash, &tbs, &[]).map_err(sct_err)?,
+    )?;
+    Ok(Json(sct_json(&s, timestamp, &sig)?))
+}
+
+async fn add_chain(
+    State(s): State<Arc<CtState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let chain = parse_chain(body)?;
+    let Some(cert) = chain.certs.first() else {
+        return Err(AppError::bad_request("empty chain"));
+    };
+    if has_ext(cert, POISON_OID) {
+        return Err(AppError::bad_request("chain[0] is a precertificate; use add-pre-chain"));
+    }
+    check_chain(&s, &chain)?;
+    let der = chain.ders.first().cloned().unwrap_or_default();
+    let timestamp = now_ms();
+    let leaf = sct::merkle_tree_leaf_x509(timestamp, &der, &[]).map_err(sct_err)?;
+    append(&s, leaf, encode_chain(chain.ders.get(1..).unwrap_or_default())).await?;
+    let sig = digitally_signed(&s.key, &sct::sct_signed_data_x509(timestamp, &der, &[]).map_err(sct_err)?)?;
+    Ok(Json(sct_json(&s, timestamp, &sig)?))
+}
+
+async fn append(s: &CtState, leaf: Vec<u8>, extra: Vec<u8>) -> Result<u64, AppError> {
+    let appended = s
+        .engine
+        .append(Submission {
+            data: leaf,
+            extra,
+            search_keys: Vec::new(),
+        })
+        .await?;
+    Ok(appended.index)
+}
+
+async fn get_sth(State(s): State<Arc<CtState>>) -> Result<Json<Value>, AppError> {
+    let head = s.engine.head();
+    let timestamp = now_ms();
+    let sig = digitally_signed(&s.key, &sct::tree_head_signed_data(timestamp, head.size, &head.root))?;
+    Ok(Json(json!({
+        "tree_size": head.size,
+        "timestamp": timestamp,
+        "sha256_root_hash": STANDARD.encode(head.root),
+        "tree_head_signature": STANDARD.encode(sct::encode_digitally_signed(&sig).map_err(sct_err)?),
+    })))
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    first: Option<u64>,
+    second: Option<u64>,
+}
+
+async fn get_sth_consistency(
+    State(s): State<Arc<CtState>>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let (Some(first), Some(second)) = (q.first, q.second) else {
+        return Err(AppError::bad_request("first and second tree sizes are required"));
+    };
+    if first > second {
+        return Err(AppError::bad_request("first must not be larger than second"));
+    }
+    let proof = if first == 0 || first == second {
+        Vec::new()
+    } else {
+        s.engine.consistency_proof(first, second).await?
+    };
+    Ok(Json(json!({"consistency": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+struct ProofByHashQuery {
+    hash: Option<String>,
+    tree_size: Option<u64>,
+}
+
+async fn get_proof_by_hash(
+    State(s): State<Arc<CtState>>,
+    q: Result<Query<ProofByHashQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let (Some(hash), Some(size)) = (q.hash, q.tree_size) else {
+        return Err(AppError::bad_request("hash and tree_size are required"));
+    };
+    let leaf: Hash = STANDARD
+        .decode(&hash)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| AppError::bad_request("hash must be a base64 SHA-256 leaf hash"))?;
+    let index = s
+        .engine
+        .db()
+        .index_of_leaf(s.engine.log_id(), &leaf)
+        .await
+        .map_err(AppError::internal)?
+        .ok_or_else(|| AppError::not_found("no entry with that leaf hash"))?;
+    if index >= size {
+        return Err(AppError::bad_request(format!(
+            "the entry (index {index}) is not in a tree of size {size}"
+        )));
+    }
+    let proof = s.engine.inclusion_proof(index, size).await?;
+    Ok(Json(json!({
+        "leaf_index": index,
+        "audit_path": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct EntriesQuery {
+    start: Option<u64>,
+    end: Option<u64>,
+}
+
+async fn get_entries(
+    State(s): State<Arc<CtState>>,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let (Some(start), Some(end)) = (q.start, q.end) else {
+        return Err(AppError::bad_request("start and end are required"));
+    };
+    let size = s.engine.head().size;
+    if start > end || start >= size {
+        return Err(AppError::bad_request(format!(
+            "start ({start}) must be <= end ({end}) and < the tree size ({size})"
+        )));
+    }
+    let end = end.min(size - 1).min(start + 255);
+    let rows = s
+        .engine
+        .db()
+        .entries_range(s.engine.log_id(), start, end + 1)
+        .await
+        .map_err(AppError::internal)?;
+    let entries: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"leaf_input": STANDARD.encode(&r.data), "extra_data": STANDARD.encode(&r.extra)}))
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
+async fn get_roots(State(s): State<Arc<CtState>>) -> Json<Value> {
+    Json(json!({"certificates": s.roots.iter().map(|r| STANDARD.encode(r)).collect::<Vec<_>>()}))
+}

@@ -1,0 +1,447 @@
+//! The Rekor v1 API (what cosign 2, sigstore-python/-js with `majorApiVersion: 1` and rekor-cli
+//! speak) on top of the log engine.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sigil_core::crypto::{SigningKey, sha256};
+use sigil_core::merkle::Hash;
+use sigil_core::rekor::{self, EntryError};
+
+use super::engine::{EngineError, LogEngine, Submission};
+use crate::error::AppError;
+use crate::storage::EntryRow;
+
+/// The artifact log's identity: its signing key and the values derived from it.
+pub struct LogKey {
+    pub key: SigningKey,
+    /// SHA-256 of the public key's SPKI DER: Rekor's log ID.
+    pub log_id: [u8; 32],
+    pub public_pem: String,
+}
+
+impl LogKey {
+    pub fn new(key: SigningKey) -> Self {
+        let public = key.public_key();
+        let log_id = sha256(public.spki_der());
+        let public_pem = public.to_pem();
+        Self {
+            key,
+            log_id,
+            public_pem,
+        }
+    }
+    pub fn log_id_hex(&self) -> String {
+        hex::encode(self.log_id)
+    }
+}
+
+/// Shared state of the Rekor v1 handlers.
+pub struct RekorState {
+    pub engine: LogEngine,
+    pub key: LogKey,
+    /// Search answers are capped at this many entries.
+    pub max_search_results: i64,
+}
+
+/// Routes of the Rekor v1 API.
+pub fn router(state: Arc<RekorState>) -> Router {
+    Router::new()
+        .route("/api/v1/log", get(get_log))
+        .route("/api/v1/log/publicKey", get(get_public_key))
+        .route("/api/v1/log/proof", get(get_proof))
+        .route("/api/v1/log/entries", post(create_entry).get(get_entry_by_index))
+        .route("/api/v1/log/entries/{id}", get(get_entry_by_uuid))
+        .route("/api/v1/log/entries/retrieve", post(retrieve_entries))
+        .route("/api/v1/log/entries/retrieve/", post(retrieve_entries))
+        .route("/api/v1/index/retrieve", post(search_index))
+        .with_state(state)
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Duplicate { index } => AppError::Conflict {
+                message: format!("an equivalent entry already exists in the log at index {index}"),
+                location: None,
+            },
+            EngineError::Overloaded => AppError::Unavailable {
+                message: "the log is busy: too many entries are waiting to be sequenced; retry shortly".into(),
+                retry_after_secs: 1,
+            },
+            EngineError::ShuttingDown => AppError::Unavailable {
+                message: "the log is shutting down; retry shortly".into(),
+                retry_after_secs: 5,
+            },
+            EngineError::InvalidArgs(m) => AppError::BadRequest(m),
+            EngineError::Storage(e) => AppError::internal(e),
+            EngineError::Internal(m) => AppError::Internal(m),
+        }
+    }
+}
+
+fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge("request body is larger than the log accepts".into())
+        } else {
+            AppError::bad_request(format!("could not read the request body: {e}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::bad_request(format!("request body is not valid JSON: {e}")))
+}
+
+async fn get_log(State(s): State<Arc<RekorState>>) -> Json<Value> {
+    let head = s.engine.head();
+    Json(json!({
+        "rootHash": hex::encode(head.root),
+        "treeSize": head.size,
+        "signedTreeHead": String::from_utf8_lossy(&head.checkpoint),
+        "treeID": s.engine.tree_id().to_string(),
+        "inactiveShards": [],
+    }))
+}
+
+async fn get_public_key(State(s): State<Arc<RekorState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        s.key.public_pem.clone(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ProofQuery {
+    #[serde(rename = "firstSize")]
+    first_size: Option<String>,
+    #[serde(rename = "lastSize")]
+    last_size: Option<String>,
+}
+
+fn parse_size(v: &Option<String>, name: &str) -> Result<Option<u64>, AppError> {
+    v.as_deref()
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| AppError::bad_request(format!("{name} must be a non-negative integer, got {s:?}")))
+        })
+        .transpose()
+}
+
+async fn get_proof(
+    State(s): State<Arc<RekorState>>,
+    q: Result<Query<ProofQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let first = parse_size(&q.first_size, "firstSize")?.unwrap_or(1);
+    let last = parse_size(&q.last_size, "lastSize")?
+        .ok_or_else(|| AppError::bad_request("lastSize is required"))?;
+    if first == 0 || first > last {
+        return Err(AppError::bad_request(format!(
+            "firstSize ({first}) must be at least 1 and not larger than lastSize ({last})"
+        )));
+    }
+    let hashes = s.engine.consistency_proof(first, last).await?;
+    let root = s.engine.root_at(last).await?;
+    Ok(Json(json!({
+        "rootHash": hex::encode(root),
+        "hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+    })))
+}
+
+fn entry_error(e: EntryError) -> AppError {
+    AppError::BadRequest(e.to_string())
+}
+
+async fn create_entry(
+    State(s): State<Arc<RekorState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    let proposed = body_json(body)?;
+    // Verification happens here, outside the sequencer, on the handler's task.
+    let canonical = rekor::canonicalize(&proposed).map_err(entry_error)?;
+    let uuid = canonical.uuid();
+    let entry_id = rekor::entry_id(tree_id_u64(&s), &uuid);
+    let appended = match s
+        .engine
+        .append(Submission {
+            data: canonical.body.clone(),
+            extra: Vec::new(),
+            search_keys: canonical.search_keys,
+        })
+        .await
+    {
+        Ok(a) => a,
+        Err(EngineError::Duplicate { index }) => {
+            return Err(AppError::Conflict {
+                message: format!("an equivalent entry already exists in the log at index {index} (entry {entry_id})"),
+                location: Some(format!("/api/v1/log/entries/{entry_id}")),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let row = EntryRow {
+        index: appended.index,
+        leaf_hash: appended.leaf_hash,
+        data: canonical.body,
+        extra: Vec::new(),
+        integrated_time: appended.integrated_time,
+    };
+    let entry = log_entry(&s, &row, Some(appended.tree.size), Some(appended.tree.checkpoint.clone())).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/log/entries/{entry_id}")) {
+        headers.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{uuid}\"")) {
+        headers.insert(header::ETAG, v);
+    }
+    Ok((StatusCode::CREATED, headers, Json(json!({ entry_id: entry })))
+        .into_response())
+}
+
+fn tree_id_u64(s: &RekorState) -> u64 {
+    u64::try_from(s.engine.tree_id()).unwrap_or(0)
+}
+
+/// A Rekor `LogEntry` with its signed entry timestamp and an inclusion proof in the latest
+/// (or the given) checkpoint.
+async fn log_entry(
+    s: &RekorState,
+    row: &EntryRow,
+    size: Option<u64>,
+    checkpoint: Option<Vec<u8>>,
+) -> Result<Value, AppError> {
+    let (size, checkpoint) = match (size, checkpoint) {
+        (Some(n), Some(c)) => (n, c),
+        _ => {
+            let head = s.engine.head();
+            (head.size, head.checkpoint.clone())
+        }
+    };
+    let proof = s.engine.inclusion_proof(row.index, size).await?;
+    let root = sigil_core::merkle::root_from_inclusion_proof(&row.leaf_hash, row.index, size, &proof)
+        .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
+    let log_id = s.key.log_id_hex();
+    let set = s
+        .key
+        .key
+        .sign(&rekor::set_payload(&row.data, row.integrated_time, &log_id, row.index))
+        .map_err(AppError::internal)?;
+    Ok(json!({
+        "body": STANDARD.encode(&row.data),
+        "integratedTime": row.integrated_time,
+        "logID": log_id,
+        "logIndex": row.index,
+        "verification": {
+            "signedEntryTimestamp": STANDARD.encode(set),
+            "inclusionProof": {
+                "logIndex": row.index,
+                "rootHash": hex::encode(root),
+                "treeSize": size,
+                "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                "checkpoint": String::from_utf8_lossy(&checkpoint),
+            }
+        }
+    }))
+}
+
+async fn entry_json(s: &RekorState, row: &EntryRow) -> Result<Value, AppError> {
+    let uuid = hex::encode(row.leaf_hash);
+    let id = rekor::entry_id(tree_id_u64(s), &uuid);
+    Ok(json!({ id: log_entry(s, row, None, None).await? }))
+}
+
+#[derive(Deserialize)]
+struct IndexQuery {
+    #[serde(rename = "logIndex")]
+    log_index: Option<String>,
+}
+
+async fn get_entry_by_index(
+    State(s): State<Arc<RekorState>>,
+    q: Result<Query<IndexQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let raw = q
+        .log_index
+        .ok_or_else(|| AppError::bad_request("logIndex query parameter is required"))?;
+    let index: u64 = raw
+        .parse()
+        .map_err(|_| AppError::bad_request(format!("logIndex must be a non-negative integer, got {raw:?}")))?;
+    let row = fetch_index(&s, index).await?;
+    Ok(Json(entry_json(&s, &row).await?))
+}
+
+async fn fetch_index(s: &RekorState, index: u64) -> Result<EntryRow, AppError> {
+    let size = s.engine.head().size;
+    if index >= size {
+        return Err(AppError::not_found(format!(
+            "no entry at logIndex {index}: the log has {size} entries"
+        )));
+    }
+    s.engine
+        .db()
+        .entry_by_index(s.engine.log_id(), index)
+        .await
+        .map_err(AppError::internal)?
+        .ok_or_else(|| AppError::not_found(format!("no entry at logIndex {index}")))
+}
+
+async fn fetch_leaf(s: &RekorState, leaf: &Hash) -> Result<Option<EntryRow>, AppError> {
+    let Some(index) = s
+        .engine
+        .db()
+        .index_of_leaf(s.engine.log_id(), leaf)
+        .await
+        .map_err(AppError::internal)?
+    else {
+        return Ok(None);
+    };
+    if index >= s.engine.head().size {
+        // Committed by another replica after our head; not yet visible here.
+        return Ok(None);
+    }
+    Ok(Some(fetch_index(s, index).await?))
+}
+
+async fn get_entry_by_uuid(
+    State(s): State<Arc<RekorState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let leaf = rekor::parse_uuid_or_entry_id(&id).ok_or_else(|| {
+        AppError::bad_request(format!(
+            "{id:?} is not an entry UUID (64 hex digits) or entry ID (80 hex digits)"
+        ))
+    })?;
+    let row = fetch_leaf(&s, &leaf)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no entry with UUID {}", hex::encode(leaf))))?;
+    Ok(Json(entry_json(&s, &row).await?))
+}
+
+const MAX_RETRIEVE: usize = 100;
+
+async fn retrieve_entries(
+    State(s): State<Arc<RekorState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let req = body_json(body)?;
+    let obj = req
+        .as_object()
+        .ok_or_else(|| AppError::bad_request("body must be an object {entries?, entryUUIDs?, logIndexes?}"))?;
+    let mut rows: Vec<EntryRow> = Vec::new();
+    let list = |key: &str| -> Result<Vec<Value>, AppError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) if a.len() <= MAX_RETRIEVE => Ok(a.clone()),
+            Some(Value::Array(_)) => Err(AppError::bad_request(format!(
+                "{key}: at most {MAX_RETRIEVE} items per request"
+            ))),
+            Some(_) => Err(AppError::bad_request(format!("{key} must be an array"))),
+        }
+    };
+    for u in list("entryUUIDs")? {
+        let u = u
+            .as_str()
+            .ok_or_else(|| AppError::bad_request("entryUUIDs must be strings"))?;
+        let leaf = rekor::parse_uuid_or_entry_id(u)
+            .ok_or_else(|| AppError::bad_request(format!("{u:?} is not an entry UUID or entry ID")))?;
+        rows.extend(fetch_leaf(&s, &leaf).await?);
+    }
+    for i in list("logIndexes")? {
+        let i = i
+            .as_u64()
+            .ok_or_else(|| AppError::bad_request("logIndexes must be non-negative integers"))?;
+        if i < s.engine.head().size {
+            rows.push(fetch_index(&s, i).await?);
+        }
+    }
+    for e in list("entries")? {
+        let canonical = rekor::canonicalize(&e).map_err(entry_error)?;
+        rows.extend(fetch_leaf(&s, &canonical.leaf_hash()).await?);
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(entry_json(&s, row).await?);
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+async fn search_index(
+    State(s): State<Arc<RekorState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let req = body_json(body)?;
+    let obj = req
+        .as_object()
+        .ok_or_else(|| AppError::bad_request("body must be an object {hash?, publicKey?, email?}"))?;
+    let mut keys = Vec::new();
+    if let Some(h) = obj.get("hash").and_then(Value::as_str) {
+        let h = h.to_lowercase();
+        let (alg, hex_part) = h.split_once(':').unwrap_or(("sha256", h.as_str()));
+        let ok_len = match alg {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            _ => 0,
+        };
+        if hex_part.len() != ok_len || hex::decode(hex_part).is_err() {
+            return Err(AppError::bad_request(format!(
+                "hash must be <sha256|sha384|sha512>:<hex digest>, got {h:?}"
+            )));
+        }
+        keys.push(format!("{alg}:{hex_part}"));
+    }
+    if let Some(pk) = obj.get("publicKey") {
+        let content = pk
+            .get("content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AppError::bad_request("publicKey.content (base64 PEM) is required"))?;
+        let pem = STANDARD
+            .decode(content)
+            .map_err(|e| AppError::bad_request(format!("publicKey.content is not base64: {e}")))?;
+        let v = rekor::parse_verifier(&pem, "publicKey.content").map_err(entry_error)?;
+        keys.push(format!("sha256:{}", hex::encode(sha256(v.canonical_pem.as_bytes()))));
+    }
+    if let Some(email) = obj.get("email").and_then(Value::as_str) {
+        if !email.contains('@') {
+            return Err(AppError::bad_request(format!("email {email:?} is not an e-mail address")));
+        }
+        keys.push(email.to_lowercase());
+    }
+    if keys.is_empty() {
+        return Err(AppError::bad_request("give at least one of hash, publicKey or email"));
+    }
+    // Several criteria: entries matching all of them (Rekor's default "and").
+    let mut result: Option<Vec<Hash>> = None;
+    for k in &keys {
+        let found = s
+            .engine
+            .db()
+            .search(s.engine.log_id(), k, s.max_search_results)
+            .await
+            .map_err(AppError::internal)?;
+        result = Some(match result {
+            None => found,
+            Some(prev) => prev.into_iter().filter(|h| found.contains(h)).collect(),
+        });
+    }
+    let tree = tree_id_u64(&s);
+    let ids: Vec<String> = result
+        .unwrap_or_default()
+        .iter()
+        .map(|h| rekor::entry_id(tree, &hex::encode(h)))
+        .collect();
+    Ok(Json(json!(ids)))
+}

@@ -1,0 +1,158 @@
+//! Trust distribution: the `trusted_root.json`, `signing_config.json` and client trust config
+//! that Sigstore clients (sigil, sigstore-python, sigstore-js, cosign) need to use this instance.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use sigil_core::crypto::{KeyAlgorithm, PublicKey, sha256};
+
+pub const TRUSTED_ROOT_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
+pub const SIGNING_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.signingconfig.v0.2+json";
+pub const CLIENT_TRUST_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json";
+
+/// What the trust files describe.
+pub struct TrustInputs {
+    pub base_url: String,
+    /// RFC 3339 start of validity for every key and CA listed.
+    pub valid_from: String,
+    pub log_key: Option<PublicKey>,
+    pub ct_key: Option<PublicKey>,
+    /// DER certificates, intermediate first, root last.
+    pub ca_chain: Vec<Vec<u8>>,
+    /// DER TSA chain, leaf first.
+    pub tsa_chain: Vec<Vec<u8>>,
+    pub oidc_url: Option<String>,
+    pub operator: String,
+}
+
+fn key_details(k: &PublicKey) -> &'static str {
+    match k.algorithm() {
+        KeyAlgorithm::EcdsaP256 => "PKIX_ECDSA_P256_SHA_256",
+        KeyAlgorithm::EcdsaP384 => "PKIX_ECDSA_P384_SHA_384",
+        KeyAlgorithm::Ed25519 => "PKIX_ED25519",
+        KeyAlgorithm::Rsa { .. } => "PKIX_RSA_PKCS1V15_2048_SHA256",
+    }
+}
+
+fn log_json(base_url: &str, k: &PublicKey, start: &str) -> Value {
+    json!({
+        "baseUrl": base_url,
+        "hashAlgorithm": "SHA2_256",
+        "publicKey": {
+            "rawBytes": STANDARD.encode(k.spki_der()),
+            "keyDetails": key_details(k),
+            "validFor": {"start": start},
+        },
+        "logId": {"keyId": STANDARD.encode(sha256(k.spki_der()))},
+    })
+}
+
+fn chain_json(uri: &str, org: &str, cn: &str, chain: &[Vec<u8>], start: &str) -> Value {
+    json!({
+        "subject": {"organization": org, "commonName": cn},
+        "uri": uri,
+        "certChain": {"certificates": chain.iter().map(|c| json!({"rawBytes": STANDARD.encode(c)})).collect::<Vec<_>>()},
+        "validFor": {"start": start},
+    })
+}
+
+impl TrustInputs {
+    pub fn trusted_root(&self) -> Value {
+        let tlogs: Vec<Value> = self
+            .log_key
+            .iter()
+            .map(|k| log_json(&self.base_url, k, &self.valid_from))
+            .collect();
+        let ctlogs: Vec<Value> = self
+            .ct_key
+            .iter()
+            .map(|k| log_json(&self.base_url, k, &self.valid_from))
+            .collect();
+        let cas: Vec<Value> = if self.ca_chain.is_empty() {
+            Vec::new()
+        } else {
+            vec![chain_json(&self.base_url, &self.operator, &self.operator, &self.ca_chain, &self.valid_from)]
+        };
+        let tsas: Vec<Value> = if self.tsa_chain.is_empty() {
+            Vec::new()
+        } else {
+            vec![chain_json(
+                &format!("{}/api/v1/timestamp", self.base_url),
+                &self.operator,
+                &format!("{} TSA", self.operator),
+                &self.tsa_chain,
+                &self.valid_from,
+            )]
+        };
+        json!({
+            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
+            "tlogs": tlogs,
+            "certificateAuthorities": cas,
+            "ctlogs": ctlogs,
+            "timestampAuthorities": tsas,
+        })
+    }
+
+    pub fn signing_config(&self) -> Value {
+        let svc = |url: String, version: u32| {
+            json!({"url": url, "majorApiVersion": version, "validFor": {"start": self.valid_from}, "operator": self.operator})
+        };
+        let mut cfg = json!({
+            "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
+            "caUrls": if self.ca_chain.is_empty() { vec![] } else { vec![svc(self.base_url.clone(), 1)] },
+            "oidcUrls": self.oidc_url.iter().map(|u| svc(u.clone(), 1)).collect::<Vec<_>>(),
+            "rekorTlogUrls": if self.log_key.is_some() { vec![svc(self.base_url.clone(), 1)] } else { vec![] },
+            "rekorTlogConfig": {"selector": "ANY"},
+            "tsaUrls": if self.tsa_chain.is_empty() { vec![] } else { vec![svc(format!("{}/api/v1/timestamp", self.base_url), 1)] },
+        });
+        if !self.tsa_chain.is_empty() {
+            cfg["tsaConfig"] = json!({"selector": "ANY"});
+        }
+        cfg
+    }
+
+    pub fn client_trust_config(&self) -> Value {
+        json!({
+            "mediaType": CLIENT_TRUST_CONFIG_MEDIA_TYPE,
+            "trustedRoot": self.trusted_root(),
+            "signingConfig": self.signing_config(),
+        })
+    }
+
+    /// SHA-256 of the trusted root JSON as served: the fingerprint users pin.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(sha256(&pretty(&self.trusted_root())))
+    }
+}
+
+/// Pretty JSON bytes, exactly as served and written to disk.
+pub fn pretty(v: &Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// `GET /api/v1/trust/*.json`.
+pub fn router(trust: Arc<TrustInputs>) -> Router {
+    Router::new()
+        .route("/api/v1/trust/trusted_root.json", get(trusted_root))
+        .route("/api/v1/trust/signing_config.json", get(signing_config))
+        .route("/api/v1/trust/client_trust_config.json", get(client_trust_config))
+        .with_state(trust)
+}
+
+async fn trusted_root(State(t): State<Arc<TrustInputs>>) -> Json<Value> {
+    Json(t.trusted_root())
+}
+async fn signing_config(State(t): State<Arc<TrustInputs>>) -> Json<Value> {
+    Json(t.signing_config())
+}
+async fn client_trust_config(State(t): State<Arc<TrustInputs>>) -> Json<Value> {
+    Json(t.client_trust_config())
+}
