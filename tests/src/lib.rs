@@ -1,1 +1,40 @@
-//! Test harness shared by Sigil's end-to-end tests.
+//! Test harness shared by Sigil's end-to-end tests: a throwaway PostgreSQL, temp SQLite
+//! databases, a real OpenID Provider, and server processes started from the workspace's binaries.
+
+mod postgres;
+mod process;
+
+pub use postgres::Postgres;
+pub use process::{ServerProcess, free_port, workspace_bin, workspace_root};
+
+use anyhow::{Context, Result};
+use tempfile::TempDir;
+
+/// A temp dir holding an SQLite database file, and its sqlx URL (`sqlite://...?mode=rwc`, so the
+/// file is created on first connect). The directory is removed when the `TempDir` is dropped.
+pub fn temp_sqlite() -> Result<(TempDir, String)> {
+    let dir = tempfile::Builder::new()
+        .prefix("sigil-sqlite-")
+        .tempdir()
+        .context("creating a temp dir for SQLite")?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("sigil.db").display()
+    );
+    Ok((dir, url))
+}
+
+/// A random lowercase suffix for names that must not collide across tests and processes.
+pub(crate) fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS per process; pid and a counter separate the rest.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    format!("{:016x}", h.finish())
+}
