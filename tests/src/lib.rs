@@ -1,9 +1,11 @@
 //! Test harness shared by Sigil's end-to-end tests: a throwaway PostgreSQL, temp SQLite
 //! databases, a real OpenID Provider, and server processes started from the workspace's binaries.
 
+mod oidc;
 mod postgres;
 mod process;
 
+pub use oidc::{CLIENT_ID, ID_TOKEN_GRANT, OidcProvider, jwt_parts, oidc_dir};
 pub use postgres::Postgres;
 pub use process::{ServerProcess, free_port, workspace_bin, workspace_root};
 

@@ -185,3 +185,46 @@ async fn server_process_exits_on_signal() {
     let status = p.wait_exit(Duration::from_secs(10)).await.unwrap();
     assert!(!status.success());
 }
+
+#[tokio::test]
+async fn oidc_provider_issues_tokens_signed_with_a_published_key_and_rotates() {
+    use sigil_tests::{OidcProvider, jwt_parts};
+    let idp = OidcProvider::start().await.expect("start OIDC provider");
+    let discovery = idp.discovery().await.unwrap();
+    assert_eq!(discovery["issuer"], idp.issuer());
+
+    let token = idp.token("alice", Some("alice@example.com")).await.unwrap();
+    let (header, claims) = jwt_parts(&token).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    let kid = header["kid"].as_str().expect("kid").to_string();
+    assert!(idp.published_kids().await.unwrap().contains(&kid));
+    assert_eq!(claims["iss"], idp.issuer());
+    assert_eq!(claims["aud"], "sigstore");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["email_verified"], true);
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert!(exp > iat);
+
+    let no_email = idp.token("svc", None).await.unwrap();
+    let (_, claims) = jwt_parts(&no_email).unwrap();
+    assert_eq!(claims["sub"], "svc");
+    assert!(claims.get("email").is_none());
+
+    // Rotation keeping the old key published: both kids in the JWKS, the new one signs.
+    let new_kid = idp.rotate_keys(true).await.unwrap();
+    assert_ne!(new_kid, kid);
+    let kids = idp.published_kids().await.unwrap();
+    assert!(kids.contains(&kid) && kids.contains(&new_kid), "{kids:?}");
+    let (header, _) = jwt_parts(&idp.token("alice", None).await.unwrap()).unwrap();
+    assert_eq!(header["kid"], new_kid.as_str());
+
+    // Rotation dropping old keys: only the newest is published.
+    let newest = idp.rotate_keys(false).await.unwrap();
+    assert_eq!(idp.published_kids().await.unwrap(), vec![newest.clone()]);
+    let (header, _) = jwt_parts(&idp.token("alice", None).await.unwrap()).unwrap();
+    assert_eq!(header["kid"], newest.as_str());
+}

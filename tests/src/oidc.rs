@@ -1,0 +1,193 @@
+//! A real, independent OpenID Provider for tests: npm `oidc-provider` run by
+//! `tests/oidc/provider.mjs` on loopback (see that script for the custom grant it adds).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::process::{ServerProcess, workspace_root};
+
+/// The grant type the test provider adds for browserless ID tokens.
+pub const ID_TOKEN_GRANT: &str = "urn:sigil:test:id-token";
+/// The provider's one client; ID tokens carry it as `aud`.
+pub const CLIENT_ID: &str = "sigstore";
+
+const INSTALL_HINT: &str =
+    "run `scripts/test` (installs everything) or `npm ci --prefix tests/oidc`";
+
+/// A running `oidc-provider` instance; killed on drop.
+pub struct OidcProvider {
+    process: ServerProcess,
+    issuer: String,
+    http: reqwest::Client,
+}
+
+impl OidcProvider {
+    /// Starts the provider on a free loopback port and waits until it serves discovery.
+    pub async fn start() -> Result<OidcProvider> {
+        let dir = oidc_dir();
+        let script = dir.join("provider.mjs");
+        if !dir.join("node_modules").join("oidc-provider").is_dir() {
+            bail!(
+                "npm package oidc-provider is not installed in {}: {INSTALL_HINT}",
+                dir.display()
+            );
+        }
+        if Command::new("node").arg("--version").output().is_err() {
+            bail!("`node` (Node.js) not found: apt-get install nodejs npm, then {INSTALL_HINT}");
+        }
+        let mut cmd = Command::new("node");
+        cmd.arg(&script).current_dir(&dir);
+        let mut process = ServerProcess::spawn_command(cmd)?;
+        let line = process
+            .wait_for_line("listening ", Duration::from_secs(30))
+            .await?;
+        let issuer = line
+            .trim()
+            .strip_prefix("listening ")
+            .ok_or_else(|| anyhow!("unexpected provider output: {line}"))?
+            .to_string();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let provider = OidcProvider {
+            process,
+            issuer,
+            http,
+        };
+        provider.discovery().await?;
+        Ok(provider)
+    }
+
+    /// The issuer URL (`http://127.0.0.1:<port>`), exactly as in the tokens' `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The provider's OpenID discovery document.
+    pub async fn discovery(&self) -> Result<Value> {
+        self.get_json(&format!("{}/.well-known/openid-configuration", self.issuer))
+            .await
+    }
+
+    /// The provider's published JWKS (fetched from `jwks_uri` of discovery).
+    pub async fn jwks(&self) -> Result<Value> {
+        let discovery = self.discovery().await?;
+        let uri = discovery
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("discovery has no jwks_uri: {discovery}"))?;
+        self.get_json(uri).await
+    }
+
+    /// The `kid`s currently published in the JWKS.
+    pub async fn published_kids(&self) -> Result<Vec<String>> {
+        let jwks = self.jwks().await?;
+        Ok(jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.get("kid").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// An RS256 ID token (`aud: sigstore`) for `sub`, with `email` and `email_verified: true`
+    /// when an e-mail is given.
+    pub async fn token(&self, sub: &str, email: Option<&str>) -> Result<String> {
+        let mut form = vec![
+            ("grant_type", ID_TOKEN_GRANT),
+            ("client_id", CLIENT_ID),
+            ("subject", sub),
+        ];
+        if let Some(email) = email {
+            form.push(("email", email));
+        }
+        let resp = self
+            .http
+            .post(format!("{}/token", self.issuer))
+            .form(&form)
+            .send()
+            .await
+            .context("token request to the OIDC provider")?;
+        let status = resp.status();
+        let body: Value = resp.json().await.context("token response is not JSON")?;
+        if !status.is_success() {
+            bail!("OIDC provider token endpoint answered {status}: {body}");
+        }
+        body.get("id_token")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("token response has no id_token: {body}"))
+    }
+
+    /// Makes the provider sign with a new key (new `kid`), which it returns. With `keep_old` the
+    /// previous keys stay published in the JWKS; without, only the new key is.
+    pub async fn rotate_keys(&self, keep_old: bool) -> Result<String> {
+        let resp = self
+            .http
+            .post(format!("{}/__test/rotate?keep_old={keep_old}", self.issuer))
+            .send()
+            .await
+            .context("key rotation request")?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("key rotation answered {status}: {body}");
+        }
+        body.get("kid")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("rotation response has no kid: {body}"))
+    }
+
+    /// The provider's output so far, for failure messages.
+    pub fn output(&self) -> String {
+        self.process.output()
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("GET {url} answered {status}");
+        }
+        resp.json()
+            .await
+            .with_context(|| format!("GET {url}: not JSON"))
+    }
+}
+
+/// `tests/oidc` in the workspace.
+pub fn oidc_dir() -> PathBuf {
+    workspace_root().join("tests").join("oidc")
+}
+
+/// The decoded header and claims of a JWT, without checking its signature.
+pub fn jwt_parts(token: &str) -> Result<(Value, Value)> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(_sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        bail!("not a compact JWS (three dot-separated parts)");
+    };
+    let decode = |part: &str| -> Result<Value> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(part)
+            .context("JWT part is not base64url")?;
+        serde_json::from_slice(&bytes).context("JWT part is not JSON")
+    };
+    Ok((decode(header)?, decode(claims)?))
+}
