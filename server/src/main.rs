@@ -1,10 +1,236 @@
-use clap::Parser;
+//! `sigil-server`: a private Sigstore — CA, transparency log, CT log and a dev OIDC issuer.
 
-/// Sigil server: a private Sigstore (CA, transparency log, CT log, timestamp authority).
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use sigil_server::config::Config;
+use sigil_server::{app, init};
+
 #[derive(Parser)]
-#[command(name = "sigil-server", version)]
-struct Cli {}
+#[command(name = "sigil-server", version, about = "A private, self-hostable Sigstore: CA, transparency log, CT log")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Data directory: keys, the SQLite database, trust files and sigil.toml.
+    #[arg(long, env = "SIGIL_DATA_DIR", default_value = ".sigil")]
+    data_dir: PathBuf,
+    /// Configuration file (default: <data-dir>/sigil.toml if it exists).
+    #[arg(long, env = "SIGIL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process on one port, with a development OIDC issuer: creates the data dir,
+    /// keys, database and config on first run, reuses them afterwards.
+    Up {
+        #[command(flatten)]
+        common: Common,
+        /// Listen address (overrides the config).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Generate keys, the CA and a config file in the data dir (idempotent).
+    Init {
+        #[command(flatten)]
+        common: Common,
+        /// Base URL clients will use.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        public_url: String,
+    },
+    /// Run the transparency log and the CT log only.
+    Log {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run the certificate authority only (it reaches the CT log over HTTP).
+    Ca {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run whatever roles the config enables.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Trust material for clients.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Print trusted_root.json, signing_config.json and the cosign/Kyverno inputs.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        /// Print only this: trusted-root, signing-config, client-trust-config, fulcio-root, rekor-key, ctlog-key.
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(common: &Common) -> anyhow::Result<Config> {
+    let default_path = common.data_dir.join("sigil.toml");
+    let path = match &common.config {
+        Some(p) => Some(p.clone()),
+        None if default_path.exists() => Some(default_path),
+        None => None,
+    };
+    Ok(Config::load(path.as_deref())?)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { common, public_url } => {
+            let created = init::init(&common.data_dir, &public_url, false)?;
+            println!(
+                "{} {}",
+                if created { "initialised" } else { "already initialised:" },
+                common.data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Up { common, listen } => {
+            let url_hint = listen
+                .as_deref()
+                .map(|l| format!("http://{l}"))
+                .unwrap_or_else(|| "http://127.0.0.1:3000".into());
+            init::init(&common.data_dir, &url_hint, true)?;
+            let mut cfg = load_config(&common)?;
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            serve(cfg, &common.data_dir, true).await
+        }
+        Command::Log { common } => {
+            let mut cfg = load_config(&common)?;
+            cfg.ca.enabled = false;
+            cfg.log.enabled = true;
+            serve(cfg, &common.data_dir, false).await
+        }
+        Command::Ca { common } => {
+            let mut cfg = load_config(&common)?;
+            cfg.ca.enabled = true;
+            cfg.log.enabled = false;
+            cfg.ct.enabled = false;
+            serve(cfg, &common.data_dir, false).await
+        }
+        Command::Serve { common } => {
+            let cfg = load_config(&common)?;
+            serve(cfg, &common.data_dir, false).await
+        }
+        Command::Migrate { common } => {
+            let cfg = load_config(&common)?;
+            let url = app::database_url(&cfg.database.url, &common.data_dir);
+            sigil_server::storage::Db::connect(&url)
+                .await
+                .with_context(|| format!("cannot migrate {}", app::redact(&url)))?;
+            println!("migrations applied to {}", app::redact(&url));
+            Ok(())
+        }
+        Command::Trust {
+            command: TrustCommand::Export { common, only },
+        } => {
+            let cfg = load_config(&common)?;
+            let out = init::export(&cfg, &common.data_dir, only.as_deref())?;
+            print!("{out}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config, data_dir: &Path, print_banner: bool) -> anyhow::Result<()> {
+    init_tracing(cfg.server.json_logs);
+    if !data_dir.is_dir() {
+        bail!("data dir {} does not exist or is not a directory (run `sigil-server init`)", data_dir.display());
+    }
+    let addr: SocketAddr = cfg
+        .server
+        .listen
+        .parse()
+        .with_context(|| format!("server.listen {:?} is not host:port", cfg.server.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is the port in use? set server.listen or --listen)"))?;
+    let service = app::build(&cfg, data_dir).await?;
+    init::write_trust_files(&service.trust, data_dir)?;
+    if print_banner {
+        println!("{}", init::banner(&cfg, data_dir, &service.trust));
+    }
+    tracing::info!(%addr, "sigil-server listening");
+    println!("listening on {addr}");
+    axum::serve(listener, service.router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    // Dropping the routers closes the sequencer queues; in-flight batches finish first.
+    drop(service.engines);
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
 }

@@ -1,0 +1,230 @@
+//! Assembles the configured roles into one HTTP service: path-routed log, CT log, CA, dev OIDC
+//! issuer and trust files, plus health, readiness and metrics, behind the common middleware.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sigil_core::crypto::{KeyAlgorithm, PublicKey, SigningKey};
+use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, resolve};
+use crate::log::ct::CtState;
+use crate::log::engine::{EngineConfig, LogEngine};
+use crate::log::rekor_v1::{LogKey, RekorState};
+use crate::storage::Db;
+use crate::trust::TrustInputs;
+
+/// Log ids of the logs this server hosts in its database.
+pub const REKOR_LOG_ID: &str = "rekor";
+pub const CT_LOG_ID: &str = "ctlog";
+
+/// A built service: the router and what `up` prints.
+pub struct Service {
+    pub router: Router,
+    pub trust: Arc<TrustInputs>,
+    pub engines: Vec<LogEngine>,
+    pub db: Db,
+}
+
+/// Read a PKCS#8 PEM key, with a message naming the file on failure.
+pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem).with_context(|| format!("key file {} is not a usable PKCS#8 PEM key", path.display()))
+}
+
+pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read public key file {}", path.display()))?;
+    PublicKey::from_pem(&pem).with_context(|| format!("{} is not a PEM public key", path.display()))
+}
+
+/// DER certificates from a PEM file.
+pub fn read_certs(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read certificate file {}", path.display()))?;
+    let certs = sigil_core::certs::parse_pem_certificates(&text)
+        .with_context(|| format!("{} does not hold PEM certificates", path.display()))?;
+    Ok(certs.into_iter().map(|(der, _)| der).collect())
+}
+
+fn note_signer(name: &str, key: SigningKey) -> anyhow::Result<Arc<dyn NoteSigner + Send + Sync>> {
+    Ok(match key.algorithm() {
+        KeyAlgorithm::Ed25519 => Arc::new(Ed25519NoteKey::signer(name, key)?),
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => Arc::new(EcdsaNoteKey::signer(name, key)?),
+        other => bail!("log keys must be ECDSA or Ed25519, not {other:?}"),
+    })
+}
+
+/// Build every enabled role.
+pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
+    let db_url = database_url(&cfg.database.url, data_dir);
+    let db = Db::connect(&db_url)
+        .await
+        .with_context(|| format!("cannot open database {}", redact(&db_url)))?;
+    let engine_cfg = EngineConfig {
+        max_batch: cfg.log.max_batch,
+        max_wait: Duration::from_millis(cfg.log.max_wait_ms),
+        queue_capacity: cfg.log.queue_capacity,
+        ..EngineConfig::default()
+    };
+    let mut router = Router::new();
+    let mut engines = Vec::new();
+    let mut trust = TrustInputs {
+        base_url: cfg.server.public_url.clone(),
+        valid_from: "2020-01-01T00:00:00Z".into(),
+        log_key: None,
+        ct_key: None,
+        ca_chain: Vec::new(),
+        tsa_chain: Vec::new(),
+        oidc_url: None,
+        operator: "sigil".into(),
+    };
+
+    if cfg.log.enabled {
+        let path = resolve(data_dir, &cfg.log.key);
+        let key = read_key(&path)?;
+        let signer = note_signer(&cfg.log.origin, read_key(&path)?)?;
+        let engine = LogEngine::open(db.clone(), REKOR_LOG_ID, &cfg.log.origin, signer, engine_cfg.clone())
+            .await
+            .context("cannot open the transparency log")?;
+        trust.log_key = Some(key.public_key());
+        let state = Arc::new(RekorState {
+            engine: engine.clone(),
+            key: LogKey::new(key),
+            max_search_results: 1000,
+        });
+        router = router.merge(crate::log::rekor_v1::router(state));
+        engines.push(engine);
+    }
+
+    let ca_root = resolve(data_dir, &cfg.ca.root_cert);
+    if cfg.ct.enabled {
+        let path = resolve(data_dir, &cfg.ct.key);
+        let key = read_key(&path)?;
+        let signer = note_signer(&format!("{}-ct", cfg.log.origin), read_key(&path)?)?;
+        let engine = LogEngine::open(db.clone(), CT_LOG_ID, &format!("{} CT", cfg.log.origin), signer, engine_cfg)
+            .await
+            .context("cannot open the CT log")?;
+        let roots = read_certs(&resolve(data_dir, &cfg.ct.roots))?;
+        trust.ct_key = Some(key.public_key());
+        router = router.merge(crate::log::ct::router(Arc::new(CtState::new(engine.clone(), key, roots))));
+        engines.push(engine);
+    } else if cfg.ca.enabled {
+        trust.ct_key = Some(read_public_key(&resolve(data_dir, &cfg.ca.ct_log_public_key))?);
+    }
+
+    if cfg.dev_oidc.enabled {
+        tracing::warn!(
+            issuer = %cfg.dev_issuer_url(),
+            subject = %cfg.dev_oidc.subject,
+            "the development OIDC issuer is ON: anyone who can reach this server can get a certificate for {}. Never enable it in production.",
+            cfg.dev_oidc.subject
+        );
+        let key = read_key(&resolve(data_dir, &cfg.dev_oidc.key))?;
+        let dev = crate::dev_oidc::DevOidc::new(cfg.dev_issuer_url(), cfg.dev_oidc.subject.clone(), &key)
+            .map_err(anyhow::Error::msg)?;
+        router = router.merge(crate::dev_oidc::router(Arc::new(dev)));
+        trust.oidc_url = Some(cfg.dev_issuer_url());
+    }
+
+    if cfg.ca.enabled {
+        let (ca_router, chain) = crate::ca_wiring::build(cfg, data_dir).await?;
+        router = router.merge(ca_router);
+        trust.ca_chain = chain;
+    } else if ca_root.exists() {
+        trust.ca_chain = read_certs(&ca_root)?;
+    }
+
+    let trust = Arc::new(trust);
+    router = router.merge(crate::trust::router(trust.clone()));
+    let router = router
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(Router::new().route("/readyz", get(readyz)).with_state(db.clone()))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(track))
+        .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(cfg.server.request_timeout_secs),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    Ok(Service {
+        router,
+        trust,
+        engines,
+        db,
+    })
+}
+
+/// `sqlite://relative.db` is relative to the data dir.
+pub fn database_url(url: &str, data_dir: &Path) -> String {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let p = PathBuf::from(path);
+        if p.is_relative() {
+            return format!("sqlite://{}", data_dir.join(p).display());
+        }
+    }
+    url.to_string()
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = url.get(s + 3..at).unwrap_or_default();
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", url.get(..s + 3).unwrap_or_default(), url.get(at..).unwrap_or_default()),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn readyz(State(db): State<Db>) -> Response {
+    match db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+/// Per-route request counts, latencies and error categories.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    crate::metrics::observe_request(&route, status.as_u16(), start.elapsed().as_secs_f64());
+    if status.is_client_error() || status.is_server_error() {
+        crate::metrics::error(status.canonical_reason().unwrap_or("error"));
+    }
+    resp
+}
