@@ -172,11 +172,9 @@ impl IssuerConfig {
             )));
         }
         match self.issuer_type {
-            IssuerType::Spiffe if self.spiffe_trust_domain.is_none() => {
-                Err(CaError::Config(format!(
-                    "spiffe issuer {url:?} needs spiffe_trust_domain"
-                )))
-            }
+            IssuerType::Spiffe if self.spiffe_trust_domain.is_none() => Err(CaError::Config(
+                format!("spiffe issuer {url:?} needs spiffe_trust_domain"),
+            )),
             IssuerType::Uri | IssuerType::Username if self.subject_domain.is_none() => {
                 Err(CaError::Config(format!(
                     "{} issuer {url:?} needs subject_domain",
@@ -334,7 +332,13 @@ mod tests {
         let mut both = IssuerConfig::exact("https://a.example", IssuerType::Email);
         both.wildcard_issuer_url = Some("https://*.example".into());
         assert!(both.validate().is_err());
-        assert!(IssuerConfig::exact("ftp://x", IssuerType::Email).validate().is_err());
-        assert!(toml::from_str::<IssuerConfig>("issuer_url = 'https://x'\ntype = 'bogus'").is_err());
+        assert!(
+            IssuerConfig::exact("ftp://x", IssuerType::Email)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            toml::from_str::<IssuerConfig>("issuer_url = 'https://x'\ntype = 'bogus'").is_err()
+        );
     }
 }
