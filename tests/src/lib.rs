@@ -1,9 +1,14 @@
 //! Test harness shared by Sigil's end-to-end tests: a throwaway PostgreSQL, temp SQLite
 //! databases, a real OpenID Provider, and server processes started from the workspace's binaries.
 
+mod interop;
 mod oidc;
 mod postgres;
 mod process;
+mod sigil;
+
+pub use interop::{CmdResult, js_dir, record_interop, run, venv_tool};
+pub use sigil::{ExtraIssuer, SigilStack, StackOptions, TrustFiles};
 
 pub use oidc::{CLIENT_ID, ID_TOKEN_GRANT, OidcProvider, jwt_parts, oidc_dir};
 pub use postgres::Postgres;
