@@ -82,14 +82,24 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let mut engines = Vec::new();
     let mut trust = TrustInputs {
         base_url: cfg.server.public_url.clone(),
+        log_url: cfg.trust_log_url(),
+        ct_url: cfg.trust_ct_url(),
+        ca_url: cfg.trust_ca_url(),
         valid_from: "2020-01-01T00:00:00Z".into(),
         log_key: None,
         ct_key: None,
         ca_chain: Vec::new(),
         tsa_chain: Vec::new(),
-        oidc_url: None,
+        oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
     };
+    // Split deployments share the keys volume: describe the roles this process does not run too.
+    if !cfg.log.enabled {
+        let log_key = resolve(data_dir, &cfg.log.key);
+        if log_key.exists() {
+            trust.log_key = Some(read_key(&log_key)?.public_key());
+        }
+    }
 
     if cfg.log.enabled {
         let path = resolve(data_dir, &cfg.log.key);
@@ -135,7 +145,6 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         let dev = crate::dev_oidc::DevOidc::new(cfg.dev_issuer_url(), cfg.dev_oidc.subject.clone(), &key)
             .map_err(anyhow::Error::msg)?;
         router = router.merge(crate::dev_oidc::router(Arc::new(dev)));
-        trust.oidc_url = Some(cfg.dev_issuer_url());
     }
 
     if cfg.ca.enabled {
@@ -143,7 +152,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         router = router.merge(ca_router);
         trust.ca_chain = chain;
     } else if ca_root.exists() {
-        trust.ca_chain = read_certs(&ca_root)?;
+        trust.ca_chain = crate::ca_wiring::ca_chain(cfg, data_dir)?;
     }
 
     let trust = Arc::new(trust);

@@ -41,6 +41,23 @@ pub struct Config {
     pub ca: CaSection,
     #[serde(default)]
     pub dev_oidc: DevOidcConfig,
+    #[serde(default)]
+    pub trust: TrustConfig,
+}
+
+/// Where clients reach each role, for the trust files (default: `server.public_url`). Set these
+/// when the log and the CA run as separate services.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -261,6 +278,7 @@ impl Default for Config {
             ct: CtConfig::default(),
             ca: CaSection::default(),
             dev_oidc: DevOidcConfig::default(),
+            trust: TrustConfig::default(),
         }
     }
 }
@@ -343,6 +361,20 @@ impl Config {
             .unwrap_or_else(|| self.server.public_url.clone())
     }
 
+    pub fn trust_log_url(&self) -> String {
+        self.trust.log_url.clone().unwrap_or_else(|| self.server.public_url.clone())
+    }
+    pub fn trust_ct_url(&self) -> String {
+        self.trust.ct_url.clone().or_else(|| self.ca.ct_log_url.clone()).unwrap_or_else(|| self.trust_log_url())
+    }
+    pub fn trust_ca_url(&self) -> String {
+        self.trust.ca_url.clone().unwrap_or_else(|| self.server.public_url.clone())
+    }
+    /// The OIDC issuer clients should use, if any.
+    pub fn trust_oidc_url(&self) -> Option<String> {
+        self.trust.oidc_url.clone().or_else(|| self.dev_oidc.enabled.then(|| self.dev_issuer_url()))
+    }
+
     /// The dev issuer's URL.
     pub fn dev_issuer_url(&self) -> String {
         format!("{}/oidc", self.server.public_url)
@@ -360,7 +392,7 @@ fn apply_env(
     table: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    const SECTIONS: &[&str] = &["server", "database", "log", "ct", "ca", "dev_oidc"];
+    const SECTIONS: &[&str] = &["server", "database", "log", "ct", "ca", "dev_oidc", "trust", "tsa"];
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("SIGIL_") else {
             continue;

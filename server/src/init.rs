@@ -104,12 +104,15 @@ pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs
     .concat();
     Ok(TrustInputs {
         base_url: cfg.server.public_url.clone(),
+        log_url: cfg.trust_log_url(),
+        ct_url: cfg.trust_ct_url(),
+        ca_url: cfg.trust_ca_url(),
         valid_from: "2020-01-01T00:00:00Z".into(),
         log_key: Some(crate::app::read_key(&resolve(data_dir, &cfg.log.key))?.public_key()),
         ct_key: Some(crate::app::read_public_key(&resolve(data_dir, &cfg.ca.ct_log_public_key))?),
         ca_chain,
         tsa_chain: Vec::new(),
-        oidc_url: cfg.dev_oidc.enabled.then(|| cfg.dev_issuer_url()),
+        oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
     })
 }

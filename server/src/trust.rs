@@ -19,6 +19,11 @@ pub const CLIENT_TRUST_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.c
 /// What the trust files describe.
 pub struct TrustInputs {
     pub base_url: String,
+    /// Where the transparency log, the CT log and the CA are reached (the base URL when one
+    /// process serves every role).
+    pub log_url: String,
+    pub ct_url: String,
+    pub ca_url: String,
     /// RFC 3339 start of validity for every key and CA listed.
     pub valid_from: String,
     pub log_key: Option<PublicKey>,
@@ -67,17 +72,17 @@ impl TrustInputs {
         let tlogs: Vec<Value> = self
             .log_key
             .iter()
-            .map(|k| log_json(&self.base_url, k, &self.valid_from))
+            .map(|k| log_json(&self.log_url, k, &self.valid_from))
             .collect();
         let ctlogs: Vec<Value> = self
             .ct_key
             .iter()
-            .map(|k| log_json(&self.base_url, k, &self.valid_from))
+            .map(|k| log_json(&self.ct_url, k, &self.valid_from))
             .collect();
         let cas: Vec<Value> = if self.ca_chain.is_empty() {
             Vec::new()
         } else {
-            vec![chain_json(&self.base_url, &self.operator, &self.operator, &self.ca_chain, &self.valid_from)]
+            vec![chain_json(&self.ca_url, &self.operator, &self.operator, &self.ca_chain, &self.valid_from)]
         };
         let tsas: Vec<Value> = if self.tsa_chain.is_empty() {
             Vec::new()
@@ -105,9 +110,9 @@ impl TrustInputs {
         };
         let mut cfg = json!({
             "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
-            "caUrls": if self.ca_chain.is_empty() { vec![] } else { vec![svc(self.base_url.clone(), 1)] },
+            "caUrls": if self.ca_chain.is_empty() { vec![] } else { vec![svc(self.ca_url.clone(), 1)] },
             "oidcUrls": self.oidc_url.iter().map(|u| svc(u.clone(), 1)).collect::<Vec<_>>(),
-            "rekorTlogUrls": if self.log_key.is_some() { vec![svc(self.base_url.clone(), 1)] } else { vec![] },
+            "rekorTlogUrls": if self.log_key.is_some() { vec![svc(self.log_url.clone(), 1)] } else { vec![] },
             "rekorTlogConfig": {"selector": "ANY"},
             "tsaUrls": if self.tsa_chain.is_empty() { vec![] } else { vec![svc(format!("{}/api/v1/timestamp", self.base_url), 1)] },
         });
