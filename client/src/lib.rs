@@ -1,1 +1,7 @@
 //! Sigil client library: obtain certificates, sign, log and verify Sigstore bundles.
+//!
+//! Verification ([`verify`]) is pure and offline: bundle + trusted root + artifact + policy.
+
+pub mod policy;
+pub mod verify;
+pub mod x509;

@@ -1,0 +1,777 @@
+//! Offline bundle verification: pure functions over a bundle, a trusted root, the artifact and a
+//! policy. Nothing here touches the network or the clock (the caller passes nothing time-like:
+//! the signing time comes from the transparency log entry).
+//!
+//! Checks, in order: bundle structure; every tlog entry (trusted log key, body rebuilt from the
+//! bundle, inclusion proof to a signed checkpoint and/or SET); the signing time; the certificate
+//! chain to a trusted CA valid at that time, the embedded SCT and the identity policy (or the
+//! given key); and finally the signature over the artifact.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde_json::Value;
+use sigil_core::bundle::{
+    Bundle, BundleError, Content, Envelope, MessageSignature, SigningMaterial, TransparencyLogEntry,
+};
+use sigil_core::bundle::{HashAlgorithm, IN_TOTO_PAYLOAD_TYPE};
+use sigil_core::certs;
+use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, PublicKey, sha256};
+use sigil_core::merkle::{self, Hash};
+use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, Note, NoteVerifier};
+use sigil_core::trust::{TransparencyLogInstance, TrustedRoot};
+
+use crate::policy::{CertIdentity, CertificatePolicy};
+use crate::x509::{self, ParsedCert, fmt_time};
+
+/// Why verification failed. Each variant names the check; values that differ are included.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("bundle: {0}")]
+    Bundle(#[from] BundleError),
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("untrusted certificate: issuer {issuer:?} does not chain to a trusted CA ({reasons})")]
+    UntrustedCertificate { issuer: String, reasons: String },
+    #[error(
+        "signing time {signing_time} is outside the certificate validity {not_before} .. {not_after}"
+    )]
+    CertificateNotValidAt {
+        signing_time: String,
+        not_before: String,
+        not_after: String,
+    },
+    #[error("SCT: {0}")]
+    Sct(String),
+    #[error("identity mismatch: expected {expected}, certificate SANs are {actual:?}")]
+    IdentityMismatch {
+        expected: String,
+        actual: Vec<String>,
+    },
+    #[error("issuer mismatch: expected {expected}, certificate OIDC issuer is {actual:?}")]
+    IssuerMismatch { expected: String, actual: String },
+    #[error("claim {claim} mismatch: expected {expected:?}, certificate has {actual:?}")]
+    ClaimMismatch {
+        claim: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("artifact digest mismatch: bundle says {bundle} ({algorithm}), artifact is {artifact}")]
+    DigestMismatch {
+        algorithm: String,
+        bundle: String,
+        artifact: String,
+    },
+    #[error("artifact signature: {0}")]
+    Signature(String),
+    #[error("verification key: {0}")]
+    Key(String),
+    #[error("transparency log: bundle has no tlog entries")]
+    NoTlogEntry,
+    #[error("transparency log: entry's log ID {0} is not a log in the trusted root")]
+    UnknownLog(String),
+    #[error("transparency log: log key {log_id} is not valid at the entry's time {time}")]
+    LogKeyNotValid { log_id: String, time: String },
+    #[error(
+        "tlog entry body mismatch in {field}: bundle implies {expected}, log entry has {actual}"
+    )]
+    BodyMismatch {
+        field: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("tlog entry: {0}")]
+    Entry(String),
+    #[error("inclusion proof: {0}")]
+    InclusionProof(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("signed entry timestamp (SET): {0}")]
+    Set(String),
+    #[error("tlog entry has neither an inclusion proof with a checkpoint nor a SET")]
+    NoInclusionEvidence,
+    #[error("no trusted signing time: {0}")]
+    SigningTime(String),
+    #[error("in-toto statement: {0}")]
+    Statement(String),
+}
+
+/// What was signed, as the verifier knows it.
+#[derive(Clone, Debug)]
+pub enum Artifact<'a> {
+    /// The artifact's bytes.
+    Bytes(&'a [u8]),
+    /// Only the artifact's digest (conformance `sha256:<hex>`).
+    Digest {
+        algorithm: DigestAlgorithm,
+        digest: Vec<u8>,
+    },
+    /// Nothing: only for DSSE bundles, whose payload is self-contained.
+    None,
+}
+
+/// Who must have signed.
+#[derive(Clone, Debug)]
+pub enum Policy {
+    /// A Fulcio-style certificate matching this policy.
+    Certificate(CertificatePolicy),
+    /// A known public key (bundle `publicKey` or a certificate's key).
+    Key(PublicKey),
+}
+
+/// Tunables; the defaults are what Sigstore clients require.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Entries needed; cosign's `--insecure-ignore-tlog` would be 0 (key mode only).
+    pub min_tlog_entries: usize,
+    /// Require a verifying embedded SCT for certificates.
+    pub require_sct: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            min_tlog_entries: 1,
+            require_sct: true,
+        }
+    }
+}
+
+/// One verified log entry.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifiedEntry {
+    pub log_index: i64,
+    pub log_id: String,
+    pub log_url: String,
+    pub integrated_time: i64,
+    pub uuid: String,
+    pub inclusion_proof: bool,
+    pub set: bool,
+}
+
+/// What a successful verification established.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verified {
+    pub media_type: String,
+    /// Unix seconds, from the log.
+    pub signing_time: i64,
+    pub signing_time_rfc3339: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertIdentity>,
+    pub tlog_entries: Vec<VerifiedEntry>,
+    /// DSSE payload type and the in-toto statement, for attestations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement: Option<Value>,
+}
+
+/// Verifies `bundle` for `artifact` against `root` and `policy`.
+pub fn verify_bundle(
+    bundle: &Bundle,
+    artifact: &Artifact<'_>,
+    root: &TrustedRoot,
+    policy: &Policy,
+    opts: &Options,
+) -> Result<Verified, VerifyError> {
+    bundle.validate()?;
+    let content = bundle.content()?;
+
+    // The key that must have signed, and the certificate it came from (if any).
+    let leaf = match (bundle.signing_material()?, policy) {
+        (SigningMaterial::Certificate { leaf, .. }, _) => Some(ParsedCert::from_der(leaf)?),
+        (SigningMaterial::PublicKey { .. }, Policy::Key(_)) => None,
+        (SigningMaterial::PublicKey { .. }, Policy::Certificate(_)) => {
+            return Err(VerifyError::Key(
+                "bundle is signed with a public key, but the policy requires a certificate identity (use --key)".into(),
+            ));
+        }
+    };
+    let signer_key = match (&leaf, policy) {
+        (Some(c), Policy::Key(k)) if c.key != *k => {
+            return Err(VerifyError::Key(
+                "the bundle's certificate key is not the given key".into(),
+            ));
+        }
+        (Some(c), _) => c.key.clone(),
+        (None, Policy::Key(k)) => k.clone(),
+        (None, Policy::Certificate(_)) => {
+            return Err(VerifyError::Key("no verification key".into()));
+        }
+    };
+    let signer_pem = match &leaf {
+        Some(c) => certs::pem_encode("CERTIFICATE", &c.der),
+        None => certs::pem_encode("PUBLIC KEY", signer_key.spki_der()),
+    };
+    let signer_der: &[u8] = match &leaf {
+        Some(c) => &c.der,
+        None => signer_key.spki_der(),
+    };
+
+    // Signing time: the log's integrated time. It is only trusted once the entries verify below,
+    // but the certificate is checked first so that a bad certificate is reported as such.
+    let entries = &bundle.verification_material.tlog_entries;
+    if entries.len() < opts.min_tlog_entries {
+        return Err(VerifyError::NoTlogEntry);
+    }
+    let times: Vec<i64> = entries
+        .iter()
+        .map(|e| e.integrated_time)
+        .filter(|t| *t > 0)
+        .collect();
+    let signing_time = match times.first() {
+        Some(t) => *t,
+        None if leaf.is_none() => 0,
+        None => {
+            return Err(VerifyError::SigningTime(
+                "no tlog entry carries an integrated time (RFC 3161 timestamps are not supported)"
+                    .into(),
+            ));
+        }
+    };
+
+    // Certificate: chain, SCT, profile, validity, identity.
+    let identity = match (&leaf, policy) {
+        (Some(c), p) => {
+            let chain = x509::verify_chain(c, root, signing_time)?;
+            x509::check_leaf_profile(c)?;
+            if opts.require_sct {
+                verify_sct(c, &chain.issuer, root)?;
+            }
+            for t in &times {
+                if !c.valid_at(*t) {
+                    return Err(VerifyError::CertificateNotValidAt {
+                        signing_time: fmt_time(*t),
+                        not_before: fmt_time(c.not_before),
+                        not_after: fmt_time(c.not_after),
+                    });
+                }
+            }
+            match p {
+                Policy::Certificate(cp) => Some(cp.check(&c.cert)?),
+                Policy::Key(_) => Some(crate::policy::cert_identity(&c.cert)),
+            }
+        }
+        (None, _) => None,
+    };
+
+    // Transparency log entries: trusted log, body rebuilt from the bundle, proof and/or SET.
+    let mut verified_entries = Vec::with_capacity(entries.len());
+    for e in entries {
+        let log = find_log(root, e)?;
+        check_body(e, content, artifact, &signer_pem, signer_der)?;
+        verified_entries.push(verify_entry(e, log)?);
+    }
+
+    // The signature over the artifact.
+    let (payload_type, statement) = match content {
+        Content::MessageSignature(ms) => {
+            verify_message_signature(ms, artifact, &signer_key)?;
+            (None, None)
+        }
+        Content::Dsse(env) => {
+            let statement = verify_dsse(env, artifact, &signer_key)?;
+            (Some(env.payload_type.clone()), statement)
+        }
+    };
+
+    Ok(Verified {
+        media_type: bundle.media_type.clone(),
+        signing_time,
+        signing_time_rfc3339: fmt_time(signing_time),
+        certificate: identity,
+        tlog_entries: verified_entries,
+        payload_type,
+        statement,
+    })
+}
+
+fn find_log<'a>(
+    root: &'a TrustedRoot,
+    e: &'a TransparencyLogEntry,
+) -> Result<&'a TransparencyLogInstance, VerifyError> {
+    let id = &e.log_id.key_id;
+    let mut candidates = root.tlogs_by_id(id).peekable();
+    if candidates.peek().is_none() {
+        return Err(VerifyError::UnknownLog(hex::encode(id)));
+    }
+    let t = e.integrated_time;
+    // Rekor v2 entries carry no integrated time; any key with this ID then qualifies.
+    candidates
+        .find(|l| t == 0 || l.public_key.valid_at(t))
+        .ok_or_else(|| VerifyError::LogKeyNotValid {
+            log_id: hex::encode(id),
+            time: fmt_time(t),
+        })
+}
+
+fn log_key(log: &TransparencyLogInstance) -> Result<PublicKey, VerifyError> {
+    PublicKey::from_spki_der(&log.public_key.raw_bytes).map_err(|e| {
+        VerifyError::Entry(format!(
+            "trusted root key of log {} is unusable: {e}",
+            log.base_url
+        ))
+    })
+}
+
+/// Verifies the entry's inclusion evidence: proof + checkpoint, and/or SET.
+fn verify_entry(
+    e: &TransparencyLogEntry,
+    log: &TransparencyLogInstance,
+) -> Result<VerifiedEntry, VerifyError> {
+    let key = log_key(log)?;
+    let body = &e.canonicalized_body;
+    if body.is_empty() {
+        return Err(VerifyError::Entry("canonicalizedBody is empty".into()));
+    }
+    let leaf = merkle::leaf_hash(body);
+    let mut has_proof = false;
+    if let Some(p) = &e.inclusion_proof
+        && p.checkpoint.is_some()
+    {
+        verify_inclusion_proof(&leaf, p, &key)?;
+        has_proof = true;
+    }
+    let mut has_set = false;
+    if let Some(promise) = &e.inclusion_promise {
+        let index = u64::try_from(e.log_index)
+            .map_err(|_| VerifyError::Set(format!("negative logIndex {}", e.log_index)))?;
+        let payload = sigil_core::rekor::set_payload(
+            body,
+            e.integrated_time,
+            &hex::encode(&e.log_id.key_id),
+            index,
+        );
+        verify_log_signature(&key, &payload, &promise.signed_entry_timestamp).map_err(|err| {
+            VerifyError::Set(format!(
+                "does not verify with the key of log {} over logIndex {} integratedTime {}: {err}",
+                log.base_url, e.log_index, e.integrated_time
+            ))
+        })?;
+        has_set = true;
+    }
+    if !has_proof && !has_set {
+        return Err(VerifyError::NoInclusionEvidence);
+    }
+    Ok(VerifiedEntry {
+        log_index: e.log_index,
+        log_id: hex::encode(&e.log_id.key_id),
+        log_url: log.base_url.clone(),
+        integrated_time: e.integrated_time,
+        uuid: hex::encode(leaf),
+        inclusion_proof: has_proof,
+        set: has_set,
+    })
+}
+
+fn verify_log_signature(key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), String> {
+    key.verify(msg, sig).map_err(|e| e.to_string())
+}
+
+fn to_hash(b: &[u8], what: &str) -> Result<Hash, VerifyError> {
+    b.try_into().map_err(|_| {
+        VerifyError::InclusionProof(format!("{what} is {} bytes, expected 32", b.len()))
+    })
+}
+
+fn verify_inclusion_proof(
+    leaf: &Hash,
+    p: &sigil_core::bundle::InclusionProof,
+    key: &PublicKey,
+) -> Result<(), VerifyError> {
+    let ip = |s: String| VerifyError::InclusionProof(s);
+    let index =
+        u64::try_from(p.log_index).map_err(|_| ip(format!("negative logIndex {}", p.log_index)))?;
+    let size =
+        u64::try_from(p.tree_size).map_err(|_| ip(format!("negative treeSize {}", p.tree_size)))?;
+    let hashes: Vec<Hash> = p
+        .hashes
+        .iter()
+        .map(|h| to_hash(h, "proof hash"))
+        .collect::<Result<_, _>>()?;
+    let root = to_hash(&p.root_hash, "rootHash")?;
+    let computed = merkle::root_from_inclusion_proof(leaf, index, size, &hashes)
+        .map_err(|e| ip(format!("index {index} in tree of size {size}: {e}")))?;
+    if computed != root {
+        return Err(ip(format!(
+            "computed root {} does not match the proof's rootHash {} (index {index}, size {size})",
+            hex::encode(computed),
+            hex::encode(root)
+        )));
+    }
+    let cp = p
+        .checkpoint
+        .as_ref()
+        .ok_or_else(|| ip("no checkpoint".into()))?;
+    let (size_cp, root_cp) = verify_checkpoint(cp.envelope.as_bytes(), key)?;
+    if size_cp != size || root_cp != root {
+        return Err(VerifyError::Checkpoint(format!(
+            "signed checkpoint is size {size_cp} root {}, but the proof is for size {size} root {}",
+            hex::encode(root_cp),
+            hex::encode(root)
+        )));
+    }
+    Ok(())
+}
+
+/// Verifies a signed checkpoint with a log key (signature lines may use any key name; the key ID
+/// binds them to the key). Returns (tree size, root hash).
+pub fn verify_checkpoint(note_bytes: &[u8], key: &PublicKey) -> Result<(u64, Hash), VerifyError> {
+    let ck = |s: String| VerifyError::Checkpoint(s);
+    let note = Note::parse(note_bytes).map_err(|e| ck(e.to_string()))?;
+    let mut verifiers: Vec<Box<dyn NoteVerifier>> = Vec::new();
+    for s in &note.signatures {
+        let v: Option<Box<dyn NoteVerifier>> = match key.algorithm() {
+            KeyAlgorithm::Ed25519 => Ed25519NoteKey::verifier(&s.name, key.clone())
+                .ok()
+                .map(|k| Box::new(k) as _),
+            _ => EcdsaNoteKey::verifier(&s.name, key.clone())
+                .ok()
+                .map(|k| Box::new(k) as _),
+        };
+        verifiers.extend(v);
+    }
+    let refs: Vec<&dyn NoteVerifier> = verifiers.iter().map(|b| b.as_ref()).collect();
+    note.verify(&refs).map_err(|e| {
+        ck(format!(
+            "signature does not verify with the trusted log key: {e}"
+        ))
+    })?;
+    let cp =
+        sigil_core::checkpoint::Checkpoint::parse(&note.text).map_err(|e| ck(e.to_string()))?;
+    Ok((cp.size, cp.root_hash))
+}
+
+/// The artifact digest in the algorithm the bundle uses.
+fn artifact_digest(
+    artifact: &Artifact<'_>,
+    alg: DigestAlgorithm,
+) -> Result<Option<Vec<u8>>, VerifyError> {
+    match artifact {
+        Artifact::Bytes(b) => Ok(Some(alg.digest(b))),
+        Artifact::Digest { algorithm, digest } if *algorithm == alg => Ok(Some(digest.clone())),
+        Artifact::Digest { algorithm, .. } => Err(VerifyError::DigestMismatch {
+            algorithm: alg.name().into(),
+            bundle: format!("a {} digest", alg.name()),
+            artifact: format!("a {} digest", algorithm.name()),
+        }),
+        Artifact::None => Ok(None),
+    }
+}
+
+fn digest_alg(h: HashAlgorithm) -> Result<DigestAlgorithm, VerifyError> {
+    match h {
+        HashAlgorithm::Sha2_256 => Ok(DigestAlgorithm::Sha256),
+        HashAlgorithm::Sha2_384 => Ok(DigestAlgorithm::Sha384),
+        HashAlgorithm::Sha2_512 => Ok(DigestAlgorithm::Sha512),
+        other => Err(VerifyError::Signature(format!(
+            "unsupported message digest algorithm {other:?}"
+        ))),
+    }
+}
+
+/// The (algorithm, digest) the message signature is over, after checking it against the artifact.
+fn message_digest(
+    ms: &MessageSignature,
+    artifact: &Artifact<'_>,
+) -> Result<(DigestAlgorithm, Vec<u8>), VerifyError> {
+    let alg = match &ms.message_digest {
+        Some(md) => digest_alg(md.algorithm)?,
+        None => DigestAlgorithm::Sha256,
+    };
+    let computed = artifact_digest(artifact, alg)?;
+    match (&ms.message_digest, computed) {
+        (Some(md), Some(c)) if md.digest != c => Err(VerifyError::DigestMismatch {
+            algorithm: alg.name().into(),
+            bundle: hex::encode(&md.digest),
+            artifact: hex::encode(&c),
+        }),
+        (_, Some(c)) => Ok((alg, c)),
+        (Some(md), None) => Ok((alg, md.digest.clone())),
+        (None, None) => Err(VerifyError::Signature(
+            "no artifact and no message digest to verify against".into(),
+        )),
+    }
+}
+
+fn verify_message_signature(
+    ms: &MessageSignature,
+    artifact: &Artifact<'_>,
+    key: &PublicKey,
+) -> Result<(), VerifyError> {
+    let (alg, digest) = message_digest(ms, artifact)?;
+    let res = match (key.algorithm(), artifact) {
+        // Ed25519 signs the message itself.
+        (KeyAlgorithm::Ed25519, Artifact::Bytes(b)) => key.verify(b, &ms.signature),
+        (KeyAlgorithm::Ed25519, _) => {
+            return Err(VerifyError::Signature(
+                "an Ed25519 signature needs the artifact itself, not its digest".into(),
+            ));
+        }
+        _ => key.verify_prehashed(alg, &digest, &ms.signature),
+    };
+    res.map_err(|e| {
+        VerifyError::Signature(format!(
+            "signature does not verify over {} digest {} with the signing key: {e}",
+            alg.name(),
+            hex::encode(&digest)
+        ))
+    })
+}
+
+fn verify_dsse(
+    env: &Envelope,
+    artifact: &Artifact<'_>,
+    key: &PublicKey,
+) -> Result<Option<Value>, VerifyError> {
+    let sig = env
+        .signatures
+        .first()
+        .ok_or(VerifyError::Bundle(BundleError::DsseSignatureCount(0)))?;
+    key.verify(&env.pae(), &sig.sig).map_err(|e| {
+        VerifyError::Signature(format!(
+            "DSSE signature does not verify over the PAE of the payload: {e}"
+        ))
+    })?;
+    if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Ok(None);
+    }
+    let stmt: Value = serde_json::from_slice(&env.payload)
+        .map_err(|e| VerifyError::Statement(format!("payload is not JSON: {e}")))?;
+    let subjects = stmt
+        .get("subject")
+        .and_then(Value::as_array)
+        .ok_or_else(|| VerifyError::Statement("statement has no subject list".into()))?;
+    let wanted = match artifact {
+        Artifact::None => return Ok(Some(stmt)),
+        Artifact::Bytes(b) => vec![
+            ("sha256", hex::encode(sha256(b))),
+            ("sha512", hex::encode(DigestAlgorithm::Sha512.digest(b))),
+        ],
+        Artifact::Digest { algorithm, digest } => vec![(algorithm.name(), hex::encode(digest))],
+    };
+    let found = subjects.iter().any(|s| {
+        wanted.iter().any(|(alg, hexd)| {
+            s.get("digest")
+                .and_then(|d| d.get(*alg))
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.eq_ignore_ascii_case(hexd))
+        })
+    });
+    if !found {
+        let listed: Vec<String> = subjects
+            .iter()
+            .filter_map(|s| s.get("digest").map(|d| d.to_string()))
+            .collect();
+        let (alg, d) = wanted.first().cloned().unwrap_or(("sha256", String::new()));
+        return Err(VerifyError::DigestMismatch {
+            algorithm: alg.into(),
+            bundle: format!("statement subjects {listed:?}"),
+            artifact: d,
+        });
+    }
+    Ok(Some(stmt))
+}
+
+fn mismatch(field: &str, expected: impl Into<String>, actual: impl Into<String>) -> VerifyError {
+    VerifyError::BodyMismatch {
+        field: field.into(),
+        expected: expected.into(),
+        actual: actual.into(),
+    }
+}
+
+fn get_str<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(n) => cur = n,
+            None => return "",
+        }
+    }
+    cur.as_str().unwrap_or("")
+}
+
+fn short(s: &str) -> String {
+    if s.len() > 80 {
+        format!("{}…", s.get(..77).unwrap_or(s))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Decodes base64 PEM text from a body field and returns the DER of its first block.
+fn pem_field_der(b64: &str) -> Option<Vec<u8>> {
+    let pem = STANDARD.decode(b64).ok()?;
+    certs::pem_decode_all(&pem)
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|(_, der)| der)
+}
+
+/// Rebuilds what the log entry must say from the bundle and compares.
+fn check_body(
+    e: &TransparencyLogEntry,
+    content: Content<'_>,
+    artifact: &Artifact<'_>,
+    signer_pem: &str,
+    signer_der: &[u8],
+) -> Result<(), VerifyError> {
+    let body: Value = serde_json::from_slice(&e.canonicalized_body)
+        .map_err(|err| VerifyError::Entry(format!("canonicalizedBody is not JSON: {err}")))?;
+    let kind = get_str(&body, &["kind"]);
+    let version = get_str(&body, &["apiVersion"]);
+    if kind != e.kind_version.kind || version != e.kind_version.version {
+        return Err(mismatch(
+            "kindVersion",
+            format!("{} {}", e.kind_version.kind, e.kind_version.version),
+            format!("{kind} {version}"),
+        ));
+    }
+    match (content, kind, version) {
+        (Content::MessageSignature(ms), "hashedrekord", "0.0.1") => {
+            let (alg, digest) = message_digest(ms, artifact)?;
+            let expected =
+                sigil_core::rekor::hashedrekord_body(alg, &digest, &ms.signature, signer_pem)
+                    .map_err(|err| VerifyError::Entry(err.to_string()))?;
+            if expected == e.canonicalized_body {
+                return Ok(());
+            }
+            // Name the field that differs.
+            let want: Value = serde_json::from_slice(&expected).unwrap_or(Value::Null);
+            for path in [
+                &["spec", "data", "hash", "algorithm"][..],
+                &["spec", "data", "hash", "value"],
+                &["spec", "signature", "content"],
+                &["spec", "signature", "publicKey", "content"],
+            ] {
+                let (a, b) = (get_str(&want, path), get_str(&body, path));
+                if a != b {
+                    return Err(mismatch(&path.join("."), short(a), short(b)));
+                }
+            }
+            Err(mismatch(
+                "canonicalizedBody",
+                "the canonical hashedrekord body",
+                "different bytes",
+            ))
+        }
+        (Content::Dsse(env), "dsse", "0.0.1") => {
+            let sig = env
+                .signatures
+                .first()
+                .ok_or(VerifyError::Bundle(BundleError::DsseSignatureCount(0)))?;
+            let want_hash = hex::encode(sha256(&env.payload));
+            let got_hash = get_str(&body, &["spec", "payloadHash", "value"]);
+            if got_hash != want_hash {
+                return Err(mismatch("spec.payloadHash.value", want_hash, got_hash));
+            }
+            let sigs = body
+                .pointer("/spec/signatures")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let want_sig = STANDARD.encode(&sig.sig);
+            let hit = sigs.iter().find(|s| get_str(s, &["signature"]) == want_sig);
+            let Some(hit) = hit else {
+                return Err(mismatch(
+                    "spec.signatures[].signature",
+                    short(&want_sig),
+                    "no such signature",
+                ));
+            };
+            if pem_field_der(get_str(hit, &["verifier"])).as_deref() != Some(signer_der) {
+                return Err(mismatch(
+                    "spec.signatures[].verifier",
+                    "the bundle's signing certificate/key",
+                    "a different key",
+                ));
+            }
+            Ok(())
+        }
+        (Content::Dsse(env), "intoto", "0.0.2") => {
+            let sig = env
+                .signatures
+                .first()
+                .ok_or(VerifyError::Bundle(BundleError::DsseSignatureCount(0)))?;
+            let want_hash = hex::encode(sha256(&env.payload));
+            let got_hash = get_str(&body, &["spec", "content", "payloadHash", "value"]);
+            if got_hash != want_hash {
+                return Err(mismatch(
+                    "spec.content.payloadHash.value",
+                    want_hash,
+                    got_hash,
+                ));
+            }
+            let got_type = get_str(&body, &["spec", "content", "envelope", "payloadType"]);
+            if got_type != env.payload_type {
+                return Err(mismatch(
+                    "spec.content.envelope.payloadType",
+                    env.payload_type.clone(),
+                    got_type,
+                ));
+            }
+            let sigs = body
+                .pointer("/spec/content/envelope/signatures")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            // intoto 0.0.2 double-encodes signatures: base64 of the envelope's base64 text.
+            let want_sig = STANDARD.encode(STANDARD.encode(&sig.sig));
+            let hit = sigs.iter().find(|s| get_str(s, &["sig"]) == want_sig);
+            let Some(hit) = hit else {
+                return Err(mismatch(
+                    "spec.content.envelope.signatures[].sig",
+                    short(&want_sig),
+                    "no such signature",
+                ));
+            };
+            if pem_field_der(get_str(hit, &["publicKey"])).as_deref() != Some(signer_der) {
+                return Err(mismatch(
+                    "spec.content.envelope.signatures[].publicKey",
+                    "the bundle's signing certificate/key",
+                    "a different key",
+                ));
+            }
+            Ok(())
+        }
+        (_, k, v) => Err(VerifyError::Entry(format!(
+            "entry kind {k} {v} does not fit the bundle's content"
+        ))),
+    }
+}
+
+/// Verifies the leaf's embedded SCTs against the trusted CT logs: at least one must verify.
+fn verify_sct(
+    leaf: &ParsedCert,
+    issuer: &ParsedCert,
+    root: &TrustedRoot,
+) -> Result<(), VerifyError> {
+    let (_, scts) = sigil_core::sct::precert_tbs_from_cert(&leaf.der)
+        .map_err(|e| VerifyError::Sct(format!("certificate has no usable embedded SCT: {e}")))?;
+    let mut errors = Vec::new();
+    for sct in &scts {
+        let logs: Vec<_> = root.ctlogs_by_id(&sct.log_id).collect();
+        if logs.is_empty() {
+            errors.push(format!(
+                "SCT from log {} which the trusted root does not list",
+                hex::encode(sct.log_id)
+            ));
+            continue;
+        }
+        for log in logs {
+            let Ok(key) = PublicKey::from_spki_der(&log.public_key.raw_bytes) else {
+                continue;
+            };
+            match sigil_core::sct::verify_embedded_scts(&leaf.der, &issuer.spki, &key) {
+                Ok(_) => return Ok(()),
+                Err(e) => errors.push(format!("log {}: {e}", hex::encode(sct.log_id))),
+            }
+        }
+    }
+    if errors.is_empty() {
+        errors.push("certificate carries no SCTs".into());
+    }
+    Err(VerifyError::Sct(errors.join("; ")))
+}

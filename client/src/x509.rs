@@ -1,0 +1,224 @@
+//! Certificate parsing and chain checks against a trusted root, written against `x509-cert` and
+//! `sigil_core::crypto` so verification stays offline and dependency-light.
+
+use der::{Decode, Encode};
+use sigil_core::certs;
+use sigil_core::crypto::{DigestAlgorithm, PublicKey};
+use sigil_core::oid;
+use sigil_core::trust::TrustedRoot;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
+
+use crate::verify::VerifyError;
+
+/// A parsed certificate with the fields verification needs.
+#[derive(Clone, Debug)]
+pub struct ParsedCert {
+    pub der: Vec<u8>,
+    pub cert: Certificate,
+    pub spki: Vec<u8>,
+    pub key: PublicKey,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl ParsedCert {
+    /// Parses a DER certificate and its public key.
+    pub fn from_der(der: &[u8]) -> Result<Self, VerifyError> {
+        let bad = |e: String| VerifyError::Certificate(e);
+        let cert = Certificate::from_der(der)
+            .map_err(|e| bad(format!("not a DER X.509 certificate: {e}")))?;
+        let spki = certs::spki_der(&cert).map_err(|e| bad(e.to_string()))?;
+        let key = PublicKey::from_spki_der(&spki)
+            .map_err(|e| bad(format!("unsupported certificate key: {e}")))?;
+        let v = &cert.tbs_certificate.validity;
+        let secs = |t: x509_cert::time::Time| {
+            i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+        };
+        let (not_before, not_after) = (secs(v.not_before), secs(v.not_after));
+        Ok(Self {
+            der: der.to_vec(),
+            cert,
+            spki,
+            key,
+            not_before,
+            not_after,
+        })
+    }
+
+    /// RFC 4514 subject.
+    pub fn subject(&self) -> String {
+        self.cert.tbs_certificate.subject.to_string()
+    }
+
+    /// RFC 4514 issuer.
+    pub fn issuer(&self) -> String {
+        self.cert.tbs_certificate.issuer.to_string()
+    }
+
+    /// Whether `t` (Unix seconds) is inside `[notBefore, notAfter]`.
+    pub fn valid_at(&self, t: i64) -> bool {
+        self.not_before <= t && t <= self.not_after
+    }
+
+    fn is_ca(&self) -> bool {
+        matches!(self.cert.tbs_certificate.get::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca)
+    }
+
+    /// Checks that `issuer` signed this certificate and that the names chain.
+    pub fn check_issued_by(&self, issuer: &ParsedCert) -> Result<(), String> {
+        let (a, b) = (
+            self.cert.tbs_certificate.issuer.to_der(),
+            issuer.cert.tbs_certificate.subject.to_der(),
+        );
+        if a.is_err() || a != b {
+            return Err(format!(
+                "issuer name {:?} is not the subject {:?}",
+                self.issuer(),
+                issuer.subject()
+            ));
+        }
+        verify_cert_signature(&self.cert, &issuer.key)
+    }
+}
+
+/// Verifies a certificate's signature with its issuer's key.
+pub fn verify_cert_signature(cert: &Certificate, issuer_key: &PublicKey) -> Result<(), String> {
+    let tbs = cert.tbs_certificate.to_der().map_err(|e| e.to_string())?;
+    let sig = cert
+        .signature
+        .as_bytes()
+        .ok_or_else(|| "signature BIT STRING has unused bits".to_owned())?;
+    let alg = cert.signature_algorithm.oid;
+    let digest = if alg == oid::ECDSA_WITH_SHA256 {
+        Some(DigestAlgorithm::Sha256)
+    } else if alg == oid::ECDSA_WITH_SHA384 {
+        Some(DigestAlgorithm::Sha384)
+    } else if alg == oid::ECDSA_WITH_SHA512 {
+        Some(DigestAlgorithm::Sha512)
+    } else {
+        None
+    };
+    let res = match digest {
+        Some(d) => issuer_key.verify_prehashed(d, &d.digest(&tbs), sig),
+        // Ed25519 and RSA: the key type fixes the scheme.
+        None => issuer_key.verify(&tbs, sig),
+    };
+    res.map_err(|e| format!("signature ({alg}) does not verify with the issuer's key: {e}"))
+}
+
+/// The result of chaining a leaf to a trusted CA.
+#[derive(Clone, Debug)]
+pub struct ChainMatch {
+    /// Index into `certificateAuthorities`.
+    pub ca_index: usize,
+    /// The issuing certificate (first of the CA's chain).
+    pub issuer: ParsedCert,
+}
+
+/// Chains `leaf` to a certificate authority of `root` that was valid at `at`: every link's names
+/// and signature, CA basicConstraints, and each certificate's validity at `at`.
+pub fn verify_chain(
+    leaf: &ParsedCert,
+    root: &TrustedRoot,
+    at: i64,
+) -> Result<ChainMatch, VerifyError> {
+    let mut reasons = Vec::new();
+    for (i, ca) in root.certificate_authorities.iter().enumerate() {
+        let label = if ca.uri.is_empty() {
+            format!("CA #{i}")
+        } else {
+            ca.uri.clone()
+        };
+        if !ca.valid_for.contains(at) {
+            reasons.push(format!("{label}: not valid at {}", fmt_time(at)));
+            continue;
+        }
+        match chain_to(leaf, ca, at) {
+            Ok(issuer) => {
+                return Ok(ChainMatch {
+                    ca_index: i,
+                    issuer,
+                });
+            }
+            Err(r) => reasons.push(format!("{label}: {r}")),
+        }
+    }
+    Err(VerifyError::UntrustedCertificate {
+        issuer: leaf.issuer(),
+        reasons: if reasons.is_empty() {
+            "the trusted root lists no certificate authorities".into()
+        } else {
+            reasons.join("; ")
+        },
+    })
+}
+
+fn chain_to(
+    leaf: &ParsedCert,
+    ca: &sigil_core::trust::CertificateAuthority,
+    at: i64,
+) -> Result<ParsedCert, String> {
+    let chain: Vec<ParsedCert> = ca
+        .cert_chain
+        .certificates
+        .iter()
+        .map(|c| ParsedCert::from_der(&c.raw_bytes).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let first = chain.first().ok_or("empty certificate chain")?;
+    leaf.check_issued_by(first)?;
+    let mut child = first;
+    for (n, c) in chain.iter().enumerate() {
+        if !c.is_ca() {
+            return Err(format!(
+                "{:?} is not a CA (basicConstraints cA is not true)",
+                c.subject()
+            ));
+        }
+        if !c.valid_at(at) {
+            return Err(format!(
+                "{:?} is valid {}..{}, not at {}",
+                c.subject(),
+                fmt_time(c.not_before),
+                fmt_time(c.not_after),
+                fmt_time(at)
+            ));
+        }
+        if n > 0 {
+            child
+                .check_issued_by(c)
+                .map_err(|e| format!("{:?}: {e}", child.subject()))?;
+        }
+        child = c;
+    }
+    // The last certificate must be a self-signed root.
+    child
+        .check_issued_by(child)
+        .map_err(|e| format!("chain does not end in a self-signed root: {e}"))?;
+    Ok(first.clone())
+}
+
+/// Checks the leaf profile a code-signing certificate must have: digitalSignature key usage and
+/// the codeSigning extended key usage.
+pub fn check_leaf_profile(leaf: &ParsedCert) -> Result<(), VerifyError> {
+    let tbs = &leaf.cert.tbs_certificate;
+    match tbs.get::<KeyUsage>() {
+        Ok(Some((_, ku))) if ku.0.contains(KeyUsages::DigitalSignature) => {}
+        _ => {
+            return Err(VerifyError::Certificate(
+                "leaf certificate lacks the digitalSignature key usage".into(),
+            ));
+        }
+    }
+    match tbs.get::<ExtendedKeyUsage>() {
+        Ok(Some((_, eku))) if eku.0.contains(&oid::KP_CODE_SIGNING) => Ok(()),
+        _ => Err(VerifyError::Certificate(
+            "leaf certificate lacks the codeSigning extended key usage".into(),
+        )),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn fmt_time(t: i64) -> String {
+    sigil_core::trust::format_rfc3339(t)
+}
