@@ -11,7 +11,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use sigil_core::checkpoint::{Checkpoint, CheckpointError, open_checkpoint, rekor_v1_origin};
 use sigil_core::crypto::PublicKey;
 use sigil_core::note::{
-    EcdsaNoteKey, Ed25519NoteKey, Note, NoteError, NoteSigner, NoteVerifier, spki_key_id,
+    CosignatureV1Key, EcdsaNoteKey, Ed25519NoteKey, Note, NoteError, NoteSigner, NoteVerifier,
+    spki_key_id, typed_key_hash,
 };
 
 fn golden(name: &str) -> Vec<u8> {
@@ -218,4 +219,58 @@ fn golden_checkpoint_text_parses_alone() {
     let note = Note::parse(&golden("rekor-sigstage-dev-7376159.note")).unwrap();
     let cp = Checkpoint::parse(&note.text).unwrap();
     assert_eq!(cp.to_text(), note.text);
+}
+
+#[test]
+fn rekor_v2_ed25519_checkpoints_verify_byte_exact() {
+    let pk = PublicKey::from_pem(&golden_str("rekor-log2025-1.pem")).unwrap();
+    let origin = "log2025-1.rekor.sigstore.dev";
+    let key = Ed25519NoteKey::verifier(origin, pk.clone()).unwrap();
+    // Rekor v2's log ID in the trusted root is the full C2SP Ed25519 key hash.
+    assert_eq!(
+        typed_key_hash(origin, 0x01, &pk.ed25519_bytes().unwrap()).to_vec(),
+        B64.decode("zxGZFVvd0FEmjR8WrFwMdcAJ9vtaY/QXf44Y1wUeP6A=")
+            .unwrap()
+    );
+    for (file, size) in [
+        ("rekor-v2-log2025-1-412115.note", 412_115u64),
+        ("rekor-v2-log2025-1-34356369.note", 34_356_369),
+        ("rekor-v2-log2025-1-139911860-witnessed.note", 139_911_860),
+    ] {
+        let bytes = golden(file);
+        let (cp, note) = open_checkpoint(&bytes, &[&key]).unwrap();
+        assert_eq!(cp.origin, origin);
+        assert_eq!(cp.size, size);
+        assert_eq!(note.to_bytes(), bytes, "{file} re-serialises byte for byte");
+    }
+}
+
+#[test]
+fn real_witness_cosignature_verifies() {
+    let bytes = golden("rekor-v2-log2025-1-139911860-witnessed.note");
+    let witness = CosignatureV1Key::from_vkey(
+        "witness.stagemole.eu+67f7aea0+BEqSG3yu9YrmcM3BHvQYTxwFj3uSWakQepafafpUqklv",
+    )
+    .unwrap();
+    let log = Ed25519NoteKey::verifier(
+        "log2025-1.rekor.sigstore.dev",
+        PublicKey::from_pem(&golden_str("rekor-log2025-1.pem")).unwrap(),
+    )
+    .unwrap();
+    let note = Note::parse(&bytes).unwrap();
+    // The witness alone, the log alone, and both.
+    let w = note.verify(&[&witness]).unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].name, "witness.stagemole.eu");
+    let ts = CosignatureV1Key::timestamp(w[0]).unwrap();
+    assert!(ts > 1_700_000_000, "{ts}");
+    assert_eq!(note.verify(&[&log, &witness]).unwrap().len(), 2);
+    // The cosignature does not verify as a plain Ed25519 note signature, and a changed timestamp
+    // breaks it.
+    let mut bent = note.clone();
+    bent.signatures[1].signature[7] ^= 1;
+    assert!(matches!(
+        bent.verify(&[&witness]),
+        Err(NoteError::InvalidSignature { .. })
+    ));
 }

@@ -364,3 +364,41 @@ fn vkey_parse_and_format() {
         ));
     }
 }
+
+#[test]
+fn cosignature_v1_round_trip() {
+    use sigil_core::note::{CosignatureV1Key, cosignature_v1_message};
+    let w = CosignatureV1Key::signer(
+        "witness.example/w1",
+        SigningKey::generate(KeyAlgorithm::Ed25519).unwrap(),
+    )
+    .unwrap();
+    let log = ed_key("example.com/log");
+    let text = "example.com/log\n5\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+    let mut note = Note::sign(text, &[&log]).unwrap();
+    let cosig = w.cosign(text, 1_679_315_147).unwrap();
+    assert_eq!(CosignatureV1Key::timestamp(&cosig), Some(1_679_315_147));
+    assert_eq!(cosig.signature.len(), 8 + 64);
+    // The Ed25519 signature covers the cosignature/v1 header, the time and the text.
+    w.public_key()
+        .verify(
+            &cosignature_v1_message(1_679_315_147, text.as_bytes()),
+            &cosig.signature[8..],
+        )
+        .unwrap();
+    note.signatures.push(cosig);
+    let parsed = Note::parse(&note.to_bytes()).unwrap();
+    assert_eq!(parsed.verify(&[&log, &w]).unwrap().len(), 2);
+    // The vkey round-trips and differs from a plain Ed25519 key id for the same key.
+    let v = CosignatureV1Key::from_vkey(&w.vkey()).unwrap();
+    assert_eq!(v.key_id(), w.key_id());
+    let plain = Ed25519NoteKey::verifier("witness.example/w1", w.public_key().clone()).unwrap();
+    assert_ne!(plain.key_id(), w.key_id());
+    assert!(Ed25519NoteKey::from_vkey(&w.vkey()).is_err());
+    assert!(CosignatureV1Key::from_vkey(&plain.vkey()).is_err());
+    // Timestamps must be below 2^63.
+    assert_eq!(
+        w.cosign(text, 1 << 63).unwrap_err(),
+        NoteError::CosignatureTimestamp(1 << 63)
+    );
+}
