@@ -386,10 +386,12 @@ async fn sequencer(
                 },
             }
         }
-        shared
+        let left = shared
             .queued
-            .fetch_sub(batch.len(), std::sync::atomic::Ordering::Relaxed);
+            .fetch_sub(batch.len(), std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(batch.len());
         crate::metrics::observe_batch(&shared.log_id, batch.len());
+        crate::metrics::set_queue_depth(&shared.log_id, left);
         let mut attempts = 0;
         loop {
             attempts += 1;
