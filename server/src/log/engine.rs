@@ -205,12 +205,14 @@ impl LogEngine {
             sub,
             reply,
         };
-        match self.tx.try_send(pending) {
-            Ok(()) => {
-                self.shared.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(EngineError::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(EngineError::ShuttingDown),
+        // Counted before sending so the sequencer never subtracts what was not yet added.
+        self.shared.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.tx.try_send(pending) {
+            self.shared.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => EngineError::ShuttingDown,
+            });
         }
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
