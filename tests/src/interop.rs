@@ -58,15 +58,32 @@ impl CmdResult {
 
 impl std::fmt::Display for CmdResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The end of a traceback says what went wrong; keep failure messages readable.
         write!(
             f,
-            "$ {}\n({})\n--- stdout ---\n{}--- stderr ---\n{}",
+            "$ {}\n({})\n--- stdout ---\n{}--- stderr (last {TAIL_LINES} lines) ---\n{}",
             self.command,
             self.output.status,
-            self.stdout(),
-            self.stderr()
+            tail(&self.stdout()),
+            tail(&self.stderr())
         )
     }
+}
+
+const TAIL_LINES: usize = 40;
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    lines
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .fold(String::new(), |mut s, l| {
+            s.push_str(l);
+            s.push('\n');
+            s
+        })
 }
 
 /// Runs a command to completion (killing it after `timeout`), capturing its output.
