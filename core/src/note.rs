@@ -586,7 +586,16 @@ impl NoteVerifier for EcdsaNoteKey {
         self.key_id
     }
     fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        self.public.verify(msg, sig).is_ok()
+        if self.public.verify(msg, sig).is_ok() {
+            return true;
+        }
+        // Go signers (Rekor's, transparency-dev's witness) hash with SHA-256 whatever the
+        // curve; P-384 signatures made that way are accepted too. Signing uses SHA-384.
+        self.public.algorithm() == KeyAlgorithm::EcdsaP384
+            && self
+                .public
+                .verify_prehashed(crate::crypto::DigestAlgorithm::Sha256, &sha256(msg), sig)
+                .is_ok()
     }
 }
 

@@ -402,3 +402,19 @@ fn cosignature_v1_round_trip() {
         NoteError::CosignatureTimestamp(1 << 63)
     );
 }
+
+#[test]
+fn ecdsa_p384_note_accepts_sha256_signatures_from_go_signers() {
+    use sigil_core::crypto::PublicKey;
+    let dir = format!("{}/tests/golden/keys", env!("CARGO_MANIFEST_DIR"));
+    let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+    let pk = PublicKey::from_pem(&String::from_utf8(read("p384.pub.pem")).unwrap()).unwrap();
+    let v = EcdsaNoteKey::verifier("o", pk).unwrap();
+    let msg = read("message.txt");
+    // SHA-384 (the key's own digest) and SHA-256 (what Go note signers use) are accepted,
+    // other digests are not.
+    assert!(v.verify(&msg, &read("p384-sha384.sig")));
+    assert!(v.verify(&msg, &read("p384-sha256.sig")));
+    assert!(!v.verify(&msg, &read("p384-sha512.sig")));
+    assert!(!v.verify(b"other", &read("p384-sha256.sig")));
+}
