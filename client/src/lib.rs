@@ -2,6 +2,9 @@
 //!
 //! Verification ([`verify`]) is pure and offline: bundle + trusted root + artifact + policy.
 
+pub mod config;
+pub mod oidc;
 pub mod policy;
+pub mod sign;
 pub mod verify;
 pub mod x509;

@@ -1,0 +1,427 @@
+//! Signing: certificates from the CA (Fulcio API), entries in the log (Rekor v1 API), bundles.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use sigil_core::bundle::{
+    self, Bundle, Envelope, HashAlgorithm, HashOutput, InclusionPromise, InclusionProof,
+    KindVersion, LogId, MessageSignature, PublicKeyIdentifier, TransparencyLogEntry,
+    VerificationMaterial, X509Certificate,
+};
+use sigil_core::certs;
+use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey, sha256};
+use sigil_core::trust::{SigningConfig, select_services};
+
+/// A blocking HTTP client with sane timeouts.
+pub fn http() -> Result<reqwest::blocking::Client> {
+    Ok(reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+fn check(resp: reqwest::blocking::Response, what: &str) -> Result<Value> {
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    if !status.is_success() {
+        bail!("{what} answered {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("{what}: answer is not JSON: {text}"))
+}
+
+/// The service URLs to use now.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub ca: Option<String>,
+    pub rekor: String,
+    pub oidc: Option<String>,
+}
+
+impl Services {
+    /// Picks Rekor v1, the CA and the OIDC issuer from a signing config.
+    pub fn from_signing_config(c: &SigningConfig, now: i64) -> Result<Self> {
+        let rekor = select_services(&c.rekor_tlog_urls, now, &[1])
+            .first()
+            .map(|s| s.url.clone())
+            .ok_or_else(|| anyhow!("the signing config lists no Rekor v1 log valid now"))?;
+        let ca = select_services(&c.ca_urls, now, &[1])
+            .first()
+            .map(|s| s.url.clone());
+        let oidc = select_services(&c.oidc_urls, now, &[1])
+            .first()
+            .map(|s| s.url.clone());
+        Ok(Self { ca, rekor, oidc })
+    }
+}
+
+/// Asks the CA for a certificate for `key`, proving possession by signing the token's challenge.
+/// Returns the chain as DER, leaf first.
+pub fn request_certificate(ca_url: &str, token: &str, key: &SigningKey) -> Result<Vec<Vec<u8>>> {
+    let claims = crate::oidc::unverified_claims(token)?;
+    let challenge = crate::oidc::challenge_claim(&claims)?;
+    let pop = key.sign(challenge.as_bytes())?;
+    let algorithm = match key.algorithm() {
+        KeyAlgorithm::Ed25519 => "ED25519",
+        KeyAlgorithm::Rsa { .. } => "RSA_PSS",
+        _ => "ECDSA",
+    };
+    let req = json!({
+        "credentials": {"oidcIdentityToken": token},
+        "publicKeyRequest": {
+            "publicKey": {"algorithm": algorithm, "content": key.public_key().to_pem()},
+            "proofOfPossession": STANDARD.encode(pop),
+        },
+    });
+    let url = format!("{}/api/v2/signingCert", ca_url.trim_end_matches('/'));
+    let resp = http()?
+        .post(&url)
+        .json(&req)
+        .send()
+        .with_context(|| format!("POST {url}"))?;
+    let body = check(resp, &format!("CA {url}"))?;
+    let chain = body
+        .pointer("/signedCertificateEmbeddedSct/chain/certificates")
+        .or_else(|| body.pointer("/signedCertificateDetachedSct/chain/certificates"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("CA answer has no certificate chain: {body}"))?;
+    let mut out = Vec::new();
+    for pem in chain {
+        let pem = pem
+            .as_str()
+            .ok_or_else(|| anyhow!("CA chain entry is not a string"))?;
+        for (label, der) in certs::pem_decode_all(pem.as_bytes())? {
+            if label == "CERTIFICATE" {
+                out.push(der);
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("CA returned an empty certificate chain");
+    }
+    Ok(out)
+}
+
+/// A Rekor v1 `LogEntry` (`{uuid: {...}}` value) converted to the bundle's form.
+pub fn tlog_entry_from_rekor(
+    entry: &Value,
+    kind: &str,
+    version: &str,
+) -> Result<TransparencyLogEntry> {
+    let s = |p: &str| entry.pointer(p).and_then(Value::as_str);
+    let i = |p: &str| entry.pointer(p).and_then(Value::as_i64);
+    let body = STANDARD.decode(s("/body").ok_or_else(|| anyhow!("log entry has no body"))?)?;
+    let log_id = hex::decode(s("/logID").ok_or_else(|| anyhow!("log entry has no logID"))?)?;
+    let promise = s("/verification/signedEntryTimestamp")
+        .map(|b| {
+            STANDARD.decode(b).map(|v| InclusionPromise {
+                signed_entry_timestamp: v,
+            })
+        })
+        .transpose()?;
+    let proof = match entry.pointer("/verification/inclusionProof") {
+        Some(p) if !p.is_null() => {
+            let hashes = p
+                .get("hashes")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(hex::decode)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default();
+            Some(InclusionProof {
+                log_index: p.get("logIndex").and_then(Value::as_i64).unwrap_or(0),
+                root_hash: hex::decode(p.get("rootHash").and_then(Value::as_str).unwrap_or(""))?,
+                tree_size: p.get("treeSize").and_then(Value::as_i64).unwrap_or(0),
+                hashes,
+                checkpoint: p.get("checkpoint").and_then(Value::as_str).map(|c| {
+                    bundle::Checkpoint {
+                        envelope: c.to_owned(),
+                    }
+                }),
+            })
+        }
+        _ => None,
+    };
+    // The kind in the body is authoritative.
+    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let kind = body_json
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or(kind)
+        .to_owned();
+    let version = body_json
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(version)
+        .to_owned();
+    Ok(TransparencyLogEntry {
+        log_index: i("/logIndex").unwrap_or(0),
+        log_id: LogId { key_id: log_id },
+        kind_version: KindVersion { kind, version },
+        integrated_time: i("/integratedTime").unwrap_or(0),
+        inclusion_promise: promise,
+        inclusion_proof: proof,
+        canonicalized_body: body,
+    })
+}
+
+/// Posts a proposed entry to Rekor v1; returns (uuid, entry). An existing identical entry (409)
+/// is fetched instead.
+pub fn log_entry(rekor_url: &str, proposed: &Value) -> Result<(String, Value)> {
+    let base = rekor_url.trim_end_matches('/');
+    let url = format!("{base}/api/v1/log/entries");
+    let client = http()?;
+    let resp = client
+        .post(&url)
+        .json(proposed)
+        .send()
+        .with_context(|| format!("POST {url}"))?;
+    let (uuid, mut entry) = if resp.status() == reqwest::StatusCode::CONFLICT {
+        let loc = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("log answered 409 without a Location"))?;
+        let uuid = loc.rsplit('/').next().unwrap_or_default().to_owned();
+        get_entry_by_uuid(base, &uuid)?
+    } else {
+        first_entry(check(resp, &format!("log {url}"))?)?
+    };
+    // An entry whose proof is not ready yet: fetch again briefly.
+    for _ in 0..20 {
+        if entry
+            .pointer("/verification/inclusionProof/checkpoint")
+            .is_some()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        entry = get_entry_by_uuid(base, &uuid)?.1;
+    }
+    Ok((uuid, entry))
+}
+
+fn first_entry(v: Value) -> Result<(String, Value)> {
+    let v = match v {
+        Value::Array(a) => a
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("log returned no entry"))?,
+        other => other,
+    };
+    match v {
+        Value::Object(m) => m
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("log returned no entry")),
+        other => bail!("unexpected log answer {other}"),
+    }
+}
+
+/// `GET /api/v1/log/entries/{uuid}`.
+pub fn get_entry_by_uuid(rekor_url: &str, uuid: &str) -> Result<(String, Value)> {
+    let url = format!(
+        "{}/api/v1/log/entries/{uuid}",
+        rekor_url.trim_end_matches('/')
+    );
+    first_entry(check(
+        http()?
+            .get(&url)
+            .send()
+            .with_context(|| format!("GET {url}"))?,
+        &format!("log {url}"),
+    )?)
+}
+
+/// `GET /api/v1/log/entries?logIndex=N`.
+pub fn get_entry_by_index(rekor_url: &str, index: u64) -> Result<(String, Value)> {
+    let url = format!(
+        "{}/api/v1/log/entries?logIndex={index}",
+        rekor_url.trim_end_matches('/')
+    );
+    first_entry(check(
+        http()?
+            .get(&url)
+            .send()
+            .with_context(|| format!("GET {url}"))?,
+        &format!("log {url}"),
+    )?)
+}
+
+/// The signer: an ephemeral key with a CA certificate, or a long-lived key.
+pub enum Signer {
+    Keyless {
+        key: SigningKey,
+        chain: Vec<Vec<u8>>,
+    },
+    Key(SigningKey),
+}
+
+impl Signer {
+    fn key(&self) -> &SigningKey {
+        match self {
+            Signer::Keyless { key, .. } | Signer::Key(key) => key,
+        }
+    }
+
+    /// PEM of what the log records as the verifier (leaf certificate or public key).
+    fn verifier_pem(&self) -> String {
+        match self {
+            Signer::Keyless { chain, .. } => certs::pem_encode(
+                "CERTIFICATE",
+                chain.first().map(Vec::as_slice).unwrap_or_default(),
+            ),
+            Signer::Key(k) => k.public_key().to_pem(),
+        }
+    }
+
+    fn material(&self, entry: TransparencyLogEntry) -> VerificationMaterial {
+        let (certificate, public_key) = match self {
+            Signer::Keyless { chain, .. } => (
+                Some(X509Certificate {
+                    raw_bytes: chain.first().cloned().unwrap_or_default(),
+                }),
+                None,
+            ),
+            Signer::Key(k) => (
+                None,
+                Some(PublicKeyIdentifier {
+                    hint: Some(STANDARD.encode(sha256(k.public_key().spki_der()))),
+                }),
+            ),
+        };
+        VerificationMaterial {
+            certificate,
+            x509_certificate_chain: None,
+            public_key,
+            tlog_entries: vec![entry],
+            timestamp_verification_data: Some(Default::default()),
+        }
+    }
+}
+
+/// A signed and logged bundle, with where it landed.
+pub struct Signed {
+    pub bundle: Bundle,
+    pub uuid: String,
+    pub log_index: i64,
+}
+
+/// Signs an artifact (message signature over its SHA-256) and logs a `hashedrekord` entry.
+pub fn sign_blob(signer: &Signer, artifact: &[u8], rekor_url: &str) -> Result<Signed> {
+    let key = signer.key();
+    let alg = key
+        .algorithm()
+        .default_digest()
+        .unwrap_or(DigestAlgorithm::Sha256);
+    let digest = alg.digest(artifact);
+    let signature = match key.algorithm() {
+        KeyAlgorithm::Ed25519 => key.sign(artifact)?,
+        _ => key.sign_prehashed(alg, &digest)?,
+    };
+    let algorithm = match alg {
+        DigestAlgorithm::Sha256 => HashAlgorithm::Sha2_256,
+        DigestAlgorithm::Sha384 => HashAlgorithm::Sha2_384,
+        DigestAlgorithm::Sha512 => HashAlgorithm::Sha2_512,
+    };
+    let proposed = json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "signature": {
+                "content": STANDARD.encode(&signature),
+                "publicKey": {"content": STANDARD.encode(signer.verifier_pem())},
+            },
+            "data": {"hash": {"algorithm": alg.name(), "value": hex::encode(&digest)}},
+        },
+    });
+    let (uuid, entry) = log_entry(rekor_url, &proposed)?;
+    let tlog = tlog_entry_from_rekor(&entry, "hashedrekord", "0.0.1")?;
+    let log_index = tlog.log_index;
+    let bundle = Bundle {
+        media_type: bundle::MEDIA_TYPE_V03.into(),
+        verification_material: signer.material(tlog),
+        message_signature: Some(MessageSignature {
+            message_digest: Some(HashOutput { algorithm, digest }),
+            signature,
+        }),
+        dsse_envelope: None,
+    };
+    Ok(Signed {
+        bundle,
+        uuid,
+        log_index,
+    })
+}
+
+/// Signs a DSSE envelope over `payload` and logs a `dsse` entry.
+pub fn sign_dsse(
+    signer: &Signer,
+    payload_type: &str,
+    payload: &[u8],
+    rekor_url: &str,
+) -> Result<Signed> {
+    let sig = signer.key().sign(&bundle::pae(payload_type, payload))?;
+    let env = Envelope {
+        payload: payload.to_vec(),
+        payload_type: payload_type.to_owned(),
+        signatures: vec![bundle::DsseSignature { sig, keyid: None }],
+    };
+    let env_json = serde_json::to_string(&env)?;
+    let proposed = json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {"proposedContent": {
+            "envelope": env_json,
+            "verifiers": [STANDARD.encode(signer.verifier_pem())],
+        }},
+    });
+    let (uuid, entry) = log_entry(rekor_url, &proposed)?;
+    let tlog = tlog_entry_from_rekor(&entry, "dsse", "0.0.1")?;
+    let log_index = tlog.log_index;
+    let bundle = Bundle {
+        media_type: bundle::MEDIA_TYPE_V03.into(),
+        verification_material: signer.material(tlog),
+        message_signature: None,
+        dsse_envelope: Some(env),
+    };
+    Ok(Signed {
+        bundle,
+        uuid,
+        log_index,
+    })
+}
+
+/// A keyless signer: ephemeral P-256 key, certificate from the CA.
+pub fn keyless_signer(ca_url: &str, token: &str) -> Result<Signer> {
+    let key = SigningKey::generate(KeyAlgorithm::EcdsaP256)?;
+    let chain = request_certificate(ca_url, token, &key)?;
+    Ok(Signer::Keyless { key, chain })
+}
+
+/// Loads a PKCS#8 private key, encrypted (password from `SIGIL_PASSWORD` / `COSIGN_PASSWORD`) or not.
+pub fn load_key(path: &std::path::Path) -> Result<SigningKey> {
+    let pem =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if pem.contains("ENCRYPTED PRIVATE KEY") {
+        let pw = password()?;
+        return SigningKey::from_encrypted_pkcs8_pem(&pem, &pw)
+            .with_context(|| format!("decrypting {} (wrong password?)", path.display()));
+    }
+    SigningKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("{} is not a PKCS#8 private key", path.display()))
+}
+
+/// The key password from the environment.
+pub fn password() -> Result<String> {
+    std::env::var("SIGIL_PASSWORD")
+        .or_else(|_| std::env::var("COSIGN_PASSWORD"))
+        .map_err(|_| anyhow!("set SIGIL_PASSWORD to the private key's password"))
+}
