@@ -43,6 +43,41 @@ pub struct Config {
     pub dev_oidc: DevOidcConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    #[serde(default)]
+    pub tsa: TsaConfig,
+    #[serde(default)]
+    pub rekor_v2: RekorV2Config,
+}
+
+/// The RFC 3161 timestamp authority. `init` generates the key and a chain to the TSA's own root.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsaConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PKCS#8 PEM signing key (ECDSA P-256 or P-384).
+    #[serde(default = "default_tsa_key")]
+    pub key: PathBuf,
+    /// PEM chain, the time-stamping certificate first, the root last.
+    #[serde(default = "default_tsa_chain")]
+    pub cert_chain: PathBuf,
+    /// The root's key, written by `init` (not read at run time).
+    #[serde(default = "default_tsa_root_key")]
+    pub root_key: PathBuf,
+}
+
+/// The Rekor v2 (tile-served) log: a second log on the same engine and database, with its own key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekorV2Config {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PKCS#8 PEM checkpoint signing key (ECDSA P-256).
+    #[serde(default = "default_rekor_v2_key")]
+    pub key: PathBuf,
+    /// Checkpoint origin prefix; the origin is `<prefix> - <tree id>`.
+    #[serde(default = "default_rekor_v2_origin")]
+    pub origin: String,
 }
 
 /// Where clients reach each role, for the trust files (default: `server.public_url`). Set these
@@ -154,30 +189,7 @@ pub struct CaSection {
     pub issuers: Vec<IssuerConfig>,
 }
 
-/// One trusted OIDC issuer.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// Exact issuer URL, or …
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer_url: Option<String>,
-    /// … a meta-issuer pattern where `*` matches one `[-_a-zA-Z0-9]+` label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wildcard_issuer_url: Option<String>,
-    /// Expected `aud` (default `sigstore`).
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    /// email, github-workflow, gitlab-pipeline, buildkite-job, codefresh-workflow,
-    /// chainguard-identity, kubernetes, spiffe, uri, username, ci-provider.
-    #[serde(rename = "type")]
-    pub issuer_type: String,
-    /// For `spiffe`: the trust domain; for `uri`/`username`: the subject domain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_domain: Option<String>,
-    /// For `ci-provider`: claim → extension templates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci_provider: Option<toml::Table>,
-}
+pub use crate::ca::IssuerConfig;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -248,11 +260,23 @@ fn default_validity() -> u64 {
 fn default_sct_mode() -> String {
     "embedded".into()
 }
-fn default_client_id() -> String {
-    "sigstore".into()
-}
 fn default_dev_subject() -> String {
     "developer@sigil.localhost".into()
+}
+fn default_tsa_key() -> PathBuf {
+    "keys/tsa.pem".into()
+}
+fn default_tsa_chain() -> PathBuf {
+    "keys/tsa-chain.crt.pem".into()
+}
+fn default_tsa_root_key() -> PathBuf {
+    "keys/tsa-root.pem".into()
+}
+fn default_rekor_v2_key() -> PathBuf {
+    "keys/log-v2.pem".into()
+}
+fn default_rekor_v2_origin() -> String {
+    "sigil-v2".into()
 }
 fn default_dev_key() -> PathBuf {
     "keys/dev-oidc.pem".into()
@@ -268,6 +292,7 @@ macro_rules! default_from_empty {
     )*};
 }
 default_from_empty!(ServerConfig, DatabaseConfig, LogConfig, CtConfig, CaSection, DevOidcConfig);
+default_from_empty!(TsaConfig, RekorV2Config);
 
 impl Default for Config {
     fn default() -> Self {
@@ -279,6 +304,8 @@ impl Default for Config {
             ca: CaSection::default(),
             dev_oidc: DevOidcConfig::default(),
             trust: TrustConfig::default(),
+            tsa: TsaConfig::default(),
+            rekor_v2: RekorV2Config::default(),
         }
     }
 }
@@ -340,15 +367,8 @@ impl Config {
             }
         }
         for (i, iss) in self.ca.issuers.iter().enumerate() {
-            match (&iss.issuer_url, &iss.wildcard_issuer_url) {
-                (Some(u), None) | (None, Some(u)) if u.starts_with("https://") || u.starts_with("http://") => {}
-                _ => {
-                    return Err(invalid(
-                        &format!("ca.issuers[{i}]"),
-                        "set exactly one of issuer_url or wildcard_issuer_url, an http(s) URL",
-                    ));
-                }
-            }
+            iss.validate()
+                .map_err(|e| invalid(&format!("ca.issuers[{i}]"), e.to_string()))?;
         }
         Ok(())
     }
@@ -392,7 +412,7 @@ fn apply_env(
     table: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    const SECTIONS: &[&str] = &["server", "database", "log", "ct", "ca", "dev_oidc", "trust", "tsa"];
+    const SECTIONS: &[&str] = &["server", "database", "log", "ct", "ca", "dev_oidc", "trust", "tsa", "rekor_v2"];
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("SIGIL_") else {
             continue;
