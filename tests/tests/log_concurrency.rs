@@ -1,0 +1,246 @@
+//! 64 concurrent clients append 5,000 entries, on PostgreSQL and SQLite: every 201 is in the log
+//! exactly once, indexes are dense, the final tree holds them all; with 20% duplicates the log
+//! holds exactly the unique set and every 409 points at the entry that won.
+
+mod log_common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail, ensure};
+use log_common::*;
+use serde_json::Value;
+use sigil_core::crypto::KeyAlgorithm;
+
+const CLIENTS: usize = 64;
+const SUBMISSIONS: usize = 5_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_on_postgres() {
+    run(Backend::Postgres, 0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_on_sqlite() {
+    run(Backend::Sqlite, 0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_with_duplicates_on_postgres() {
+    run(Backend::Postgres, 20).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_with_duplicates_on_sqlite() {
+    run(Backend::Sqlite, 20).await.unwrap();
+}
+
+/// What one submission got.
+enum Outcome {
+    Created(Checked),
+    Conflict(String),
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n.max(1)
+    }
+}
+
+/// `SUBMISSIONS` submissions, `dup_percent`% of them copies of others; returns (entries, group
+/// of each submission = index of its unique entry).
+fn workload(dup_percent: usize) -> Result<(Vec<Value>, Vec<usize>)> {
+    let unique = SUBMISSIONS - SUBMISSIONS * dup_percent / 100;
+    let signer = Signer::new(KeyAlgorithm::EcdsaP256)?;
+    let entries: Vec<Value> = (0..unique)
+        .map(|i| {
+            signer
+                .hashedrekord(format!("artifact {i}").as_bytes())
+                .map(|(e, _)| e)
+        })
+        .collect::<Result<_>>()?;
+    let mut groups: Vec<usize> = (0..unique).collect();
+    let mut rng = Lcg(0x5eed);
+    // Half of the copies right after their original (same batch, racing), half anywhere.
+    for k in 0..SUBMISSIONS - unique {
+        let of = rng.next(unique);
+        if k % 2 == 0 {
+            let pos = groups.iter().position(|g| *g == of).unwrap_or(0);
+            groups.insert(pos + 1, of);
+        } else {
+            let pos = rng.next(groups.len() + 1);
+            groups.insert(pos, of);
+        }
+    }
+    Ok((entries, groups))
+}
+
+async fn run(backend: Backend, dup_percent: usize) -> Result<()> {
+    let (entries, groups) = workload(dup_percent)?;
+    let unique = entries.len();
+    let server = LogServer::start(backend).await?;
+    let client = server.client();
+
+    let entries = Arc::new(entries);
+    let groups = Arc::new(groups);
+    let next = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (c, entries, groups, next, retries) = (
+            client.clone(),
+            entries.clone(),
+            groups.clone(),
+            next.clone(),
+            retries.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut out: Vec<(usize, Outcome)> = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(g) = groups.get(i).copied() else {
+                    return Ok::<_, anyhow::Error>(out);
+                };
+                let proposed = &entries[g];
+                loop {
+                    match c.append(proposed).await? {
+                        Ok(checked) => {
+                            out.push((g, Outcome::Created(checked)));
+                            break;
+                        }
+                        Err(a) if a.status == 409 => {
+                            let loc = a
+                                .location
+                                .clone()
+                                .ok_or_else(|| anyhow!("409 without Location: {}", a.text))?;
+                            ensure!(a.body["code"] == 409, "409 body {}", a.text);
+                            out.push((g, Outcome::Conflict(loc)));
+                            break;
+                        }
+                        Err(a) if a.status == 503 => {
+                            // Backpressure is allowed; it must carry Retry-After semantics.
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(a) => bail!("submission {i}: HTTP {} {}", a.status, a.text),
+                    }
+                }
+            }
+        }));
+    }
+    let mut outcomes = Vec::with_capacity(SUBMISSIONS);
+    for t in tasks {
+        outcomes.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    let (batches, batched) = batch_stats(&server.http, &server.url).await?;
+    eprintln!(
+        "{backend:?}: {SUBMISSIONS} submissions ({unique} unique) by {CLIENTS} clients in {elapsed:?} \
+         ({:.0}/s), {} retries after 503, mean batch {:.1}",
+        SUBMISSIONS as f64 / elapsed.as_secs_f64(),
+        retries.load(Ordering::Relaxed),
+        if batches > 0.0 {
+            batched / batches
+        } else {
+            0.0
+        }
+    );
+    ensure!(outcomes.len() == SUBMISSIONS, "{} outcomes", outcomes.len());
+
+    // Exactly one 201 per unique entry; every other submission a 409 naming the winner.
+    let mut created: HashMap<usize, Checked> = HashMap::new();
+    let mut conflicts: Vec<(usize, String)> = Vec::new();
+    let seen = Seen::default();
+    for (g, o) in outcomes {
+        match o {
+            Outcome::Created(c) => {
+                seen.add(c.tree_size, c.root)?;
+                if created.insert(g, c).is_some() {
+                    bail!("entry group {g} was created twice");
+                }
+            }
+            Outcome::Conflict(loc) => conflicts.push((g, loc)),
+        }
+    }
+    ensure!(
+        created.len() == unique,
+        "{} of {unique} unique entries created",
+        created.len()
+    );
+    ensure!(
+        conflicts.len() == SUBMISSIONS - unique,
+        "{} conflicts",
+        conflicts.len()
+    );
+    for (g, loc) in &conflicts {
+        let winner = &created[g];
+        ensure!(
+            *loc == format!("/api/v1/log/entries/{}", winner.entry_id),
+            "409 for group {g} points at {loc}, not {}",
+            winner.entry_id
+        );
+    }
+
+    // Dense indexes 0..n-1, each once.
+    let indexes: BTreeSet<u64> = created.values().map(|c| c.index).collect();
+    ensure!(indexes.len() == unique, "two 201s share an index");
+    ensure!(
+        indexes.iter().copied().eq(0..unique as u64),
+        "indexes are not dense 0..{unique}"
+    );
+
+    // The final tree holds exactly these entries, at these indexes.
+    let (size, root, _) = client.tree().await?;
+    ensure!(
+        size == unique as u64,
+        "final tree has {size} entries, want {unique}"
+    );
+    seen.add(size, root)?;
+    let all = read_all(&client, size).await?;
+    let leaves: Vec<Hash> = all.iter().map(|e| e.leaf).collect();
+    ensure!(
+        leaves.iter().collect::<BTreeSet<_>>().len() == leaves.len(),
+        "a leaf appears twice in the log"
+    );
+    for (g, c) in &created {
+        let stored = &all[c.index as usize];
+        ensure!(
+            stored.leaf == c.leaf && stored.body == c.body,
+            "entry {g} not at its index"
+        );
+    }
+    ensure!(
+        oracle::mth(&leaves) == root,
+        "final root is not MTH of the leaves"
+    );
+
+    // Every checkpoint seen is a prefix of this one tree, and consistent with its successors.
+    let seen = seen.all();
+    check_roots_against_leaves(&leaves, &seen)?;
+    let nonempty: Vec<(u64, Hash)> = seen.into_iter().filter(|(s, _)| *s > 0).collect();
+    let last = *nonempty.last().ok_or_else(|| anyhow!("no checkpoints"))?;
+    for w in nonempty.windows(2) {
+        client.check_consistency(w[0], w[1]).await?;
+    }
+    for cp in &nonempty {
+        client.check_consistency(*cp, last).await?;
+    }
+    let mut rng = Lcg(7);
+    for _ in 0..200 {
+        let a = nonempty[rng.next(nonempty.len())];
+        let b = nonempty[rng.next(nonempty.len())];
+        let (a, b) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+        client.check_consistency(a, b).await?;
+    }
+    eprintln!("{} checkpoints seen, all consistent", nonempty.len());
+    Ok(())
+}
