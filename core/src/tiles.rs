@@ -232,7 +232,8 @@ fn hashes_at_level(size: u64, level: u8) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every tile (full and partial) a tree of `size` leaves has, level by level.
+/// Every tile (full and partial) a tree of `size` leaves has, level by level (about
+/// `size / 255` of them: meant for tests and small trees).
 pub fn tiles_for_size(size: u64) -> Vec<TileId> {
     let mut out = Vec::new();
     for level in 0..LEVELS as u8 {
@@ -394,6 +395,9 @@ impl HashSource for TileSet {
 
 /// Write side: the right edge of the tree (the partial tile of each level), enough to append,
 /// to produce the changed tiles and the root without reading old full tiles.
+///
+/// Memory is at most one partial tile per level (8 levels, < 8 KiB each), plus the tiles that
+/// filled since the last [`TreeEdge::take_dirty_tiles`] (8 KiB each), so call that once per batch.
 #[derive(Clone, Debug)]
 pub struct TreeEdge {
     size: u64,
