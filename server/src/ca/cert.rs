@@ -2,7 +2,7 @@
 //! TBS structures are built here and signed by a [`CaSigner`], so the precertificate and the
 //! final certificate differ in exactly one extension.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use der::asn1::{BitString, Ia5String, Null, OctetString, Utf8StringRef};
 use der::{Any, Decode, Encode};
@@ -69,7 +69,17 @@ pub fn signature_algorithm(alg: KeyAlgorithm) -> Result<AlgorithmIdentifierOwned
 
 /// A certificate time from Unix seconds (UTCTime until 2049, GeneralizedTime after).
 pub fn time_from_unix(secs: u64) -> Result<Time, CaError> {
-    Time::try_from(UNIX_EPOCH + Duration::from_secs(secs)).map_err(internal("certificate time"))
+    // RFC 5280 §4.1.2.5: UTCTime through 2049 (strict clients such as sigstore-python reject
+    // GeneralizedTime there), GeneralizedTime from 2050 on.
+    let dt = der::DateTime::from_unix_duration(Duration::from_secs(secs))
+        .map_err(internal("certificate time"))?;
+    if dt.year() < 2050 {
+        Ok(Time::UtcTime(
+            der::asn1::UtcTime::from_date_time(dt).map_err(internal("certificate time"))?,
+        ))
+    } else {
+        Ok(Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt)))
+    }
 }
 
 /// An extension from a value that DER-encodes.
