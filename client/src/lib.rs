@@ -3,6 +3,7 @@
 //! Verification ([`verify`]) is pure and offline: bundle + trusted root + artifact + policy.
 
 pub mod config;
+pub mod oci;
 pub mod oidc;
 pub mod policy;
 pub mod sign;

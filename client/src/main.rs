@@ -272,6 +272,9 @@ enum Cmd {
         /// A file, or `sha256:<hex>`.
         file: String,
     },
+    /// Container images: sign, verify, policy (see `sigil::oci::cli`).
+    #[command(flatten)]
+    Image(sigil::oci::cli::ImageCmd),
 }
 
 #[derive(Subcommand)]
@@ -324,6 +327,12 @@ enum LogCmd {
 }
 
 fn main() -> ExitCode {
+    // `attest IMAGE` / `verify-attestation IMAGE` go to the image commands; files stay here.
+    if let Some(code) =
+        sigil::oci::cli::dispatch_image_attestation(&std::env::args_os().collect::<Vec<_>>())
+    {
+        return code;
+    }
     let cli = Cli::parse();
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
@@ -336,6 +345,7 @@ fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> Result<()> {
     match cmd {
+        Cmd::Image(c) => sigil::oci::cli::run(c),
         Cmd::Trust { cmd } => trust_cmd(cmd),
         Cmd::Login {
             issuer,

@@ -21,27 +21,37 @@ pub struct ImageRef {
 
 fn valid_component(c: &str) -> bool {
     !c.is_empty()
-        && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && t.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Checks `sha256:<64 lowercase hex>`.
 pub fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 impl ImageRef {
     /// Parses a reference; a missing registry means Docker Hub (`library/` for one-part names).
     pub fn parse(s: &str) -> Result<Self, OciError> {
-        let bad = |why: &str| OciError::Reference { reference: s.to_owned(), why: why.to_owned() };
+        let bad = |why: &str| OciError::Reference {
+            reference: s.to_owned(),
+            why: why.to_owned(),
+        };
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
                 if !valid_digest(d) {
@@ -56,7 +66,10 @@ impl ImageRef {
         let (name, tag) = match rest.get(last_slash..).and_then(|t| t.rfind(':')) {
             Some(i) => {
                 let at = last_slash + i;
-                (rest.get(..at).unwrap_or(""), rest.get(at + 1..).map(str::to_owned))
+                (
+                    rest.get(..at).unwrap_or(""),
+                    rest.get(at + 1..).map(str::to_owned),
+                )
             }
             None => (rest, None),
         };
@@ -67,17 +80,38 @@ impl ImageRef {
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, path))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[') =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.starts_with('[') =>
             {
                 (first.to_owned(), path.to_owned())
             }
-            _ => (DOCKER_HUB.to_owned(), if name.contains('/') { name.to_owned() } else { format!("library/{name}") }),
+            _ => (
+                DOCKER_HUB.to_owned(),
+                if name.contains('/') {
+                    name.to_owned()
+                } else {
+                    format!("library/{name}")
+                },
+            ),
         };
-        let registry = if registry == "docker.io" || registry == "registry-1.docker.io" { DOCKER_HUB.to_owned() } else { registry };
+        let registry = if registry == "docker.io" || registry == "registry-1.docker.io" {
+            DOCKER_HUB.to_owned()
+        } else {
+            registry
+        };
         if registry.is_empty() || !repository.split('/').all(valid_component) {
-            return Err(bad("the repository must be lowercase path components ([a-z0-9._-])"));
+            return Err(bad(
+                "the repository must be lowercase path components ([a-z0-9._-])",
+            ));
         }
-        Ok(Self { registry, repository, tag, digest })
+        Ok(Self {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// `registry/repository`: what cosign writes as `docker-reference` and Kyverno matches.
@@ -87,12 +121,22 @@ impl ImageRef {
 
     /// The same repository at `digest`.
     pub fn with_digest(&self, digest: &str) -> Self {
-        Self { registry: self.registry.clone(), repository: self.repository.clone(), tag: None, digest: Some(digest.to_owned()) }
+        Self {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: None,
+            digest: Some(digest.to_owned()),
+        }
     }
 
     /// The same repository at `tag`.
     pub fn with_tag(&self, tag: &str) -> Self {
-        Self { registry: self.registry.clone(), repository: self.repository.clone(), tag: Some(tag.to_owned()), digest: None }
+        Self {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: Some(tag.to_owned()),
+            digest: None,
+        }
     }
 
     /// What to ask the registry for: the digest if pinned, else the tag (default `latest`).
@@ -108,10 +152,15 @@ impl ImageRef {
     pub fn is_loopback(&self) -> bool {
         let host = match self.registry.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => self.registry.rsplit_once(':').map_or(self.registry.as_str(), |(h, _)| h),
+            None => self
+                .registry
+                .rsplit_once(':')
+                .map_or(self.registry.as_str(), |(h, _)| h),
         };
         host == "localhost"
-            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -159,7 +208,10 @@ mod tests {
         assert_eq!(r.name(), "127.0.0.1:5000/team/app");
 
         let r = ImageRef::parse("localhost:5000/app").unwrap();
-        assert_eq!((r.registry.as_str(), r.reference()), ("localhost:5000", "latest".to_owned()));
+        assert_eq!(
+            (r.registry.as_str(), r.reference()),
+            ("localhost:5000", "latest".to_owned())
+        );
         assert!(r.is_loopback());
     }
 
@@ -170,7 +222,11 @@ mod tests {
         let r = ImageRef::parse("docker.io/team/app").unwrap();
         assert_eq!(r.name(), "index.docker.io/team/app");
         assert!(!r.is_loopback());
-        assert!(!ImageRef::parse("registry.example:443/a").unwrap().is_loopback());
+        assert!(
+            !ImageRef::parse("registry.example:443/a")
+                .unwrap()
+                .is_loopback()
+        );
     }
 
     #[test]
