@@ -88,6 +88,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         valid_from: "2020-01-01T00:00:00Z".into(),
         log_key: None,
         ct_key: None,
+        log_v2_key: None,
         ca_chain: Vec::new(),
         tsa_chain: Vec::new(),
         oidc_url: cfg.trust_oidc_url(),
@@ -116,6 +117,38 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         });
         router = router.merge(crate::log::rekor_v1::router(state));
         engines.push(engine);
+    }
+
+    // Rekor v2: its own log (id `rekor-v2`, own key) on the same database and engine.
+    let v2_key_path = resolve(data_dir, &cfg.rekor_v2.key);
+    if cfg.log.enabled && cfg.rekor_v2.enabled {
+        let key = read_key(&v2_key_path)?;
+        let signer = note_signer(&cfg.rekor_v2.origin, read_key(&v2_key_path)?)?;
+        let engine = LogEngine::open(
+            db.clone(),
+            crate::log::rekor_v2::LOG_ID,
+            &cfg.rekor_v2.origin,
+            signer,
+            engine_cfg.clone(),
+        )
+        .await
+        .context("cannot open the Rekor v2 log")?;
+        let public = key.public_key();
+        let state = Arc::new(crate::log::rekor_v2::RekorV2State::new(engine.clone(), &public));
+        trust.log_v2_key = Some(public);
+        router = router.merge(crate::log::rekor_v2::router(state));
+        engines.push(engine);
+    } else if cfg.rekor_v2.enabled && v2_key_path.exists() {
+        trust.log_v2_key = Some(read_key(&v2_key_path)?.public_key());
+    }
+
+    let tsa_chain_path = resolve(data_dir, &cfg.tsa.cert_chain);
+    if cfg.tsa.enabled {
+        let tsa = crate::tsa::setup::load(&resolve(data_dir, &cfg.tsa.key), &tsa_chain_path)?;
+        trust.tsa_chain = tsa.chain().to_vec();
+        router = router.merge(crate::tsa::router(Arc::new(tsa)));
+    } else if tsa_chain_path.exists() {
+        trust.tsa_chain = read_certs(&tsa_chain_path)?;
     }
 
     let ca_root = resolve(data_dir, &cfg.ca.root_cert);

@@ -65,6 +65,12 @@ pub fn init(data_dir: &Path, public_url: &str, dev: bool) -> anyhow::Result<bool
     }
     ensure_key(&resolve(data_dir, &cfg.dev_oidc.key))?;
     crate::ca_wiring::ensure_ca(&cfg, data_dir)?;
+    ensure_key(&resolve(data_dir, &cfg.rekor_v2.key))?;
+    crate::tsa::setup::ensure_tsa(
+        &resolve(data_dir, &cfg.tsa.key),
+        &resolve(data_dir, &cfg.tsa.cert_chain),
+        &resolve(data_dir, &cfg.tsa.root_key),
+    )?;
     if fresh {
         write_new(&config_path, config_text(&cfg)?.as_bytes(), false)?;
     }
@@ -110,8 +116,17 @@ pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs
         valid_from: "2020-01-01T00:00:00Z".into(),
         log_key: Some(crate::app::read_key(&resolve(data_dir, &cfg.log.key))?.public_key()),
         ct_key: Some(crate::app::read_public_key(&resolve(data_dir, &cfg.ca.ct_log_public_key))?),
+        log_v2_key: if cfg.rekor_v2.enabled {
+            Some(crate::app::read_key(&resolve(data_dir, &cfg.rekor_v2.key))?.public_key())
+        } else {
+            None
+        },
         ca_chain,
-        tsa_chain: Vec::new(),
+        tsa_chain: if cfg.tsa.enabled {
+            crate::app::read_certs(&resolve(data_dir, &cfg.tsa.cert_chain))?
+        } else {
+            Vec::new()
+        },
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
     })
@@ -159,6 +174,12 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs) -> String {
     let _ = writeln!(s, "  transparency log (Rekor v1 API)  {url}/api/v1/log");
     let _ = writeln!(s, "  certificate authority (Fulcio)   {url}/api/v2/signingCert");
     let _ = writeln!(s, "  CT log (RFC 6962)                {url}/ct/v1/get-sth");
+    if cfg.rekor_v2.enabled {
+        let _ = writeln!(s, "  transparency log (Rekor v2 API)  {url}/api/v2/checkpoint");
+    }
+    if cfg.tsa.enabled {
+        let _ = writeln!(s, "  timestamp authority (RFC 3161)   {url}/api/v1/timestamp");
+    }
     if cfg.dev_oidc.enabled {
         let _ = writeln!(s, "  dev OIDC issuer                  {} (identity {})", cfg.dev_issuer_url(), cfg.dev_oidc.subject);
     }
@@ -167,7 +188,10 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs) -> String {
     let _ = writeln!(s, "  files for air-gapped clients     {}", trust_dir.display());
     let _ = writeln!(s);
     let _ = writeln!(s, "Sign and verify a file with sigil:");
-    let _ = writeln!(s, "  sigil trust init --url {url} --root-digest {}", trust.fingerprint());
+    let _ = writeln!(s, "  sigil trust init --url {url} --root-digest sha256:{}", trust.fingerprint());
+    if cfg.dev_oidc.enabled {
+        let _ = writeln!(s, "  sigil login");
+    }
     let _ = writeln!(s, "  sigil sign-blob FILE --bundle FILE.sigstore.json");
     let _ = writeln!(
         s,

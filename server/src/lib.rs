@@ -11,3 +11,4 @@ pub mod log;
 pub mod metrics;
 pub mod storage;
 pub mod trust;
+pub mod tsa;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
@@ -28,6 +29,8 @@ pub struct TrustInputs {
     pub valid_from: String,
     pub log_key: Option<PublicKey>,
     pub ct_key: Option<PublicKey>,
+    /// The Rekor v2 log's key: a second log at `log_url`, listed with `majorApiVersion: 2`.
+    pub log_v2_key: Option<PublicKey>,
     /// DER certificates, intermediate first, root last.
     pub ca_chain: Vec<Vec<u8>>,
     /// DER TSA chain, leaf first.
@@ -72,6 +75,7 @@ impl TrustInputs {
         let tlogs: Vec<Value> = self
             .log_key
             .iter()
+            .chain(self.log_v2_key.iter())
             .map(|k| log_json(&self.log_url, k, &self.valid_from))
             .collect();
         let ctlogs: Vec<Value> = self
@@ -108,11 +112,18 @@ impl TrustInputs {
         let svc = |url: String, version: u32| {
             json!({"url": url, "majorApiVersion": version, "validFor": {"start": self.valid_from}, "operator": self.operator})
         };
+        let rekor_urls: Vec<Value> = [
+            self.log_key.as_ref().map(|_| svc(self.log_url.clone(), 1)),
+            self.log_v2_key.as_ref().map(|_| svc(self.log_url.clone(), 2)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let mut cfg = json!({
             "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
             "caUrls": if self.ca_chain.is_empty() { vec![] } else { vec![svc(self.ca_url.clone(), 1)] },
             "oidcUrls": self.oidc_url.iter().map(|u| svc(u.clone(), 1)).collect::<Vec<_>>(),
-            "rekorTlogUrls": if self.log_key.is_some() { vec![svc(self.log_url.clone(), 1)] } else { vec![] },
+            "rekorTlogUrls": rekor_urls,
             "rekorTlogConfig": {"selector": "ANY"},
             "tsaUrls": if self.tsa_chain.is_empty() { vec![] } else { vec![svc(format!("{}/api/v1/timestamp", self.base_url), 1)] },
         });
@@ -152,12 +163,17 @@ pub fn router(trust: Arc<TrustInputs>) -> Router {
         .with_state(trust)
 }
 
-async fn trusted_root(State(t): State<Arc<TrustInputs>>) -> Json<Value> {
-    Json(t.trusted_root())
+fn json_bytes(v: &Value) -> Response {
+    // Exactly the bytes written to disk and fingerprinted, so a pinned digest matches.
+    ([(header::CONTENT_TYPE, "application/json")], pretty(v)).into_response()
 }
-async fn signing_config(State(t): State<Arc<TrustInputs>>) -> Json<Value> {
-    Json(t.signing_config())
+
+async fn trusted_root(State(t): State<Arc<TrustInputs>>) -> Response {
+    json_bytes(&t.trusted_root())
 }
-async fn client_trust_config(State(t): State<Arc<TrustInputs>>) -> Json<Value> {
-    Json(t.client_trust_config())
+async fn signing_config(State(t): State<Arc<TrustInputs>>) -> Response {
+    json_bytes(&t.signing_config())
+}
+async fn client_trust_config(State(t): State<Arc<TrustInputs>>) -> Response {
+    json_bytes(&t.client_trust_config())
 }
