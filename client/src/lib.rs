@@ -7,5 +7,6 @@ pub mod oci;
 pub mod oidc;
 pub mod policy;
 pub mod sign;
+pub mod tsa;
 pub mod verify;
 pub mod x509;

@@ -677,11 +677,24 @@ fn trust_cmd(cmd: TrustCmd) -> Result<()> {
             }
             TrustedRoot::from_json(&root).context("the fetched trusted root is invalid")?;
             SigningConfig::from_json(&signing).context("the fetched signing config is invalid")?;
-            let fp = fingerprint(&root);
-            if let Some(want) = &root_digest
-                && !want.eq_ignore_ascii_case(&fp)
-            {
-                bail!("trusted root digest mismatch: expected {want}, got {fp}");
+            // Servers may pin the document as served or its pretty-printed form; accept either.
+            let pretty = serde_json::from_slice::<Value>(&root)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .map(|p| fingerprint(format!("{p}\n").as_bytes()));
+            let mut fp = fingerprint(&root);
+            if let Some(want) = &root_digest {
+                let want = format!(
+                    "sha256:{}",
+                    want.trim()
+                        .trim_start_matches("sha256:")
+                        .to_ascii_lowercase()
+                );
+                if pretty.as_deref() == Some(want.as_str()) {
+                    fp = want;
+                } else if want != fp {
+                    bail!("trusted root digest mismatch: expected {want}, got {fp}");
+                }
             }
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             std::fs::write(dir.join("trusted_root.json"), &root)?;

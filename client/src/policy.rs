@@ -87,6 +87,7 @@ pub struct CertificatePolicy {
 
 /// The identity facts read from a Fulcio certificate.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct CertIdentity {
     pub subject_alternative_names: Vec<String>,
     pub issuer: Option<String>,

@@ -342,9 +342,10 @@ pub fn sign_blob(signer: &Signer, artifact: &[u8], rekor_url: &str) -> Result<Si
             "data": {"hash": {"algorithm": alg.name(), "value": hex::encode(&digest)}},
         },
     });
-    let (uuid, entry) = log_entry(rekor_url, &proposed)?;
+    let (_entry_id, entry) = log_entry(rekor_url, &proposed)?;
     let tlog = tlog_entry_from_rekor(&entry, "hashedrekord", "0.0.1")?;
     let log_index = tlog.log_index;
+    let uuid = hex::encode(sigil_core::merkle::leaf_hash(&tlog.canonicalized_body));
     let bundle = Bundle {
         media_type: bundle::MEDIA_TYPE_V03.into(),
         verification_material: signer.material(tlog),
@@ -383,9 +384,10 @@ pub fn sign_dsse(
             "verifiers": [STANDARD.encode(signer.verifier_pem())],
         }},
     });
-    let (uuid, entry) = log_entry(rekor_url, &proposed)?;
+    let (_entry_id, entry) = log_entry(rekor_url, &proposed)?;
     let tlog = tlog_entry_from_rekor(&entry, "dsse", "0.0.1")?;
     let log_index = tlog.log_index;
+    let uuid = hex::encode(sigil_core::merkle::leaf_hash(&tlog.canonicalized_body));
     let bundle = Bundle {
         media_type: bundle::MEDIA_TYPE_V03.into(),
         verification_material: signer.material(tlog),

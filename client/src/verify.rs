@@ -92,6 +92,8 @@ pub enum VerifyError {
     NoInclusionEvidence,
     #[error("no trusted signing time: {0}")]
     SigningTime(String),
+    #[error("RFC 3161 timestamp: {0}")]
+    Timestamp(String),
     #[error("in-toto statement: {0}")]
     Statement(String),
 }
@@ -139,6 +141,7 @@ impl Default for Options {
 
 /// One verified log entry.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VerifiedEntry {
     pub log_index: i64,
     pub log_id: String,
@@ -151,6 +154,7 @@ pub struct VerifiedEntry {
 
 /// What a successful verification established.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Verified {
     pub media_type: String,
     /// Unix seconds, from the log.
@@ -214,18 +218,35 @@ pub fn verify_bundle(
     if entries.len() < opts.min_tlog_entries {
         return Err(VerifyError::NoTlogEntry);
     }
-    let times: Vec<i64> = entries
+    let mut times: Vec<i64> = entries
         .iter()
         .map(|e| e.integrated_time)
         .filter(|t| *t > 0)
         .collect();
+    // RFC 3161 timestamps over the signature (Rekor v2 entries carry no time of their own).
+    let signature_bytes: &[u8] = match content {
+        Content::MessageSignature(ms) => &ms.signature,
+        Content::Dsse(env) => env
+            .signatures
+            .first()
+            .map(|s| s.sig.as_slice())
+            .unwrap_or_default(),
+    };
+    if let Some(tvd) = &bundle.verification_material.timestamp_verification_data {
+        for ts in &tvd.rfc3161_timestamps {
+            times.push(crate::tsa::verify_timestamp(
+                &ts.signed_timestamp,
+                signature_bytes,
+                root,
+            )?);
+        }
+    }
     let signing_time = match times.first() {
         Some(t) => *t,
         None if leaf.is_none() => 0,
         None => {
             return Err(VerifyError::SigningTime(
-                "no tlog entry carries an integrated time (RFC 3161 timestamps are not supported)"
-                    .into(),
+                "neither a tlog integrated time nor an RFC 3161 timestamp".into(),
             ));
         }
     };
@@ -656,6 +677,58 @@ fn check_body(
                 "the canonical hashedrekord body",
                 "different bytes",
             ))
+        }
+        (Content::MessageSignature(ms), "hashedrekord", "0.0.2") => {
+            let (alg, digest) = message_digest(ms, artifact)?;
+            let spec = body
+                .pointer("/spec/hashedRekordV002")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let want_alg = match alg {
+                DigestAlgorithm::Sha256 => "SHA2_256",
+                DigestAlgorithm::Sha384 => "SHA2_384",
+                DigestAlgorithm::Sha512 => "SHA2_512",
+            };
+            let checks = [
+                (
+                    "spec.hashedRekordV002.data.algorithm",
+                    want_alg.to_owned(),
+                    get_str(&spec, &["data", "algorithm"]),
+                ),
+                (
+                    "spec.hashedRekordV002.data.digest",
+                    STANDARD.encode(&digest),
+                    get_str(&spec, &["data", "digest"]),
+                ),
+                (
+                    "spec.hashedRekordV002.signature.content",
+                    STANDARD.encode(&ms.signature),
+                    get_str(&spec, &["signature", "content"]),
+                ),
+            ];
+            for (field, want, got) in checks {
+                if want != got {
+                    return Err(mismatch(field, short(&want), short(got)));
+                }
+            }
+            let verifier = spec
+                .pointer("/signature/verifier")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let raw = get_str(&verifier, &["x509Certificate", "rawBytes"]);
+            let raw = if raw.is_empty() {
+                get_str(&verifier, &["publicKey", "rawBytes"])
+            } else {
+                raw
+            };
+            if STANDARD.decode(raw).ok().as_deref() != Some(signer_der) {
+                return Err(mismatch(
+                    "spec.hashedRekordV002.signature.verifier",
+                    "the bundle's signing certificate/key",
+                    "a different key",
+                ));
+            }
+            Ok(())
         }
         (Content::Dsse(env), "dsse", "0.0.1") => {
             let sig = env

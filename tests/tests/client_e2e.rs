@@ -1,0 +1,517 @@
+//! End-to-end: the `sigil` CLI against a running `sigil-server up` (CA + CT log + Rekor v1 log +
+//! dev OIDC issuer): keyless and key-based sign-blob → verify-blob, every tampering caught by the
+//! specific check, offline verification, attestations and the conformance subcommands.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use sigil_tests::{ServerProcess, free_port, workspace_bin};
+
+struct Stack {
+    server: Option<ServerProcess>,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// `sigil-server up` on a fresh data dir: first run enables the development OIDC issuer.
+    async fn up() -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("sigil-client-e2e-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let bin = workspace_bin("sigil-server").unwrap();
+        let data = dir.path().join("data");
+        let mut server = ServerProcess::spawn(
+            &bin,
+            [
+                "up".as_ref(),
+                "--data-dir".as_ref(),
+                data.as_os_str(),
+                "--listen".as_ref(),
+                format!("127.0.0.1:{port}").as_ref(),
+            ],
+            &[("RUST_LOG", "warn")],
+        )
+        .unwrap();
+        server
+            .wait_for_url(&format!("{url}/healthz"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        Stack {
+            server: Some(server),
+            url,
+            dir,
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn sigil(&self, args: &[&str]) -> Output {
+        let bin = workspace_bin("sigil").unwrap();
+        Command::new(bin)
+            .args(args)
+            .env("SIGIL_HOME", self.home())
+            .env("SIGIL_PASSWORD", "correct horse")
+            .env_remove("SIGSTORE_ID_TOKEN")
+            .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+            .env_remove("SIGIL_TRUSTED_ROOT")
+            .env_remove("SIGIL_SIGNING_CONFIG")
+            .env_remove("SIGIL_TRUST_CONFIG")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.sigil(args);
+        let (so, se) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "sigil {args:?} failed:\n{so}\n{se}\nserver:\n{}",
+            self.server_output()
+        );
+        so.into_owned()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.sigil(args);
+        let se = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "sigil {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        se
+    }
+
+    fn server_output(&self) -> String {
+        self.server.as_ref().map(|s| s.output()).unwrap_or_default()
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Reads a bundle, applies `f` to its JSON, writes it to `out`.
+fn tamper(src: &Path, out: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(src).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(out, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+fn flip_b64(v: &mut Value, at: usize) {
+    let mut b = STANDARD.decode(v.as_str().unwrap()).unwrap();
+    let i = at.min(b.len() - 1);
+    b[i] ^= 1;
+    *v = Value::String(STANDARD.encode(b));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_and_key_based_sign_and_verify() {
+    let mut st = Stack::up().await;
+    let url = st.url.clone();
+    let issuer = format!("{url}/oidc");
+    const ID: &str = "developer@sigil.localhost";
+
+    let out = st.ok(&["trust", "init", "--url", &url]);
+    assert!(out.contains("Trusted root fingerprint: sha256:"), "{out}");
+    let out = st.ok(&["login", "--issuer", &issuer]);
+    assert!(out.contains(ID), "{out}");
+
+    let a = st.path("a.txt");
+    std::fs::write(&a, b"hello sigil\n").unwrap();
+    let bundle = st.path("a.sigstore.json");
+    let out = st.ok(&["sign-blob", s(&a), "--bundle", s(&bundle)]);
+    assert!(
+        out.contains("Log index: ") && out.contains("Entry UUID: "),
+        "{out}"
+    );
+    let b: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    assert_eq!(
+        b["mediaType"],
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    );
+    assert!(b["verificationMaterial"]["certificate"]["rawBytes"].is_string());
+
+    let verify = |bundle: &Path, file: &Path, id: &str, iss: &str| -> Vec<String> {
+        vec![
+            "verify-blob".into(),
+            s(file).into(),
+            "--bundle".into(),
+            s(bundle).into(),
+            "--certificate-identity".into(),
+            id.into(),
+            "--certificate-oidc-issuer".into(),
+            iss.into(),
+        ]
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let good = verify(&bundle, &a, ID, &issuer);
+    let out = st.ok(&args(&good));
+    assert!(out.contains("Verified OK"), "{out}");
+
+    // --output json
+    let mut j = good.clone();
+    j.extend(["--output".into(), "json".into()]);
+    let v: Value = serde_json::from_str(&st.ok(&args(&j))).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["result"]["certificate"]["subjectAlternativeNames"][0], ID);
+    assert_eq!(v["result"]["certificate"]["issuer"], issuer.as_str());
+
+    // Regexp matchers.
+    let out = st.ok(&[
+        "verify-blob",
+        s(&a),
+        "--bundle",
+        s(&bundle),
+        "--certificate-identity-regexp",
+        "@sigil\\.localhost$",
+        "--certificate-oidc-issuer-regexp",
+        "^http://127\\.0\\.0\\.1:[0-9]+/oidc$",
+    ]);
+    assert!(out.contains("Verified OK"));
+
+    // A modified file.
+    let m = st.path("modified.txt");
+    std::fs::write(&m, b"hello sigil!\n").unwrap();
+    let err = st.fails(&args(&verify(&bundle, &m, ID, &issuer)));
+    assert!(err.contains("artifact digest mismatch"), "{err}");
+
+    // Wrong identity, wrong issuer: the error names both values.
+    let err = st.fails(&args(&verify(&bundle, &a, "mallory@example.com", &issuer)));
+    assert!(
+        err.contains("identity mismatch")
+            && err.contains("mallory@example.com")
+            && err.contains(ID),
+        "{err}"
+    );
+    let err = st.fails(&args(&verify(
+        &bundle,
+        &a,
+        ID,
+        "https://accounts.google.com",
+    )));
+    assert!(
+        err.contains("issuer mismatch") && err.contains(&issuer),
+        "{err}"
+    );
+
+    // Altered tlog entry body, inclusion proof, checkpoint, SET.
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            "body",
+            Box::new(|v: &mut Value| {
+                let body = &mut v["verificationMaterial"]["tlogEntries"][0]["canonicalizedBody"];
+                let mut j: Value =
+                    serde_json::from_slice(&STANDARD.decode(body.as_str().unwrap()).unwrap())
+                        .unwrap();
+                j["spec"]["data"]["hash"]["value"] = Value::String("00".repeat(32));
+                *body = Value::String(STANDARD.encode(serde_json::to_vec(&j).unwrap()));
+            }),
+            "tlog entry body mismatch in spec.data.hash.value",
+        ),
+        (
+            "proof",
+            Box::new(|v: &mut Value| {
+                let p = &mut v["verificationMaterial"]["tlogEntries"][0]["inclusionProof"];
+                p["rootHash"] = Value::String(STANDARD.encode([7u8; 32]));
+            }),
+            "inclusion proof",
+        ),
+        (
+            "checkpoint",
+            Box::new(|v: &mut Value| {
+                let c = &mut v["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]
+                    ["envelope"];
+                let text = c.as_str().unwrap().to_owned();
+                // Re-sign nothing: change the tree size line.
+                let mut lines: Vec<&str> = text.split('\n').collect();
+                let bumped = format!("{}9", lines[1]);
+                lines[1] = &bumped;
+                *c = Value::String(lines.join("\n"));
+            }),
+            "checkpoint",
+        ),
+        (
+            "set",
+            Box::new(|v: &mut Value| {
+                flip_b64(
+                    &mut v["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]["signedEntryTimestamp"],
+                    12,
+                );
+            }),
+            "signed entry timestamp (SET)",
+        ),
+        (
+            "integrated-time",
+            Box::new(|v: &mut Value| {
+                let t = &mut v["verificationMaterial"]["tlogEntries"][0]["integratedTime"];
+                let n: i64 = t.as_str().unwrap().parse().unwrap();
+                *t = Value::String((n + 1).to_string());
+            }),
+            "signed entry timestamp (SET)",
+        ),
+        (
+            "certificate",
+            Box::new(|v: &mut Value| {
+                let c = &mut v["verificationMaterial"]["certificate"]["rawBytes"];
+                let n = STANDARD.decode(c.as_str().unwrap()).unwrap().len();
+                flip_b64(c, n - 10);
+            }),
+            "untrusted certificate",
+        ),
+        (
+            "signature",
+            Box::new(|v: &mut Value| flip_b64(&mut v["messageSignature"]["signature"], 20)),
+            "tlog entry body mismatch in spec.signature.content",
+        ),
+    ];
+    for (name, f, want) in cases {
+        let t = st.path(&format!("tampered-{name}.json"));
+        tamper(&bundle, &t, f);
+        let err = st.fails(&args(&verify(&t, &a, ID, &issuer)));
+        assert!(err.contains(want), "{name}: expected {want:?} in {err}");
+    }
+
+    // The SCT: embedded in the certificate, so altering it breaks the CA signature; a trusted
+    // root whose CT log key is not the one that signed shows the SCT check itself.
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(st.home().join("trusted_root.json")).unwrap())
+            .unwrap();
+    let mut other_ct = root.clone();
+    let fake_key =
+        sigil_core::crypto::SigningKey::generate(sigil_core::crypto::KeyAlgorithm::EcdsaP256)
+            .unwrap();
+    let spki = fake_key.public_key().spki_der().to_vec();
+    other_ct["ctlogs"][0]["publicKey"]["rawBytes"] = Value::String(STANDARD.encode(&spki));
+    other_ct["ctlogs"][0]["logId"]["keyId"] =
+        Value::String(STANDARD.encode(sigil_core::crypto::sha256(&spki)));
+    let other_ct_path = st.path("root-other-ct.json");
+    std::fs::write(&other_ct_path, serde_json::to_vec(&other_ct).unwrap()).unwrap();
+    let mut v = good.clone();
+    v.extend(["--trusted-root".into(), s(&other_ct_path).into()]);
+    let err = st.fails(&args(&v));
+    assert!(err.contains("SCT:"), "{err}");
+
+    // A trusted root without the CA.
+    let mut no_ca = root.clone();
+    no_ca["certificateAuthorities"] = Value::Array(vec![]);
+    let no_ca_path = st.path("root-no-ca.json");
+    std::fs::write(&no_ca_path, serde_json::to_vec(&no_ca).unwrap()).unwrap();
+    let mut v = good.clone();
+    v.extend(["--trusted-root".into(), s(&no_ca_path).into()]);
+    let err = st.fails(&args(&v));
+    assert!(err.contains("untrusted certificate"), "{err}");
+
+    // Key-based.
+    st.ok(&["generate-key-pair", "--output-key-prefix", "k"]);
+    let key_bundle = st.path("k.sigstore.json");
+    st.ok(&[
+        "sign-blob",
+        s(&a),
+        "--bundle",
+        s(&key_bundle),
+        "--key",
+        "k.key",
+    ]);
+    let out = st.ok(&[
+        "verify-blob",
+        s(&a),
+        "--bundle",
+        s(&key_bundle),
+        "--key",
+        "k.pub",
+    ]);
+    assert!(out.contains("Verified OK"));
+    let err = st.fails(&[
+        "verify-blob",
+        s(&m),
+        "--bundle",
+        s(&key_bundle),
+        "--key",
+        "k.pub",
+    ]);
+    assert!(err.contains("artifact digest mismatch"), "{err}");
+    st.ok(&["generate-key-pair", "--output-key-prefix", "other"]);
+    let err = st.fails(&[
+        "verify-blob",
+        s(&a),
+        "--bundle",
+        s(&key_bundle),
+        "--key",
+        "other.pub",
+    ]);
+    assert!(
+        err.contains("tlog entry body mismatch in spec.signature.publicKey.content"),
+        "{err}"
+    );
+    let t = st.path("k-tampered.json");
+    tamper(&key_bundle, &t, |v| {
+        flip_b64(
+            &mut v["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]["signedEntryTimestamp"],
+            12,
+        )
+    });
+    let err = st.fails(&["verify-blob", s(&a), "--bundle", s(&t), "--key", "k.pub"]);
+    assert!(err.contains("signed entry timestamp (SET)"), "{err}");
+    // A keyless bundle with --key of another key.
+    let err = st.fails(&[
+        "verify-blob",
+        s(&a),
+        "--bundle",
+        s(&bundle),
+        "--key",
+        "k.pub",
+    ]);
+    assert!(err.contains("not the given key"), "{err}");
+
+    // Attestations (DSSE, in-toto).
+    let pred = st.path("pred.json");
+    std::fs::write(&pred, br#"{"buildType": "https://example.com/build"}"#).unwrap();
+    let att = st.path("a.att.json");
+    st.ok(&[
+        "attest",
+        s(&a),
+        "--predicate",
+        s(&pred),
+        "--type",
+        "https://example.com/predicate/v1",
+        "--bundle",
+        s(&att),
+    ]);
+    let out = st.ok(&[
+        "verify-attestation",
+        s(&a),
+        "--bundle",
+        s(&att),
+        "--type",
+        "https://example.com/predicate/v1",
+        "--certificate-identity",
+        ID,
+        "--certificate-oidc-issuer",
+        &issuer,
+    ]);
+    assert!(out.contains("Verified OK"));
+    let err = st.fails(&[
+        "verify-attestation",
+        s(&m),
+        "--bundle",
+        s(&att),
+        "--certificate-identity",
+        ID,
+        "--certificate-oidc-issuer",
+        &issuer,
+    ]);
+    assert!(err.contains("artifact digest mismatch"), "{err}");
+
+    // Conformance protocol.
+    let token = std::fs::read_to_string(st.home().join("id_token")).unwrap();
+    let tr = st.home().join("trusted_root.json");
+    let sc = st.home().join("signing_config.json");
+    let cb = st.path("conf.sigstore.json");
+    st.ok(&[
+        "sign-bundle",
+        "--identity-token",
+        token.trim(),
+        "--bundle",
+        s(&cb),
+        "--trusted-root",
+        s(&tr),
+        "--signing-config",
+        s(&sc),
+        s(&a),
+    ]);
+    st.ok(&[
+        "verify-bundle",
+        "--bundle",
+        s(&cb),
+        "--certificate-identity",
+        ID,
+        "--certificate-oidc-issuer",
+        &issuer,
+        "--trusted-root",
+        s(&tr),
+        s(&a),
+    ]);
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sigil_core::crypto::sha256(&std::fs::read(&a).unwrap()))
+    );
+    st.ok(&[
+        "verify-bundle",
+        "--bundle",
+        s(&cb),
+        "--certificate-identity",
+        ID,
+        "--certificate-oidc-issuer",
+        &issuer,
+        "--trusted-root",
+        s(&tr),
+        &digest,
+    ]);
+    let out = st.sigil(&[
+        "verify-bundle",
+        "--bundle",
+        s(&cb),
+        "--certificate-identity",
+        "x@y",
+        "--certificate-oidc-issuer",
+        &issuer,
+        "--trusted-root",
+        s(&tr),
+        s(&a),
+    ]);
+    assert!(!out.status.success());
+
+    // Log commands.
+    let out = st.ok(&["log", "get", "--index", "0"]);
+    assert!(out.contains("Inclusion proof: verified"), "{out}");
+    let out = st.ok(&["log", "search", "--artifact", s(&a)]);
+    assert!(out.lines().count() >= 2, "{out}");
+    st.ok(&["log", "verify"]);
+    let out = st.ok(&["log", "verify"]);
+    assert!(
+        out.contains("Consistent with the last seen checkpoint"),
+        "{out}"
+    );
+
+    // Verification is offline: stop the server, verify again.
+    drop(st.server.take());
+    let start = Instant::now();
+    let n = 20;
+    for _ in 0..n {
+        let out = st.ok(&args(&good));
+        assert!(out.contains("Verified OK"));
+    }
+    eprintln!(
+        "sigil verify-blob (offline): {:?} per verification",
+        start.elapsed() / n
+    );
+}
