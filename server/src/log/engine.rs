@@ -363,6 +363,9 @@ async fn load_edge(db: &Db, log_id: &str, size: u64) -> Result<(TreeEdge, Partia
     Ok((edge, partials))
 }
 
+/// Compare-and-swap losses a batch survives before its submitters get an error.
+const MAX_CONFLICT_ATTEMPTS: u32 = 64;
+
 async fn sequencer(
     shared: Arc<Shared>,
     mut edge: TreeEdge,
@@ -394,14 +397,21 @@ async fn sequencer(
             .saturating_sub(batch.len());
         crate::metrics::observe_batch(&shared.log_id, batch.len());
         crate::metrics::set_queue_depth(&shared.log_id, left);
-        let mut attempts = 0;
+        let mut attempts: u32 = 0;
         loop {
             attempts += 1;
             match commit(&shared, &mut edge, &mut batch, signer.as_ref()).await {
                 Ok(()) => break,
-                Err(CommitError::Conflict) if attempts < 5 => {
+                Err(CommitError::Conflict) if attempts < MAX_CONFLICT_ATTEMPTS => {
                     // Another sequencer won the compare-and-swap: reload the edge and retry.
+                    // Each conflict means the log advanced, so retrying is progress; replicas
+                    // under steady load lose several times in a row, and a small random pause
+                    // breaks their lockstep.
                     tracing::warn!(log = %shared.log_id, "checkpoint moved concurrently; reloading");
+                    if attempts > 1 {
+                        let jitter = rand::random::<u64>() % (2 * u64::from(attempts.min(10)));
+                        tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    }
                     if let Err(e) = reload(&shared, &mut edge).await {
                         fail_all(&mut batch, &format!("reloading the log: {e}"));
                         break;
