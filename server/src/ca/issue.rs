@@ -139,7 +139,9 @@ impl Ca {
                 key
             }
         };
-        self.issue_for_key(&identity, &key).await
+        let issued = self.issue_for_key(&identity, &key).await?;
+        crate::metrics::cert_issued(vt.config.label());
+        Ok(issued)
     }
 
     /// Issues a certificate for a verified identity and an accepted key.
