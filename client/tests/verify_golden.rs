@@ -222,3 +222,34 @@ fn tampering_is_caught_by_the_right_check() {
     assert!(matches!(e, VerifyError::UntrustedCertificate { .. }), "{e}");
     assert!(e.to_string().contains("sigstore-intermediate"), "{e}");
 }
+
+#[test]
+fn rfc3161_timestamp_outside_the_tsa_validity_is_refused() {
+    let cfg =
+        sigil_core::trust::ClientTrustConfig::from_json(&data("tsa_trust_config.json")).unwrap();
+    let b = Bundle::from_json(&data("tsa_bundle.txt.sigstore.json")).unwrap();
+    let file = data("tsa_bundle.txt");
+    let any = Policy::Certificate(CertificatePolicy::default());
+    // The timestamp (2024-10-31) predates the TSA's listed validity (from 2024-11-07).
+    let e = verify_bundle(
+        &b,
+        &Artifact::Bytes(&file),
+        &cfg.trusted_root,
+        &any,
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, VerifyError::Timestamp(_)), "{e}");
+    assert!(e.to_string().contains("not valid at 2024-10-31"), "{e}");
+    let mut no_tsa = cfg.trusted_root.clone();
+    no_tsa.timestamp_authorities.clear();
+    let e = verify_bundle(
+        &b,
+        &Artifact::Bytes(&file),
+        &no_tsa,
+        &any,
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("the trusted root lists none"), "{e}");
+}
