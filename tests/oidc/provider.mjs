@@ -85,6 +85,10 @@ const server = http.createServer((req, res) => {
   provider.callback()(req, res);
 });
 
+// Node closes idle keep-alive connections after 5 s by default, racing clients that reuse them.
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 125_000;
+
 server.listen(port, '127.0.0.1', () => {
   issuer = `http://127.0.0.1:${server.address().port}`;
   provider = build();

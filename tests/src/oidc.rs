@@ -54,6 +54,8 @@ impl OidcProvider {
             .to_string();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            // Never reuse a connection the server may be closing.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()?;
         let provider = OidcProvider {
             process,

@@ -37,6 +37,8 @@ pub struct StackOptions {
     pub extra_issuers: Vec<ExtraIssuer>,
     /// `[database] url`; default: the SQLite database in the data dir.
     pub database_url: Option<String>,
+    /// Turn the development OIDC issuer off (`up` has it on).
+    pub disable_dev_oidc: bool,
 }
 
 /// Paths of the trust files fetched from a running stack.
@@ -217,16 +219,19 @@ impl SigilStack {
     }
 }
 
-/// Adds the extra issuers and database URL to the `sigil.toml` that `init` wrote.
+/// Writes the options (dev issuer, extra issuers, database URL) into the `sigil.toml` that
+/// `init` wrote.
 fn edit_config(path: &Path, options: &StackOptions) -> Result<()> {
-    if options.extra_issuers.is_empty() && options.database_url.is_none() {
-        return Ok(());
-    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut doc: toml::Table = text
         .parse()
         .with_context(|| format!("parsing {}", path.display()))?;
+    // `init` writes the dev issuer off; `up` on a fresh dir would have it on.
+    table(&mut doc, "dev_oidc")?.insert(
+        "enabled".into(),
+        toml::Value::Boolean(!options.disable_dev_oidc),
+    );
     if let Some(url) = &options.database_url {
         let db = table(&mut doc, "database")?;
         db.insert("url".into(), toml::Value::String(url.clone()));
