@@ -28,6 +28,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
@@ -294,21 +295,6 @@ macro_rules! default_from_empty {
 default_from_empty!(ServerConfig, DatabaseConfig, LogConfig, CtConfig, CaSection, DevOidcConfig);
 default_from_empty!(TsaConfig, RekorV2Config);
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            log: LogConfig::default(),
-            ct: CtConfig::default(),
-            ca: CaSection::default(),
-            dev_oidc: DevOidcConfig::default(),
-            trust: TrustConfig::default(),
-            tsa: TsaConfig::default(),
-            rekor_v2: RekorV2Config::default(),
-        }
-    }
-}
 
 impl Config {
     /// Read a TOML file (if it exists), then apply `SIGIL_*` environment overrides.
@@ -361,11 +347,10 @@ impl Config {
         if !matches!(self.ca.sct_mode.as_str(), "embedded" | "detached") {
             return Err(invalid("ca.sct_mode", format!("{:?}: use embedded or detached", self.ca.sct_mode)));
         }
-        if let Some(u) = &self.ca.ct_log_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
+        if let Some(u) = &self.ca.ct_log_url
+            && !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(invalid("ca.ct_log_url", format!("{u:?} is not an http(s) URL")));
             }
-        }
         for (i, iss) in self.ca.issuers.iter().enumerate() {
             iss.validate()
                 .map_err(|e| invalid(&format!("ca.issuers[{i}]"), e.to_string()))?;

@@ -127,8 +127,8 @@ impl TrustInputs {
             "rekorTlogConfig": {"selector": "ANY"},
             "tsaUrls": if self.tsa_chain.is_empty() { vec![] } else { vec![svc(format!("{}/api/v1/timestamp", self.base_url), 1)] },
         });
-        if !self.tsa_chain.is_empty() {
-            cfg["tsaConfig"] = json!({"selector": "ANY"});
+        if let (false, Some(obj)) = (self.tsa_chain.is_empty(), cfg.as_object_mut()) {
+            obj.insert("tsaConfig".into(), json!({"selector": "ANY"}));
         }
         cfg
     }

@@ -354,3 +354,93 @@ fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), CaError> 
     f.write_all(contents.as_bytes())
         .map_err(|e| CaError::Config(format!("writing {}: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "sigil-ca-{tag}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn generated_ca_loads_back_and_refuses_overwrite() {
+        for (tag, pass) in [("plain", None), ("encrypted", Some("correct horse"))] {
+            let dir = temp_dir(tag);
+            let files =
+                generate_ca(&dir, &CaNames::default(), KeyAlgorithm::EcdsaP256, pass).unwrap();
+            let key_pem = std::fs::read_to_string(&files.intermediate_key).unwrap();
+            assert_eq!(key_pem.contains("ENCRYPTED"), pass.is_some());
+            let keys = CaKeys::from_files(
+                &files.intermediate_cert,
+                Some(&files.root_cert),
+                &files.intermediate_key,
+                pass,
+            )
+            .unwrap();
+            assert_eq!(keys.chain_der().len(), 2);
+            assert_eq!(keys.signer().algorithm(), KeyAlgorithm::EcdsaP256);
+            let root = x509_cert::Certificate::from_der(&keys.chain_der()[1]).unwrap();
+            let root_key = PublicKey::from_spki_der(
+                &der::Encode::to_der(&root.tbs_certificate.subject_public_key_info).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(root_key.algorithm(), KeyAlgorithm::EcdsaP384);
+            if pass.is_some() {
+                assert!(
+                    CaKeys::from_files(
+                        &files.intermediate_cert,
+                        None,
+                        &files.intermediate_key,
+                        Some("wrong")
+                    )
+                    .is_err()
+                );
+                assert!(
+                    CaKeys::from_files(
+                        &files.intermediate_cert,
+                        None,
+                        &files.intermediate_key,
+                        None
+                    )
+                    .is_err()
+                );
+            }
+            assert!(generate_ca(&dir, &CaNames::default(), KeyAlgorithm::EcdsaP256, pass).is_err());
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&files.intermediate_key)
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn key_must_match_the_issuing_certificate() {
+        let g = generate_in_memory(&CaNames::default(), KeyAlgorithm::EcdsaP256).unwrap();
+        let other = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let err = CaKeys::new(
+            Arc::new(SoftwareSigner::new(other)),
+            vec![g.intermediate_der.clone(), g.root_der.clone()],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+        // The root itself is a CA but has no codeSigning EKU: it may only issue as a lone root.
+        let root_signer = SoftwareSigner::new(g.root_key);
+        assert!(CaKeys::new(Arc::new(root_signer), vec![g.root_der.clone()]).is_ok());
+    }
+}

@@ -98,8 +98,8 @@ struct Shared {
     origin: String,
     head: RwLock<Arc<TreeHead>>,
     /// Current partial tiles by (level, index), as of `head`.
-    partials: RwLock<HashMap<(u8, u64), Arc<Vec<u8>>>>,
-    full_tiles: Mutex<HashMap<(u8, u64), Arc<Vec<u8>>>>,
+    partials: RwLock<Partials>,
+    full_tiles: Mutex<Partials>,
     config: EngineConfig,
     queued: std::sync::atomic::AtomicUsize,
 }
@@ -257,20 +257,16 @@ impl LogEngine {
     pub async fn tile(&self, tile: TileId) -> Result<Option<Arc<Vec<u8>>>, EngineError> {
         let key = (tile.level, tile.index);
         let need = usize::from(tile.width) * 32;
-        if let Ok(cache) = self.shared.full_tiles.lock() {
-            if let Some(t) = cache.get(&key) {
+        if let Ok(cache) = self.shared.full_tiles.lock()
+            && let Some(t) = cache.get(&key) {
                 return Ok(Some(truncated(t, need)));
             }
-        }
-        if !tile.is_full() {
-            if let Ok(p) = self.shared.partials.read() {
-                if let Some(t) = p.get(&key) {
-                    if t.len() >= need {
+        if !tile.is_full()
+            && let Ok(p) = self.shared.partials.read()
+                && let Some(t) = p.get(&key)
+                    && t.len() >= need {
                         return Ok(Some(truncated(t, need)));
                     }
-                }
-            }
-        }
         let mut rows = self.shared.db.read_tiles(&self.shared.log_id, &[key]).await?;
         let Some(data) = rows.remove(&key) else {
             return Ok(None);
@@ -339,6 +335,7 @@ fn sign_head(
     Ok(note.to_bytes())
 }
 
+/// Tile bytes by (level, index).
 type Partials = HashMap<(u8, u64), Arc<Vec<u8>>>;
 
 async fn load_edge(db: &Db, log_id: &str, size: u64) -> Result<(TreeEdge, Partials), EngineError> {
@@ -534,11 +531,10 @@ async fn commit(
             if let Ok(mut p) = shared.partials.write() {
                 p.remove(&key);
             }
-            if let Ok(mut cache) = shared.full_tiles.lock() {
-                if cache.len() < shared.config.tile_cache_entries {
+            if let Ok(mut cache) = shared.full_tiles.lock()
+                && cache.len() < shared.config.tile_cache_entries {
                     cache.insert(key, data);
                 }
-            }
         } else if let Ok(mut p) = shared.partials.write() {
             p.insert(key, data);
         }
