@@ -4,6 +4,14 @@
 //! byte-identical after a restart; caching headers follow C2SP tlog-tiles; bad requests get 4xx;
 //! a full queue answers 503.
 
+// Test code: a failed unwrap or index is a test failure with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,14 @@
 //! Python's `rfc3161-client` (the parser sigstore-python uses) parses and verifies replies to DER
 //! and JSON requests. Malformed, truncated, oversized and unsupported queries get a 4xx.
 
+// Test code: a failed unwrap or index is a test failure with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
