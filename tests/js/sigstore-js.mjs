@@ -72,7 +72,8 @@ async function verify() {
     subjectAlternativeName: need('identity'),
     extensions: { issuer: need('issuer') },
   });
-  console.log(JSON.stringify({ verified: true, identity: signer.identity }));
+  const { subjectAlternativeName, extensions } = signer.identity ?? {};
+  console.log(JSON.stringify({ verified: true, subjectAlternativeName, issuer: extensions?.issuer }));
 }
 
 try {
