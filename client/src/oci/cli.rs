@@ -404,6 +404,18 @@ pub fn run(cmd: ImageCmd) -> Result<()> {
             let root = a.trust.sources().trusted_root()?;
             let subject = matcher(&a.subject, &a.subject_regexp, "subject")?;
             let issuer = matcher(&a.issuer, &a.issuer_regexp, "issuer")?;
+            // The Rekor v1 key as the log serves it picks the right one of the root's logs.
+            let url = a
+                .rekor_url
+                .clone()
+                .or_else(|| root.tlogs.first().map(|l| l.base_url.clone()));
+            let rekor_key_spki = url.as_deref().and_then(|u| match rekor_public_key(u) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    eprintln!("note: could not read the log's key ({e:#}); using the trusted root's first log");
+                    None
+                }
+            });
             let opts = KyvernoOptions {
                 name: a.name,
                 images: a.images,
@@ -411,11 +423,29 @@ pub fn run(cmd: ImageCmd) -> Result<()> {
                 issuer,
                 action: a.action,
                 rekor_url: a.rekor_url,
+                rekor_key_spki,
             };
-            print!("{}", cluster_policy(&root, &opts)?);
+            print!("{}", cluster_policy(&root, &opts, now())?);
             Ok(())
         }
     }
+}
+
+/// `GET <rekor>/api/v1/log/publicKey`: the Rekor v1 log's key (SPKI DER).
+fn rekor_public_key(url: &str) -> Result<Vec<u8>> {
+    let u = format!("{}/api/v1/log/publicKey", url.trim_end_matches('/'));
+    let resp = crate::sign::http()?
+        .get(&u)
+        .send()
+        .with_context(|| format!("GET {u}"))?;
+    if !resp.status().is_success() {
+        bail!("GET {u} answered {}", resp.status());
+    }
+    let pem = resp.text()?;
+    Ok(PublicKey::from_pem(&pem)
+        .with_context(|| format!("{u}: not a PEM public key"))?
+        .spki_der()
+        .to_vec())
 }
 
 /// Runs `attest IMAGE` / `verify-attestation IMAGE`.

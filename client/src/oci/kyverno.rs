@@ -24,6 +24,8 @@ pub struct KyvernoOptions {
     pub action: String,
     /// Rekor URL override (default: the trusted root's log).
     pub rekor_url: Option<String>,
+    /// The Rekor v1 log's key (SPKI DER) as the log serves it, to pick it among the root's logs.
+    pub rekor_key_spki: Option<Vec<u8>>,
 }
 
 /// A YAML double-quoted scalar (JSON string escapes are valid YAML escapes).
@@ -55,8 +57,15 @@ pub struct InstanceKeys {
     pub ctlog_pem: Option<String>,
 }
 
-/// Reads the keys a keyless attestor needs from a trusted root (the newest log keys).
-pub fn instance_keys(root: &TrustedRoot) -> Result<InstanceKeys, OciError> {
+/// Reads the keys a keyless attestor needs from a trusted root. The Rekor v1 key is
+/// `rekor_spki` (as the log serves it at `/api/v1/log/publicKey`) when given, which must be one
+/// of the trusted root's logs; else the first log valid now (Sigil lists the v1 log first, a
+/// Rekor v2 log after it under the same URL).
+pub fn instance_keys(
+    root: &TrustedRoot,
+    rekor_spki: Option<&[u8]>,
+    now: i64,
+) -> Result<InstanceKeys, OciError> {
     let mut roots = String::new();
     for ca in &root.certificate_authorities {
         if let Some(c) = ca.cert_chain.certificates.last() {
@@ -71,29 +80,41 @@ pub fn instance_keys(root: &TrustedRoot) -> Result<InstanceKeys, OciError> {
             "the trusted root lists no certificate authorities".into(),
         ));
     }
-    let newest = |logs: &[sigil_core::trust::TransparencyLogInstance]| {
-        logs.iter()
-            .max_by_key(|l| {
-                l.public_key
-                    .valid_for
-                    .as_ref()
-                    .map_or(0, |v| v.start.unix())
-            })
-            .cloned()
+    let tlog = match rekor_spki {
+        Some(spki) => root
+            .tlogs
+            .iter()
+            .find(|l| l.public_key.raw_bytes == spki)
+            .ok_or_else(|| {
+                OciError::Format(
+                    "the log's public key is not one of the trusted root's transparency logs"
+                        .into(),
+                )
+            })?,
+        None => root
+            .tlogs
+            .iter()
+            .find(|l| l.public_key.valid_at(now))
+            .ok_or_else(|| {
+                OciError::Format("the trusted root lists no transparency log valid now".into())
+            })?,
     };
-    let tlog = newest(&root.tlogs)
-        .ok_or_else(|| OciError::Format("the trusted root lists no transparency log".into()))?;
+    let ctlog = root.ctlogs.iter().find(|l| l.public_key.valid_at(now));
     Ok(InstanceKeys {
         roots_pem: roots,
         rekor_url: tlog.base_url.clone(),
         rekor_pem: pem_encode("PUBLIC KEY", &tlog.public_key.raw_bytes),
-        ctlog_pem: newest(&root.ctlogs).map(|c| pem_encode("PUBLIC KEY", &c.public_key.raw_bytes)),
+        ctlog_pem: ctlog.map(|c| pem_encode("PUBLIC KEY", &c.public_key.raw_bytes)),
     })
 }
 
 /// The ClusterPolicy as YAML.
-pub fn cluster_policy(root: &TrustedRoot, opts: &KyvernoOptions) -> Result<String, OciError> {
-    let keys = instance_keys(root)?;
+pub fn cluster_policy(
+    root: &TrustedRoot,
+    opts: &KyvernoOptions,
+    now: i64,
+) -> Result<String, OciError> {
+    let keys = instance_keys(root, opts.rekor_key_spki.as_deref(), now)?;
     if opts.images.is_empty() {
         return Err(OciError::Format(
             "at least one image reference pattern is needed".into(),
