@@ -36,6 +36,9 @@ enum Command {
         /// Listen address (overrides the config).
         #[arg(long)]
         listen: Option<String>,
+        /// Do not run the development OIDC issuer (use a real IdP from the config).
+        #[arg(long)]
+        no_dev_oidc: bool,
     },
     /// Generate keys, the CA and a config file in the data dir (idempotent).
     Init {
@@ -52,6 +55,11 @@ enum Command {
     },
     /// Run the certificate authority only (it reaches the CT log over HTTP).
     Ca {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run the RFC 3161 timestamp authority only.
+    Tsa {
         #[command(flatten)]
         common: Common,
     },
@@ -134,16 +142,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Up { common, listen } => {
+        Command::Up {
+            common,
+            listen,
+            no_dev_oidc,
+        } => {
             let url_hint = listen
                 .as_deref()
                 .map(|l| format!("http://{l}"))
                 .unwrap_or_else(|| "http://127.0.0.1:3000".into());
-            init::init(&common.data_dir, &url_hint, true)?;
+            init::init(&common.data_dir, &url_hint, !no_dev_oidc)?;
             let mut cfg = load_config(&common)?;
             if let Some(l) = listen {
+                // On a laptop the listen address is the URL clients use.
+                cfg.server.public_url = format!("http://{l}");
                 cfg.server.listen = l;
             }
+            // `up` is the laptop setup: the dev issuer is on unless asked otherwise, whatever
+            // `init` wrote.
+            cfg.dev_oidc.enabled = !no_dev_oidc;
             serve(cfg, &common.data_dir, true).await
         }
         Command::Log { common } => {
@@ -155,6 +172,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ca { common } => {
             let mut cfg = load_config(&common)?;
             cfg.ca.enabled = true;
+            cfg.log.enabled = false;
+            cfg.ct.enabled = false;
+            cfg.tsa.enabled = false;
+            serve(cfg, &common.data_dir, false).await
+        }
+        Command::Tsa { common } => {
+            let mut cfg = load_config(&common)?;
+            cfg.tsa.enabled = true;
+            cfg.ca.enabled = false;
             cfg.log.enabled = false;
             cfg.ct.enabled = false;
             serve(cfg, &common.data_dir, false).await
