@@ -105,8 +105,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     if cfg.log.enabled {
         let path = resolve(data_dir, &cfg.log.key);
         let key = read_key(&path)?;
-        let signer = note_signer(&cfg.log.origin, read_key(&path)?)?;
-        let engine = LogEngine::open(db.clone(), REKOR_LOG_ID, &cfg.log.origin, signer, engine_cfg.clone())
+        let origin = cfg.log_origin();
+        let signer = note_signer(&origin, read_key(&path)?)?;
+        let engine = LogEngine::open(db.clone(), REKOR_LOG_ID, &origin, signer, engine_cfg.clone())
             .await
             .context("cannot open the transparency log")?;
         trust.log_key = Some(key.public_key());
@@ -155,8 +156,8 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     if cfg.ct.enabled {
         let path = resolve(data_dir, &cfg.ct.key);
         let key = read_key(&path)?;
-        let signer = note_signer(&format!("{}-ct", cfg.log.origin), read_key(&path)?)?;
-        let engine = LogEngine::open(db.clone(), CT_LOG_ID, &format!("{} CT", cfg.log.origin), signer, engine_cfg)
+        let signer = note_signer(&format!("{}-ct", cfg.log_origin()), read_key(&path)?)?;
+        let engine = LogEngine::open(db.clone(), CT_LOG_ID, &format!("{} CT", cfg.log_origin()), signer, engine_cfg)
             .await
             .context("cannot open the CT log")?;
         let roots = read_certs(&resolve(data_dir, &cfg.ct.roots))?;

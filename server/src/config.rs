@@ -132,9 +132,11 @@ pub struct LogConfig {
     /// PKCS#8 PEM signing key (ECDSA P-256 or Ed25519).
     #[serde(default = "default_log_key")]
     pub key: PathBuf,
-    /// Checkpoint origin prefix (Rekor uses its hostname); the origin is `<prefix> - <tree id>`.
-    #[serde(default = "default_origin")]
-    pub origin: String,
+    /// Checkpoint origin prefix and note key name; the origin is `<prefix> - <tree id>`.
+    /// Default: the host[:port] of `server.public_url`, as Rekor uses its hostname (clients such
+    /// as sigstore-js match the key name against the log's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     #[serde(default = "default_max_wait")]
@@ -224,9 +226,6 @@ fn default_db() -> String {
 }
 fn default_log_key() -> PathBuf {
     "keys/log.pem".into()
-}
-fn default_origin() -> String {
-    "sigil".into()
 }
 fn default_max_batch() -> usize {
     1024
@@ -378,6 +377,15 @@ impl Config {
     /// The OIDC issuer clients should use, if any.
     pub fn trust_oidc_url(&self) -> Option<String> {
         self.trust.oidc_url.clone().or_else(|| self.dev_oidc.enabled.then(|| self.dev_issuer_url()))
+    }
+
+    /// The log's checkpoint origin prefix (see `log.origin`).
+    pub fn log_origin(&self) -> String {
+        self.log.origin.clone().unwrap_or_else(|| {
+            let url = self.trust_log_url();
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            rest.split('/').next().unwrap_or(rest).to_string()
+        })
     }
 
     /// The dev issuer's URL.

@@ -129,7 +129,17 @@ impl Ca {
                         "proofOfPossession is missing: sign the challenge claim with your key",
                     ));
                 }
-                key.verify(identity.challenge.as_bytes(), &proof).map_err(|_| {
+                // Fulcio's challenge is the e-mail for e-mail issuers, but clients such as
+                // sigstore-js sign `sub` for issuers they do not know: accept either.
+                key.verify(identity.challenge.as_bytes(), &proof)
+                    .or_else(|e| {
+                        if vt.subject == identity.challenge {
+                            Err(e)
+                        } else {
+                            key.verify(vt.subject.as_bytes(), &proof)
+                        }
+                    })
+                    .map_err(|_| {
                     CaError::bad_request(format!(
                         "proof of possession does not verify: it must be a {} signature by the submitted key over the token's `{}` claim",
                         key.algorithm(),
