@@ -3,6 +3,12 @@
 //! whose leaf has Fulcio's exact profile, an embedded SCT that verifies against the CT log key,
 //! and whose precertificate is in the CT log (checked with get-proof-by-hash against a signed
 //! tree head). Also: detached-SCT mode, the legacy v1 API, trust bundle and configuration.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "ca_support.rs"]
 mod support;

@@ -2,6 +2,12 @@
 //! as `sigstore sign` builds it, Bearer token, `Accept: application/pem-certificate-chain`) and
 //! sigstore-python's own SCT verification accepts the embedded SCT against the CT log key. The
 //! full `sigstore sign` flow (with the transparency log) is the interop tests' job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "ca_support.rs"]
 mod support;

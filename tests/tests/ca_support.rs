@@ -2,6 +2,12 @@
 //! provider whose keys the test controls (to forge every kind of bad token), an in-process CT
 //! log on SQLite, an in-process CA on loopback, CSR building and certificate inspection.
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};

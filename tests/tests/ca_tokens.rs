@@ -2,6 +2,12 @@
 //! `{code, message}`, and accepts good ones (several signature algorithms, JWKS rotation,
 //! meta-issuers). Tokens come from a mock provider whose keys the test holds, so each attack
 //! can be forged exactly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "ca_support.rs"]
 mod support;

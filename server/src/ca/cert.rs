@@ -78,7 +78,9 @@ pub fn time_from_unix(secs: u64) -> Result<Time, CaError> {
             der::asn1::UtcTime::from_date_time(dt).map_err(internal("certificate time"))?,
         ))
     } else {
-        Ok(Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt)))
+        Ok(Time::GeneralTime(
+            der::asn1::GeneralizedTime::from_date_time(dt),
+        ))
     }
 }
 
