@@ -86,6 +86,15 @@ fn check_profile(chain: &[Vec<u8>], key: &PublicKey, email: &str, iss: &str) {
     let na = tbs.validity.not_after.to_unix_duration().as_secs();
     assert_eq!(na - nb, 600, "10-minute validity");
     assert!(nb.abs_diff(now()) < 60, "issued now");
+    // RFC 5280: UTCTime through 2049 (sigstore-python rejects GeneralizedTime there).
+    assert!(matches!(
+        tbs.validity.not_before,
+        x509_cert::time::Time::UtcTime(_)
+    ));
+    assert!(matches!(
+        tbs.validity.not_after,
+        x509_cert::time::Time::UtcTime(_)
+    ));
 
     let (crit, ku) = tbs.get::<KeyUsage>().unwrap().unwrap();
     assert!(crit, "KeyUsage critical");
