@@ -15,7 +15,10 @@ pub enum CertError {
     #[error("no PEM block found")]
     NoPemBlock,
     #[error("unexpected PEM block {found:?}, expected {expected}")]
-    UnexpectedLabel { found: String, expected: &'static str },
+    UnexpectedLabel {
+        found: String,
+        expected: &'static str,
+    },
     #[error("not a valid X.509 certificate: {0}")]
     Certificate(String),
 }
@@ -105,11 +108,9 @@ pub fn subject_alt_names(cert: &Certificate) -> Vec<San> {
         .filter_map(|name| match name {
             GeneralName::Rfc822Name(s) => Some(San::Email(s.to_string())),
             GeneralName::UniformResourceIdentifier(s) => Some(San::Uri(s.to_string())),
-            GeneralName::OtherName(other) => {
-                der::asn1::Utf8StringRef::try_from(&other.value)
-                    .ok()
-                    .map(|s| San::Other(s.as_str().to_string()))
-            }
+            GeneralName::OtherName(other) => der::asn1::Utf8StringRef::try_from(&other.value)
+                .ok()
+                .map(|s| San::Other(s.as_str().to_string())),
             _ => None,
         })
         .collect()
@@ -134,7 +135,10 @@ mod tests {
     fn pem_round_trip_64_columns() {
         let der: Vec<u8> = (0..200u8).collect();
         let text = pem_encode("CERTIFICATE", &der);
-        assert!(text.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+        assert!(
+            text.lines()
+                .all(|l| l.len() <= 64 || l.starts_with("-----"))
+        );
         assert!(text.ends_with("-----END CERTIFICATE-----\n"));
         let crlf = text.replace('\n', "\r\n");
         let blocks = pem_decode_all(crlf.as_bytes()).unwrap();

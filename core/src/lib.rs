@@ -5,9 +5,9 @@
 
 pub mod bundle;
 pub mod certs;
-pub mod jcs;
 pub mod checkpoint;
 pub mod crypto;
+pub mod jcs;
 pub mod merkle;
 pub mod note;
 pub mod oid;

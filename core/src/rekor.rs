@@ -102,13 +102,19 @@ fn obj_field<'a>(
     }
 }
 
-fn b64_field(obj: &Map<String, Value>, key: &str, name: &'static str) -> Result<Vec<u8>, EntryError> {
+fn b64_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    name: &'static str,
+) -> Result<Vec<u8>, EntryError> {
     let s = str_field(obj, key, name)?;
     decode_b64(s).map_err(|e| invalid(name, format!("not valid base64: {e}")))
 }
 
 fn decode_b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    STANDARD.decode(s).or_else(|e| URL_SAFE.decode(s).map_err(|_| e))
+    STANDARD
+        .decode(s)
+        .or_else(|e| URL_SAFE.decode(s).map_err(|_| e))
 }
 
 /// A verification key as given in an entry (PEM certificate(s) or PEM public key), with its
@@ -131,7 +137,10 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
             let mut leaf = None;
             for (label, der) in &blocks {
                 if label != "CERTIFICATE" {
-                    return Err(invalid(field, format!("unexpected PEM block {label:?} in a certificate chain")));
+                    return Err(invalid(
+                        field,
+                        format!("unexpected PEM block {label:?} in a certificate chain"),
+                    ));
                 }
                 let cert = certs::parse_certificate(der).map_err(|e| invalid(field, e))?;
                 canonical_pem.push_str(&certs::pem_encode("CERTIFICATE", der));
@@ -169,7 +178,10 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
 }
 
 fn key_search_keys(v: &Verifier, keys: &mut Vec<String>) {
-    keys.push(format!("sha256:{}", hex::encode(crate::crypto::sha256(v.canonical_pem.as_bytes()))));
+    keys.push(format!(
+        "sha256:{}",
+        hex::encode(crate::crypto::sha256(v.canonical_pem.as_bytes()))
+    ));
     keys.extend(v.subjects.iter().map(|s| s.to_lowercase()));
 }
 
@@ -257,13 +269,21 @@ fn hashedrekord(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError>
     if digest.len() != len {
         return Err(invalid(
             "spec.data.hash.value",
-            format!("{} digest must be {len} bytes, got {}", digest_name(alg), digest.len()),
+            format!(
+                "{} digest must be {len} bytes, got {}",
+                digest_name(alg),
+                digest.len()
+            ),
         ));
     }
     verifier
         .key
         .verify_prehashed(alg, &digest, &content)
-        .map_err(|e| EntryError::Signature(format!("hashedrekord signature does not verify against the given key and digest: {e}")))?;
+        .map_err(|e| {
+            EntryError::Signature(format!(
+                "hashedrekord signature does not verify against the given key and digest: {e}"
+            ))
+        })?;
 
     let mut keys = vec![format!("{}:{}", digest_name(alg), hex::encode(&digest))];
     key_search_keys(&verifier, &mut keys);
@@ -293,7 +313,9 @@ struct Envelope {
 }
 
 fn parse_envelope(v: &Value, field: &'static str) -> Result<Envelope, EntryError> {
-    let obj = v.as_object().ok_or_else(|| invalid(field, "must be a DSSE envelope object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid(field, "must be a DSSE envelope object"))?;
     let payload = b64_field(obj, "payload", field)?;
     let payload_type = str_field(obj, "payloadType", field)?.to_string();
     let sigs = match obj.get("signatures") {
@@ -302,9 +324,12 @@ fn parse_envelope(v: &Value, field: &'static str) -> Result<Envelope, EntryError
     };
     let mut signatures = Vec::with_capacity(sigs.len());
     for s in sigs {
-        let so = s.as_object().ok_or_else(|| invalid(field, "signature must be an object"))?;
+        let so = s
+            .as_object()
+            .ok_or_else(|| invalid(field, "signature must be an object"))?;
         let sig_str = str_field(so, "sig", field)?.to_string();
-        let sig = decode_b64(&sig_str).map_err(|e| invalid(field, format!("signature not valid base64: {e}")))?;
+        let sig = decode_b64(&sig_str)
+            .map_err(|e| invalid(field, format!("signature not valid base64: {e}")))?;
         let keyid = so.get("keyid").and_then(Value::as_str).map(str::to_string);
         signatures.push((keyid, sig_str, sig));
     }
@@ -359,8 +384,12 @@ fn statement_subject_keys(payload_type: &str, payload: &[u8], keys: &mut Vec<Str
 fn dsse(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
     let proposed = obj_field(spec, "proposedContent", "spec.proposedContent")?;
     let envelope_str = str_field(proposed, "envelope", "spec.proposedContent.envelope")?;
-    let envelope_json: Value = serde_json::from_str(envelope_str)
-        .map_err(|e| invalid("spec.proposedContent.envelope", format!("not valid JSON: {e}")))?;
+    let envelope_json: Value = serde_json::from_str(envelope_str).map_err(|e| {
+        invalid(
+            "spec.proposedContent.envelope",
+            format!("not valid JSON: {e}"),
+        )
+    })?;
     let env = parse_envelope(&envelope_json, "spec.proposedContent.envelope")?;
     let verifier_list = match proposed.get("verifiers") {
         Some(Value::Array(a)) if !a.is_empty() => a,
@@ -371,8 +400,12 @@ fn dsse(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
         let s = v
             .as_str()
             .ok_or_else(|| invalid("spec.proposedContent.verifiers", "must be base64 strings"))?;
-        let pem = decode_b64(s)
-            .map_err(|e| invalid("spec.proposedContent.verifiers", format!("not valid base64: {e}")))?;
+        let pem = decode_b64(s).map_err(|e| {
+            invalid(
+                "spec.proposedContent.verifiers",
+                format!("not valid base64: {e}"),
+            )
+        })?;
         verifiers.push(parse_verifier(&pem, "spec.proposedContent.verifiers")?);
     }
     let used = verify_envelope(&env, &verifiers)?;
@@ -415,8 +448,12 @@ fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
     let env = obj_field(content, "envelope", "spec.content.envelope")?;
     // intoto 0.0.2 double-encodes: the JSON holds base64 of the envelope's base64 strings.
     let payload_b64 = b64_field(env, "payload", "spec.content.envelope.payload")?;
-    let payload = decode_b64(&String::from_utf8_lossy(&payload_b64))
-        .map_err(|e| invalid("spec.content.envelope.payload", format!("inner payload not base64: {e}")))?;
+    let payload = decode_b64(&String::from_utf8_lossy(&payload_b64)).map_err(|e| {
+        invalid(
+            "spec.content.envelope.payload",
+            format!("inner payload not base64: {e}"),
+        )
+    })?;
     let payload_type = str_field(env, "payloadType", "spec.content.envelope.payloadType")?;
     let sig_list = match env.get("signatures") {
         Some(Value::Array(a)) if !a.is_empty() => a,
@@ -430,17 +467,28 @@ fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
             .as_object()
             .ok_or_else(|| invalid("spec.content.envelope.signatures", "must be objects"))?;
         let sig_b64 = b64_field(so, "sig", "spec.content.envelope.signatures.sig")?;
-        let sig = decode_b64(&String::from_utf8_lossy(&sig_b64))
-            .map_err(|e| invalid("spec.content.envelope.signatures.sig", format!("inner signature not base64: {e}")))?;
-        let pem = b64_field(so, "publicKey", "spec.content.envelope.signatures.publicKey")?;
+        let sig = decode_b64(&String::from_utf8_lossy(&sig_b64)).map_err(|e| {
+            invalid(
+                "spec.content.envelope.signatures.sig",
+                format!("inner signature not base64: {e}"),
+            )
+        })?;
+        let pem = b64_field(
+            so,
+            "publicKey",
+            "spec.content.envelope.signatures.publicKey",
+        )?;
         let verifier = parse_verifier(&pem, "spec.content.envelope.signatures.publicKey")?;
-        verifier
-            .key
-            .verify(&message, &sig)
-            .map_err(|e| EntryError::Signature(format!("in-toto envelope signature does not verify: {e}")))?;
+        verifier.key.verify(&message, &sig).map_err(|e| {
+            EntryError::Signature(format!("in-toto envelope signature does not verify: {e}"))
+        })?;
         key_search_keys(&verifier, &mut keys);
         let mut c = Map::new();
-        if let Some(kid) = so.get("keyid").and_then(Value::as_str).filter(|k| !k.is_empty()) {
+        if let Some(kid) = so
+            .get("keyid")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+        {
             c.insert("keyid".into(), Value::String(kid.to_string()));
         }
         c.insert("publicKey".into(), Value::String(STANDARD.encode(&pem)));
@@ -448,12 +496,16 @@ fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
         canonical_sigs.push(Value::Object(c));
     }
     let hash = obj_field(content, "hash", "spec.content.hash")?;
-    let (alg, len) = parse_digest_alg(str_field(hash, "algorithm", "spec.content.hash.algorithm")?)?;
+    let (alg, len) =
+        parse_digest_alg(str_field(hash, "algorithm", "spec.content.hash.algorithm")?)?;
     let hash_value = str_field(hash, "value", "spec.content.hash.value")?;
     let hash_bytes = hex::decode(hash_value)
         .map_err(|e| invalid("spec.content.hash.value", format!("not valid hex: {e}")))?;
     if hash_bytes.len() != len {
-        return Err(invalid("spec.content.hash.value", format!("must be {len} bytes")));
+        return Err(invalid(
+            "spec.content.hash.value",
+            format!("must be {len} bytes"),
+        ));
     }
     let payload_hash = crate::crypto::sha256(&payload);
     keys.push(format!("sha256:{}", hex::encode(payload_hash)));

@@ -1,6 +1,11 @@
 //! Real public Sigstore bundles parse and re-serialise to semantically equal JSON.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 use sigil_core::bundle::{Bundle, BundleVersion, Content, SigningMaterial};
 
 fn data(name: &str) -> Vec<u8> {

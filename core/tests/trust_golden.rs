@@ -1,6 +1,11 @@
 //! Real public trusted roots, signing configs and client trust configs round-trip.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 use sigil_core::trust::{ClientTrustConfig, SigningConfig, TrustedRoot, select_services};
 
 fn data(name: &str) -> Vec<u8> {

@@ -41,7 +41,8 @@ pub struct Service {
 pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
     let pem = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
-    SigningKey::from_pkcs8_pem(&pem).with_context(|| format!("key file {} is not a usable PKCS#8 PEM key", path.display()))
+    SigningKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("key file {} is not a usable PKCS#8 PEM key", path.display()))
 }
 
 pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
@@ -52,7 +53,8 @@ pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
 
 /// DER certificates from a PEM file.
 pub fn read_certs(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let text = std::fs::read(path).with_context(|| format!("cannot read certificate file {}", path.display()))?;
+    let text = std::fs::read(path)
+        .with_context(|| format!("cannot read certificate file {}", path.display()))?;
     let certs = sigil_core::certs::parse_pem_certificates(&text)
         .with_context(|| format!("{} does not hold PEM certificates", path.display()))?;
     Ok(certs.into_iter().map(|(der, _)| der).collect())
@@ -61,7 +63,9 @@ pub fn read_certs(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 fn note_signer(name: &str, key: SigningKey) -> anyhow::Result<Arc<dyn NoteSigner + Send + Sync>> {
     Ok(match key.algorithm() {
         KeyAlgorithm::Ed25519 => Arc::new(Ed25519NoteKey::signer(name, key)?),
-        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => Arc::new(EcdsaNoteKey::signer(name, key)?),
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
+            Arc::new(EcdsaNoteKey::signer(name, key)?)
+        }
         other => bail!("log keys must be ECDSA or Ed25519, not {other:?}"),
     })
 }
@@ -107,9 +111,15 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         let key = read_key(&path)?;
         let origin = cfg.log_origin();
         let signer = note_signer(&origin, read_key(&path)?)?;
-        let engine = LogEngine::open(db.clone(), REKOR_LOG_ID, &origin, signer, engine_cfg.clone())
-            .await
-            .context("cannot open the transparency log")?;
+        let engine = LogEngine::open(
+            db.clone(),
+            REKOR_LOG_ID,
+            &origin,
+            signer,
+            engine_cfg.clone(),
+        )
+        .await
+        .context("cannot open the transparency log")?;
         trust.log_key = Some(key.public_key());
         let state = Arc::new(RekorState {
             engine: engine.clone(),
@@ -135,7 +145,10 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         .await
         .context("cannot open the Rekor v2 log")?;
         let public = key.public_key();
-        let state = Arc::new(crate::log::rekor_v2::RekorV2State::new(engine.clone(), &public));
+        let state = Arc::new(crate::log::rekor_v2::RekorV2State::new(
+            engine.clone(),
+            &public,
+        ));
         trust.log_v2_key = Some(public);
         router = router.merge(crate::log::rekor_v2::router(state));
         engines.push(engine);
@@ -157,15 +170,28 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         let path = resolve(data_dir, &cfg.ct.key);
         let key = read_key(&path)?;
         let signer = note_signer(&format!("{}-ct", cfg.log_origin()), read_key(&path)?)?;
-        let engine = LogEngine::open(db.clone(), CT_LOG_ID, &format!("{} CT", cfg.log_origin()), signer, engine_cfg)
-            .await
-            .context("cannot open the CT log")?;
+        let engine = LogEngine::open(
+            db.clone(),
+            CT_LOG_ID,
+            &format!("{} CT", cfg.log_origin()),
+            signer,
+            engine_cfg,
+        )
+        .await
+        .context("cannot open the CT log")?;
         let roots = read_certs(&resolve(data_dir, &cfg.ct.roots))?;
         trust.ct_key = Some(key.public_key());
-        router = router.merge(crate::log::ct::router(Arc::new(CtState::new(engine.clone(), key, roots))));
+        router = router.merge(crate::log::ct::router(Arc::new(CtState::new(
+            engine.clone(),
+            key,
+            roots,
+        ))));
         engines.push(engine);
     } else if cfg.ca.enabled {
-        trust.ct_key = Some(read_public_key(&resolve(data_dir, &cfg.ca.ct_log_public_key))?);
+        trust.ct_key = Some(read_public_key(&resolve(
+            data_dir,
+            &cfg.ca.ct_log_public_key,
+        ))?);
     }
 
     if cfg.dev_oidc.enabled {
@@ -176,8 +202,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
             cfg.dev_oidc.subject
         );
         let key = read_key(&resolve(data_dir, &cfg.dev_oidc.key))?;
-        let dev = crate::dev_oidc::DevOidc::new(cfg.dev_issuer_url(), cfg.dev_oidc.subject.clone(), &key)
-            .map_err(anyhow::Error::msg)?;
+        let dev =
+            crate::dev_oidc::DevOidc::new(cfg.dev_issuer_url(), cfg.dev_oidc.subject.clone(), &key)
+                .map_err(anyhow::Error::msg)?;
         router = router.merge(crate::dev_oidc::router(Arc::new(dev)));
     }
 
@@ -193,7 +220,11 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     router = router.merge(crate::trust::router(trust.clone()));
     let router = router
         .route("/healthz", get(|| async { "ok" }))
-        .merge(Router::new().route("/readyz", get(readyz)).with_state(db.clone()))
+        .merge(
+            Router::new()
+                .route("/readyz", get(readyz))
+                .with_state(db.clone()),
+        )
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
@@ -229,7 +260,11 @@ pub fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => {
             let creds = url.get(s + 3..at).unwrap_or_default();
             match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", url.get(..s + 3).unwrap_or_default(), url.get(at..).unwrap_or_default()),
+                Some((user, _)) => format!(
+                    "{}{user}:***{}",
+                    url.get(..s + 3).unwrap_or_default(),
+                    url.get(at..).unwrap_or_default()
+                ),
                 None => url.to_string(),
             }
         }

@@ -14,9 +14,9 @@ use crate::config::{Config, resolve};
 fn passphrase(cfg: &Config) -> anyhow::Result<Option<String>> {
     match &cfg.ca.key_passphrase_env {
         None => Ok(None),
-        Some(var) => std::env::var(var)
-            .map(Some)
-            .with_context(|| format!("ca.key_passphrase_env: environment variable {var} is not set")),
+        Some(var) => std::env::var(var).map(Some).with_context(|| {
+            format!("ca.key_passphrase_env: environment variable {var} is not set")
+        }),
     }
 }
 
@@ -30,7 +30,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<(Router, Vec
             &resolve(data_dir, &cfg.ca.intermediate_key),
             passphrase(cfg)?.as_deref(),
         )
-        .context("cannot load the CA keys (ca.intermediate_cert / ca.intermediate_key / ca.root_cert)")?,
+        .context(
+            "cannot load the CA keys (ca.intermediate_cert / ca.intermediate_key / ca.root_cert)",
+        )?,
     };
     let mut issuers = cfg.ca.issuers.clone();
     if cfg.dev_oidc.enabled {
@@ -76,8 +78,13 @@ pub fn ensure_ca(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = int_key.parent().unwrap_or(data_dir);
-    let files = crate::ca::generate_ca(dir, &CaNames::default(), KeyAlgorithm::EcdsaP256, passphrase(cfg)?.as_deref())
-        .context("cannot generate the CA")?;
+    let files = crate::ca::generate_ca(
+        dir,
+        &CaNames::default(),
+        KeyAlgorithm::EcdsaP256,
+        passphrase(cfg)?.as_deref(),
+    )
+    .context("cannot generate the CA")?;
     // The configured names may differ from the generator's defaults.
     for (from, to) in [
         (&files.root_cert, &root_cert),
@@ -85,7 +92,8 @@ pub fn ensure_ca(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
         (&files.intermediate_key, &int_key),
     ] {
         if from != to {
-            std::fs::rename(from, to).with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+            std::fs::rename(from, to)
+                .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
         }
     }
     Ok(())

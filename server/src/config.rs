@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key {key}: {message}")]
@@ -291,9 +294,15 @@ macro_rules! default_from_empty {
         }
     )*};
 }
-default_from_empty!(ServerConfig, DatabaseConfig, LogConfig, CtConfig, CaSection, DevOidcConfig);
+default_from_empty!(
+    ServerConfig,
+    DatabaseConfig,
+    LogConfig,
+    CtConfig,
+    CaSection,
+    DevOidcConfig
+);
 default_from_empty!(TsaConfig, RekorV2Config);
-
 
 impl Config {
     /// Read a TOML file (if it exists), then apply `SIGIL_*` environment overrides.
@@ -312,20 +321,26 @@ impl Config {
             None => toml::Table::new(),
         };
         apply_env(&mut table, std::env::vars())?;
-        let cfg: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.map(Path::to_path_buf).unwrap_or_else(|| "(environment)".into()),
-            message: e.message().to_string(),
-        })?;
+        let cfg: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| "(environment)".into()),
+                message: e.message().to_string(),
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks that need no I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("server.listen", format!("{:?} is not host:port: {e}", self.server.listen)))?;
+        self.server.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not host:port: {e}", self.server.listen),
+            )
+        })?;
         let url = &self.server.public_url;
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
             return Err(invalid(
@@ -334,22 +349,41 @@ impl Config {
             ));
         }
         let db = &self.database.url;
-        if !(db.starts_with("postgres://") || db.starts_with("postgresql://") || db.starts_with("sqlite:")) {
-            return Err(invalid("database.url", format!("{db:?} must start with postgres:// or sqlite://")));
+        if !(db.starts_with("postgres://")
+            || db.starts_with("postgresql://")
+            || db.starts_with("sqlite:"))
+        {
+            return Err(invalid(
+                "database.url",
+                format!("{db:?} must start with postgres:// or sqlite://"),
+            ));
         }
         if self.log.max_batch == 0 || self.log.queue_capacity == 0 {
-            return Err(invalid("log.max_batch", "max_batch and queue_capacity must be at least 1"));
+            return Err(invalid(
+                "log.max_batch",
+                "max_batch and queue_capacity must be at least 1",
+            ));
         }
         if !matches!(self.ca.backend.as_str(), "file" | "ephemeral") {
-            return Err(invalid("ca.backend", format!("{:?}: use file or ephemeral", self.ca.backend)));
+            return Err(invalid(
+                "ca.backend",
+                format!("{:?}: use file or ephemeral", self.ca.backend),
+            ));
         }
         if !matches!(self.ca.sct_mode.as_str(), "embedded" | "detached") {
-            return Err(invalid("ca.sct_mode", format!("{:?}: use embedded or detached", self.ca.sct_mode)));
+            return Err(invalid(
+                "ca.sct_mode",
+                format!("{:?}: use embedded or detached", self.ca.sct_mode),
+            ));
         }
         if let Some(u) = &self.ca.ct_log_url
-            && !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(invalid("ca.ct_log_url", format!("{u:?} is not an http(s) URL")));
-            }
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(invalid(
+                "ca.ct_log_url",
+                format!("{u:?} is not an http(s) URL"),
+            ));
+        }
         for (i, iss) in self.ca.issuers.iter().enumerate() {
             iss.validate()
                 .map_err(|e| invalid(&format!("ca.issuers[{i}]"), e.to_string()))?;
@@ -366,17 +400,30 @@ impl Config {
     }
 
     pub fn trust_log_url(&self) -> String {
-        self.trust.log_url.clone().unwrap_or_else(|| self.server.public_url.clone())
+        self.trust
+            .log_url
+            .clone()
+            .unwrap_or_else(|| self.server.public_url.clone())
     }
     pub fn trust_ct_url(&self) -> String {
-        self.trust.ct_url.clone().or_else(|| self.ca.ct_log_url.clone()).unwrap_or_else(|| self.trust_log_url())
+        self.trust
+            .ct_url
+            .clone()
+            .or_else(|| self.ca.ct_log_url.clone())
+            .unwrap_or_else(|| self.trust_log_url())
     }
     pub fn trust_ca_url(&self) -> String {
-        self.trust.ca_url.clone().unwrap_or_else(|| self.server.public_url.clone())
+        self.trust
+            .ca_url
+            .clone()
+            .unwrap_or_else(|| self.server.public_url.clone())
     }
     /// The OIDC issuer clients should use, if any.
     pub fn trust_oidc_url(&self) -> Option<String> {
-        self.trust.oidc_url.clone().or_else(|| self.dev_oidc.enabled.then(|| self.dev_issuer_url()))
+        self.trust
+            .oidc_url
+            .clone()
+            .or_else(|| self.dev_oidc.enabled.then(|| self.dev_issuer_url()))
     }
 
     /// The log's checkpoint origin prefix (see `log.origin`).
@@ -396,7 +443,11 @@ impl Config {
 
 /// Resolve a configured path against the data dir.
 pub fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { data_dir.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        data_dir.join(p)
+    }
 }
 
 /// `SIGIL_SERVER_LISTEN=…` → `[server] listen = …`; `SIGIL_DATABASE_URL` → `[database] url`.
@@ -405,7 +456,9 @@ fn apply_env(
     table: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    const SECTIONS: &[&str] = &["server", "database", "log", "ct", "ca", "dev_oidc", "trust", "tsa", "rekor_v2"];
+    const SECTIONS: &[&str] = &[
+        "server", "database", "log", "ct", "ca", "dev_oidc", "trust", "tsa", "rekor_v2",
+    ];
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("SIGIL_") else {
             continue;
@@ -418,7 +471,10 @@ fn apply_env(
         else {
             continue; // SIGIL_DATA_DIR etc. belong to the CLI.
         };
-        let key = rest.get(section.len() + 1..).unwrap_or_default().to_string();
+        let key = rest
+            .get(section.len() + 1..)
+            .unwrap_or_default()
+            .to_string();
         let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .ok()
             .and_then(|mut t| t.remove("v"))
@@ -444,10 +500,16 @@ mod tests {
         apply_env(
             &mut t,
             vec![
-                ("SIGIL_SERVER_LISTEN".to_string(), "0.0.0.0:8080".to_string()),
+                (
+                    "SIGIL_SERVER_LISTEN".to_string(),
+                    "0.0.0.0:8080".to_string(),
+                ),
                 ("SIGIL_LOG_MAX_BATCH".to_string(), "64".to_string()),
                 ("SIGIL_DEV_OIDC_ENABLED".to_string(), "true".to_string()),
-                ("SIGIL_DATABASE_URL".to_string(), "postgres://x@y/z".to_string()),
+                (
+                    "SIGIL_DATABASE_URL".to_string(),
+                    "postgres://x@y/z".to_string(),
+                ),
             ]
             .into_iter(),
         )
@@ -464,10 +526,20 @@ mod tests {
     fn bad_values_name_the_key() {
         let mut cfg = Config::default();
         cfg.server.public_url = "ftp://x".into();
-        assert!(cfg.validate().unwrap_err().to_string().contains("server.public_url"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.public_url")
+        );
         let mut cfg = Config::default();
         cfg.server.listen = "nope".into();
-        assert!(cfg.validate().unwrap_err().to_string().contains("server.listen"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.listen")
+        );
         let err = toml::from_str::<Config>("[server]\nlisen = 1").unwrap_err();
         assert!(err.to_string().contains("lisen"));
     }

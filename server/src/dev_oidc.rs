@@ -45,7 +45,8 @@ impl DevOidc {
     /// `key` must be an ECDSA P-256 key (ES256).
     pub fn new(issuer: String, subject: String, key: &SigningKey) -> Result<Self, String> {
         let pem = key.to_pkcs8_pem().map_err(|e| e.to_string())?;
-        let encoding = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| format!("dev OIDC key: {e}"))?;
+        let encoding =
+            EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| format!("dev OIDC key: {e}"))?;
         let spki = key.public_key().spki_der().to_vec();
         // The uncompressed point 0x04 || X || Y closes a P-256 SPKI.
         let point = spki
@@ -56,7 +57,11 @@ impl DevOidc {
             .ok_or("dev OIDC key must be ECDSA P-256")?;
         let x = URL_SAFE_NO_PAD.encode(point.get(1..33).unwrap_or_default());
         let y = URL_SAFE_NO_PAD.encode(point.get(33..65).unwrap_or_default());
-        let kid = hex::encode(sigil_core::crypto::sha256(&spki).get(..8).unwrap_or_default());
+        let kid = hex::encode(
+            sigil_core::crypto::sha256(&spki)
+                .get(..8)
+                .unwrap_or_default(),
+        );
         Ok(Self {
             issuer,
             subject,

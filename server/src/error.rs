@@ -23,7 +23,10 @@ pub enum AppError {
     NotFound(String),
     /// The entry already exists; `location` points at it (409).
     #[error("{message}")]
-    Conflict { message: String, location: Option<String> },
+    Conflict {
+        message: String,
+        location: Option<String>,
+    },
     /// The body is larger than allowed (413).
     #[error("{0}")]
     TooLarge(String),
@@ -32,7 +35,10 @@ pub enum AppError {
     UnsupportedMediaType(String),
     /// The server is overloaded; retry after the given seconds (503).
     #[error("{message}")]
-    Unavailable { message: String, retry_after_secs: u32 },
+    Unavailable {
+        message: String,
+        retry_after_secs: u32,
+    },
     /// A bug or an infrastructure failure (500). The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),

@@ -41,8 +41,12 @@ fn ensure_key(path: &Path) -> anyhow::Result<SigningKey> {
 /// Create the data dir, keys, CA and config unless present. Returns whether anything was created.
 /// `dev` turns the development OIDC issuer on in a new config (what `up` wants).
 pub fn init(data_dir: &Path, public_url: &str, dev: bool) -> anyhow::Result<bool> {
-    std::fs::create_dir_all(data_dir.join("keys"))
-        .with_context(|| format!("cannot create data dir {} (is it writable?)", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir.join("keys")).with_context(|| {
+        format!(
+            "cannot create data dir {} (is it writable?)",
+            data_dir.display()
+        )
+    })?;
     let config_path = data_dir.join(CONFIG_FILE);
     let fresh = !config_path.exists();
     let cfg = if fresh {
@@ -96,7 +100,8 @@ pub fn write_trust_files(trust: &TrustInputs, data_dir: &Path) -> anyhow::Result
         ("client_trust_config.json", trust.client_trust_config()),
     ] {
         let path = dir.join(name);
-        std::fs::write(&path, pretty(&value)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, pretty(&value))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -115,7 +120,10 @@ pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs
         ca_url: cfg.trust_ca_url(),
         valid_from: "2020-01-01T00:00:00Z".into(),
         log_key: Some(crate::app::read_key(&resolve(data_dir, &cfg.log.key))?.public_key()),
-        ct_key: Some(crate::app::read_public_key(&resolve(data_dir, &cfg.ca.ct_log_public_key))?),
+        ct_key: Some(crate::app::read_public_key(&resolve(
+            data_dir,
+            &cfg.ca.ct_log_public_key,
+        ))?),
         log_v2_key: if cfg.rekor_v2.enabled {
             Some(crate::app::read_key(&resolve(data_dir, &cfg.rekor_v2.key))?.public_key())
         } else {
@@ -157,9 +165,18 @@ pub fn export(cfg: &Config, data_dir: &Path, only: Option<&str>) -> anyhow::Resu
             let mut s = String::new();
             let _ = writeln!(s, "# trusted_root.json\n{}", text(t.trusted_root()));
             let _ = writeln!(s, "# signing_config.json\n{}", text(t.signing_config()));
-            let _ = writeln!(s, "# CA root (cosign --certificate-chain / Kyverno roots)\n{root_pem}");
-            let _ = writeln!(s, "# Rekor public key (SIGSTORE_REKOR_PUBLIC_KEY / Kyverno rekor.pubkey)\n{rekor_pem}");
-            let _ = writeln!(s, "# CT log public key (SIGSTORE_CT_LOG_PUBLIC_KEY_FILE / Kyverno ctlog.pubkey)\n{ct_pem}");
+            let _ = writeln!(
+                s,
+                "# CA root (cosign --certificate-chain / Kyverno roots)\n{root_pem}"
+            );
+            let _ = writeln!(
+                s,
+                "# Rekor public key (SIGSTORE_REKOR_PUBLIC_KEY / Kyverno rekor.pubkey)\n{rekor_pem}"
+            );
+            let _ = writeln!(
+                s,
+                "# CT log public key (SIGSTORE_CT_LOG_PUBLIC_KEY_FILE / Kyverno ctlog.pubkey)\n{ct_pem}"
+            );
             s
         }
     })
@@ -172,23 +189,52 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Sigil is up: a private Sigstore at {url}");
     let _ = writeln!(s, "  transparency log (Rekor v1 API)  {url}/api/v1/log");
-    let _ = writeln!(s, "  certificate authority (Fulcio)   {url}/api/v2/signingCert");
+    let _ = writeln!(
+        s,
+        "  certificate authority (Fulcio)   {url}/api/v2/signingCert"
+    );
     let _ = writeln!(s, "  CT log (RFC 6962)                {url}/ct/v1/get-sth");
     if cfg.rekor_v2.enabled {
-        let _ = writeln!(s, "  transparency log (Rekor v2 API)  {url}/api/v2/checkpoint");
+        let _ = writeln!(
+            s,
+            "  transparency log (Rekor v2 API)  {url}/api/v2/checkpoint"
+        );
     }
     if cfg.tsa.enabled {
-        let _ = writeln!(s, "  timestamp authority (RFC 3161)   {url}/api/v1/timestamp");
+        let _ = writeln!(
+            s,
+            "  timestamp authority (RFC 3161)   {url}/api/v1/timestamp"
+        );
     }
     if cfg.dev_oidc.enabled {
-        let _ = writeln!(s, "  dev OIDC issuer                  {} (identity {})", cfg.dev_issuer_url(), cfg.dev_oidc.subject);
+        let _ = writeln!(
+            s,
+            "  dev OIDC issuer                  {} (identity {})",
+            cfg.dev_issuer_url(),
+            cfg.dev_oidc.subject
+        );
     }
-    let _ = writeln!(s, "  trusted root                     {url}/api/v1/trust/trusted_root.json");
-    let _ = writeln!(s, "  trust-root fingerprint (sha256)  {}", trust.fingerprint());
-    let _ = writeln!(s, "  files for air-gapped clients     {}", trust_dir.display());
+    let _ = writeln!(
+        s,
+        "  trusted root                     {url}/api/v1/trust/trusted_root.json"
+    );
+    let _ = writeln!(
+        s,
+        "  trust-root fingerprint (sha256)  {}",
+        trust.fingerprint()
+    );
+    let _ = writeln!(
+        s,
+        "  files for air-gapped clients     {}",
+        trust_dir.display()
+    );
     let _ = writeln!(s);
     let _ = writeln!(s, "Sign and verify a file with sigil:");
-    let _ = writeln!(s, "  sigil trust init --url {url} --root-digest sha256:{}", trust.fingerprint());
+    let _ = writeln!(
+        s,
+        "  sigil trust init --url {url} --root-digest sha256:{}",
+        trust.fingerprint()
+    );
     if cfg.dev_oidc.enabled {
         let _ = writeln!(s, "  sigil login");
     }
@@ -201,7 +247,11 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs) -> String {
     );
     let _ = writeln!(s);
     let _ = writeln!(s, "With sigstore-python:");
-    let _ = writeln!(s, "  TOKEN=$(curl -s -X POST {}/token | jq -r .id_token)", cfg.dev_issuer_url());
+    let _ = writeln!(
+        s,
+        "  TOKEN=$(curl -s -X POST {}/token | jq -r .id_token)",
+        cfg.dev_issuer_url()
+    );
     let _ = writeln!(
         s,
         "  sigstore --trust-config {} sign --identity-token \"$TOKEN\" --bundle FILE.sigstore.json FILE",

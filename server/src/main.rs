@@ -10,7 +10,11 @@ use sigil_server::config::Config;
 use sigil_server::{app, init};
 
 #[derive(Parser)]
-#[command(name = "sigil-server", version, about = "A private, self-hostable Sigstore: CA, transparency log, CT log")]
+#[command(
+    name = "sigil-server",
+    version,
+    about = "A private, self-hostable Sigstore: CA, transparency log, CT log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,7 +98,10 @@ enum TrustCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -123,7 +130,9 @@ fn load_config(common: &Common) -> anyhow::Result<Config> {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -137,7 +146,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let created = init::init(&common.data_dir, &public_url, false)?;
             println!(
                 "{} {}",
-                if created { "initialised" } else { "already initialised:" },
+                if created {
+                    "initialised"
+                } else {
+                    "already initialised:"
+                },
                 common.data_dir.display()
             );
             Ok(())
@@ -212,16 +225,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cfg: Config, data_dir: &Path, print_banner: bool) -> anyhow::Result<()> {
     init_tracing(cfg.server.json_logs);
     if !data_dir.is_dir() {
-        bail!("data dir {} does not exist or is not a directory (run `sigil-server init`)", data_dir.display());
+        bail!(
+            "data dir {} does not exist or is not a directory (run `sigil-server init`)",
+            data_dir.display()
+        );
     }
     let addr: SocketAddr = cfg
         .server
         .listen
         .parse()
         .with_context(|| format!("server.listen {:?} is not host:port", cfg.server.listen))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (is the port in use? set server.listen or --listen)"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (is the port in use? set server.listen or --listen)")
+    })?;
     let service = app::build(&cfg, data_dir).await?;
     init::write_trust_files(&service.trust, data_dir)?;
     if print_banner {

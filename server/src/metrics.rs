@@ -20,26 +20,46 @@ struct Metrics {
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
     let requests = IntCounterVec::new(
-        Opts::new("sigil_http_requests_total", "HTTP requests by route and status"),
+        Opts::new(
+            "sigil_http_requests_total",
+            "HTTP requests by route and status",
+        ),
         &["route", "status"],
     )?;
     let latency = HistogramVec::new(
-        HistogramOpts::new("sigil_http_request_duration_seconds", "HTTP request latency by route")
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        HistogramOpts::new(
+            "sigil_http_request_duration_seconds",
+            "HTTP request latency by route",
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]),
         &["route"],
     )?;
-    let log_size = IntGaugeVec::new(Opts::new("sigil_log_tree_size", "Entries in each log"), &["log"])?;
+    let log_size = IntGaugeVec::new(
+        Opts::new("sigil_log_tree_size", "Entries in each log"),
+        &["log"],
+    )?;
     let batch_size = HistogramVec::new(
-        HistogramOpts::new("sigil_sequencer_batch_size", "Entries per sequencer batch")
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+        HistogramOpts::new("sigil_sequencer_batch_size", "Entries per sequencer batch").buckets(
+            vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ],
+        ),
         &["log"],
     )?;
     let queue_depth = IntGaugeVec::new(
-        Opts::new("sigil_sequencer_queue_depth", "Submissions waiting for the sequencer"),
+        Opts::new(
+            "sigil_sequencer_queue_depth",
+            "Submissions waiting for the sequencer",
+        ),
         &["log"],
     )?;
     let certs_issued = IntCounterVec::new(
-        Opts::new("sigil_ca_certificates_issued_total", "Certificates issued by OIDC issuer"),
+        Opts::new(
+            "sigil_ca_certificates_issued_total",
+            "Certificates issued by OIDC issuer",
+        ),
         &["issuer"],
     )?;
     let errors = IntCounterVec::new(
@@ -69,26 +89,34 @@ static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| build().ok());
 
 pub fn observe_request(route: &str, status: u16, seconds: f64) {
     if let Some(m) = METRICS.as_ref() {
-        m.requests.with_label_values(&[route, &status.to_string()]).inc();
+        m.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
         m.latency.with_label_values(&[route]).observe(seconds);
     }
 }
 
 pub fn set_log_size(log: &str, size: u64) {
     if let Some(m) = METRICS.as_ref() {
-        m.log_size.with_label_values(&[log]).set(i64::try_from(size).unwrap_or(i64::MAX));
+        m.log_size
+            .with_label_values(&[log])
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
     }
 }
 
 pub fn observe_batch(log: &str, entries: usize) {
     if let Some(m) = METRICS.as_ref() {
-        m.batch_size.with_label_values(&[log]).observe(entries as f64);
+        m.batch_size
+            .with_label_values(&[log])
+            .observe(entries as f64);
     }
 }
 
 pub fn set_queue_depth(log: &str, depth: usize) {
     if let Some(m) = METRICS.as_ref() {
-        m.queue_depth.with_label_values(&[log]).set(i64::try_from(depth).unwrap_or(i64::MAX));
+        m.queue_depth
+            .with_label_values(&[log])
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 }
 
@@ -110,7 +138,10 @@ pub fn render() -> String {
         return String::new();
     };
     let mut buf = Vec::new();
-    if TextEncoder::new().encode(&m.registry.gather(), &mut buf).is_err() {
+    if TextEncoder::new()
+        .encode(&m.registry.gather(), &mut buf)
+        .is_err()
+    {
         return String::new();
     }
     String::from_utf8(buf).unwrap_or_default()

@@ -3,19 +3,21 @@
 
 use std::sync::Arc;
 
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sigil_core::crypto::{KeyAlgorithm, PublicKey, sha256};
 
-pub const TRUSTED_ROOT_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
+pub const TRUSTED_ROOT_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
 pub const SIGNING_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.signingconfig.v0.2+json";
-pub const CLIENT_TRUST_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json";
+pub const CLIENT_TRUST_CONFIG_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json";
 
 /// What the trust files describe.
 pub struct TrustInputs {
@@ -86,7 +88,13 @@ impl TrustInputs {
         let cas: Vec<Value> = if self.ca_chain.is_empty() {
             Vec::new()
         } else {
-            vec![chain_json(&self.ca_url, &self.operator, &self.operator, &self.ca_chain, &self.valid_from)]
+            vec![chain_json(
+                &self.ca_url,
+                &self.operator,
+                &self.operator,
+                &self.ca_chain,
+                &self.valid_from,
+            )]
         };
         let tsas: Vec<Value> = if self.tsa_chain.is_empty() {
             Vec::new()
@@ -109,12 +117,12 @@ impl TrustInputs {
     }
 
     pub fn signing_config(&self) -> Value {
-        let svc = |url: String, version: u32| {
-            json!({"url": url, "majorApiVersion": version, "validFor": {"start": self.valid_from}, "operator": self.operator})
-        };
+        let svc = |url: String, version: u32| json!({"url": url, "majorApiVersion": version, "validFor": {"start": self.valid_from}, "operator": self.operator});
         let rekor_urls: Vec<Value> = [
             self.log_key.as_ref().map(|_| svc(self.log_url.clone(), 1)),
-            self.log_v2_key.as_ref().map(|_| svc(self.log_url.clone(), 2)),
+            self.log_v2_key
+                .as_ref()
+                .map(|_| svc(self.log_url.clone(), 2)),
         ]
         .into_iter()
         .flatten()
@@ -159,7 +167,10 @@ pub fn router(trust: Arc<TrustInputs>) -> Router {
     Router::new()
         .route("/api/v1/trust/trusted_root.json", get(trusted_root))
         .route("/api/v1/trust/signing_config.json", get(signing_config))
-        .route("/api/v1/trust/client_trust_config.json", get(client_trust_config))
+        .route(
+            "/api/v1/trust/client_trust_config.json",
+            get(client_trust_config),
+        )
         .with_state(trust)
 }
 

@@ -15,12 +15,20 @@ async fn start_up(data_dir: &Path, port: u16) -> ServerProcess {
     let listen = format!("127.0.0.1:{port}");
     let mut p = ServerProcess::spawn(
         &bin,
-        ["up", "--data-dir", data_dir.to_str().unwrap(), "--listen", &listen],
+        [
+            "up",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
         &[],
     )
     .unwrap();
     p.wait_for_line("listening on", START).await.unwrap();
-    p.wait_for_url(&format!("http://{listen}/readyz"), START).await.unwrap();
+    p.wait_for_url(&format!("http://{listen}/readyz"), START)
+        .await
+        .unwrap();
     p
 }
 
@@ -56,7 +64,8 @@ async fn up_serves_every_role_and_restarts_with_the_same_trust_root() {
     // Trust files: served == written, formats as clients expect.
     let served = get_json(&format!("{base}/api/v1/trust/trusted_root.json")).await;
     let written: Value =
-        serde_json::from_slice(&std::fs::read(data.join("trust/trusted_root.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(data.join("trust/trusted_root.json")).unwrap())
+            .unwrap();
     assert_eq!(served, written);
     assert_eq!(
         served["mediaType"],
@@ -72,11 +81,20 @@ async fn up_serves_every_role_and_restarts_with_the_same_trust_root() {
         2
     );
     let written_bytes = std::fs::read(data.join("trust/trusted_root.json")).unwrap();
-    assert_eq!(hex::encode(sha2::Sha256::digest(&written_bytes)), fingerprint);
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&written_bytes)),
+        fingerprint
+    );
     let ctc = get_json(&format!("{base}/api/v1/trust/client_trust_config.json")).await;
     assert_eq!(ctc["trustedRoot"], served);
-    assert_eq!(ctc["signingConfig"]["rekorTlogUrls"][0]["majorApiVersion"], 1);
-    assert_eq!(ctc["signingConfig"]["oidcUrls"][0]["url"], format!("{base}/oidc"));
+    assert_eq!(
+        ctc["signingConfig"]["rekorTlogUrls"][0]["majorApiVersion"],
+        1
+    );
+    assert_eq!(
+        ctc["signingConfig"]["oidcUrls"][0]["url"],
+        format!("{base}/oidc")
+    );
 
     // Dev issuer hands out tokens; the log answers; metrics are exposed.
     let token: Value = reqwest::Client::new()
@@ -90,7 +108,12 @@ async fn up_serves_every_role_and_restarts_with_the_same_trust_root() {
     assert!(token["id_token"].as_str().unwrap().split('.').count() == 3);
     let log = get_json(&format!("{base}/api/v1/log")).await;
     let tree_id = log["treeID"].as_str().unwrap().to_string();
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("sigil_http_requests_total"), "{metrics}");
 
     // Graceful stop, restart: same keys, same trust root, same log.
@@ -98,7 +121,10 @@ async fn up_serves_every_role_and_restarts_with_the_same_trust_root() {
     let status = p.wait_exit(Duration::from_secs(30)).await.unwrap();
     assert!(status.success(), "exit {status:?}: {}", p.output());
     let p2 = start_up(&data, port).await;
-    assert_eq!(banner_value(&p2.stdout(), "trust-root fingerprint"), fingerprint);
+    assert_eq!(
+        banner_value(&p2.stdout(), "trust-root fingerprint"),
+        fingerprint
+    );
     let log2 = get_json(&format!("{base}/api/v1/log")).await;
     assert_eq!(log2["treeID"].as_str().unwrap(), tree_id);
 }
@@ -108,10 +134,18 @@ async fn expect_failure(args: &[&str], env: &[(&str, &str)]) -> String {
     let bin = workspace_bin("sigil-server").unwrap();
     let mut p = ServerProcess::spawn(&bin, args, env).unwrap();
     let status = p.wait_exit(Duration::from_secs(60)).await.unwrap();
-    assert!(!status.success(), "expected failure for {args:?}: {}", p.output());
+    assert!(
+        !status.success(),
+        "expected failure for {args:?}: {}",
+        p.output()
+    );
     let err = p.stderr();
     let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(error_lines.len(), 1, "one clear error line expected:\n{err}");
+    assert_eq!(
+        error_lines.len(),
+        1,
+        "one clear error line expected:\n{err}"
+    );
     err
 }
 
@@ -122,31 +156,65 @@ async fn bad_configurations_fail_at_start_with_one_clear_line() {
     let d = data.to_str().unwrap();
     // Initialise once so the data dir is complete.
     let bin = workspace_bin("sigil-server").unwrap();
-    let out = std::process::Command::new(&bin).args(["init", "--data-dir", d]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(&bin)
+        .args(["init", "--data-dir", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let err = expect_failure(&["serve", "--data-dir", d], &[("SIGIL_SERVER_PUBLIC_URL", "not a url")]).await;
+    let err = expect_failure(
+        &["serve", "--data-dir", d],
+        &[("SIGIL_SERVER_PUBLIC_URL", "not a url")],
+    )
+    .await;
     assert!(err.contains("server.public_url"), "{err}");
 
-    let err = expect_failure(&["serve", "--data-dir", d], &[("SIGIL_DATABASE_URL", "mysql://x")]).await;
+    let err = expect_failure(
+        &["serve", "--data-dir", d],
+        &[("SIGIL_DATABASE_URL", "mysql://x")],
+    )
+    .await;
     assert!(err.contains("database.url"), "{err}");
 
-    let err = expect_failure(&["serve", "--data-dir", d], &[("SIGIL_LOG_KEY", "keys/missing.pem")]).await;
+    let err = expect_failure(
+        &["serve", "--data-dir", d],
+        &[("SIGIL_LOG_KEY", "keys/missing.pem")],
+    )
+    .await;
     assert!(err.contains("missing.pem"), "{err}");
 
-    let err = expect_failure(&["serve", "--data-dir", d], &[("SIGIL_SERVER_LISTEN", "127.0.0.1:99999")]).await;
+    let err = expect_failure(
+        &["serve", "--data-dir", d],
+        &[("SIGIL_SERVER_LISTEN", "127.0.0.1:99999")],
+    )
+    .await;
     assert!(err.contains("server.listen"), "{err}");
 
     // Port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let err = expect_failure(&["serve", "--data-dir", d], &[("SIGIL_SERVER_LISTEN", &addr)]).await;
-    assert!(err.contains("cannot listen") && err.contains(&addr), "{err}");
+    let err = expect_failure(
+        &["serve", "--data-dir", d],
+        &[("SIGIL_SERVER_LISTEN", &addr)],
+    )
+    .await;
+    assert!(
+        err.contains("cannot listen") && err.contains(&addr),
+        "{err}"
+    );
 
     // Unknown key in the config file names the key.
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[server]\nlisen = \"x\"\n").unwrap();
-    let err = expect_failure(&["serve", "--data-dir", d, "--config", cfg.to_str().unwrap()], &[]).await;
+    let err = expect_failure(
+        &["serve", "--data-dir", d, "--config", cfg.to_str().unwrap()],
+        &[],
+    )
+    .await;
     assert!(err.contains("lisen"), "{err}");
 
     // A data dir that cannot be created.

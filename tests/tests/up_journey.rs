@@ -40,7 +40,12 @@ fn substitute(word: &str, dir: &Path, file: &Path) -> String {
 }
 
 async fn metric_sum(base: &str, family: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .filter(|l| l.starts_with(family) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
@@ -58,12 +63,21 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
     let listen = format!("127.0.0.1:{port}");
     let mut server = ServerProcess::spawn(
         &bin,
-        ["up", "--data-dir", data.to_str().unwrap(), "--listen", &listen],
+        [
+            "up",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
         &[],
     )
     .unwrap();
     server.wait_for_line("listening on", START).await.unwrap();
-    server.wait_for_url(&format!("{base}/readyz"), START).await.unwrap();
+    server
+        .wait_for_url(&format!("{base}/readyz"), START)
+        .await
+        .unwrap();
     let banner = server.stdout();
 
     let file = dir.path().join("FILE");
@@ -77,7 +91,10 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
         .filter(|l| l.starts_with("sigil "))
         .map(words)
         .collect();
-    assert!(commands.len() >= 3, "banner lacks sigil commands:\n{banner}");
+    assert!(
+        commands.len() >= 3,
+        "banner lacks sigil commands:\n{banner}"
+    );
     let mut verified = false;
     for cmd in &commands {
         let args: Vec<String> = cmd
@@ -87,17 +104,28 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
             .collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, out) = sigil(&home, &refs);
-        assert!(ok, "`sigil {}` failed:\n{out}\nserver:\n{}", refs.join(" "), server.output());
+        assert!(
+            ok,
+            "`sigil {}` failed:\n{out}\nserver:\n{}",
+            refs.join(" "),
+            server.output()
+        );
         if refs.first() == Some(&"verify-blob") {
             assert!(out.contains("Verified OK"), "{out}");
             verified = true;
         }
     }
-    assert!(verified, "the banner printed no verify-blob command:\n{banner}");
+    assert!(
+        verified,
+        "the banner printed no verify-blob command:\n{banner}"
+    );
 
     // A modified file must not verify with the same printed command.
     std::fs::write(&file, b"tampered\n").unwrap();
-    let verify = commands.iter().find(|c| c.get(1).map(String::as_str) == Some("verify-blob")).unwrap();
+    let verify = commands
+        .iter()
+        .find(|c| c.get(1).map(String::as_str) == Some("verify-blob"))
+        .unwrap();
     let args: Vec<String> = verify
         .iter()
         .skip(1)
@@ -121,7 +149,12 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(metric_sum(&base, "sigil_errors_total").await > errors_before);
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for family in [
         "sigil_http_request_duration_seconds",
         "sigil_sequencer_batch_size",
@@ -143,8 +176,15 @@ async fn separate_log_and_ca_processes_on_postgres() {
     let log_url = format!("http://127.0.0.1:{log_port}");
     let ca_url = format!("http://127.0.0.1:{ca_port}");
     let bin = workspace_bin("sigil-server").unwrap();
-    let out = Command::new(&bin).args(["init", "--data-dir", d, "--public-url", &log_url]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&bin)
+        .args(["init", "--data-dir", d, "--public-url", &log_url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let db = pg.url();
     let log_listen = format!("127.0.0.1:{log_port}");
@@ -158,9 +198,14 @@ async fn separate_log_and_ca_processes_on_postgres() {
         ],
     )
     .unwrap();
-    log.wait_for_url(&format!("{log_url}/readyz"), START).await.unwrap();
+    log.wait_for_url(&format!("{log_url}/readyz"), START)
+        .await
+        .unwrap();
 
-    let issuers = format!("[{{ issuer_url = \"{}\", type = \"email\" }}]", oidc.issuer());
+    let issuers = format!(
+        "[{{ issuer_url = \"{}\", type = \"email\" }}]",
+        oidc.issuer()
+    );
     let ca_listen = format!("127.0.0.1:{ca_port}");
     let mut ca = ServerProcess::spawn(
         &bin,
@@ -176,7 +221,9 @@ async fn separate_log_and_ca_processes_on_postgres() {
         ],
     )
     .unwrap();
-    ca.wait_for_url(&format!("{ca_url}/readyz"), START).await.unwrap();
+    ca.wait_for_url(&format!("{ca_url}/readyz"), START)
+        .await
+        .unwrap();
 
     // The CA's process serves trust files naming both services.
     let trust = dir.path().join("trust.json");
@@ -189,7 +236,10 @@ async fn separate_log_and_ca_processes_on_postgres() {
     std::fs::write(&trust, &body).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["signingConfig"]["caUrls"][0]["url"], ca_url.as_str());
-    assert_eq!(v["signingConfig"]["rekorTlogUrls"][0]["url"], log_url.as_str());
+    assert_eq!(
+        v["signingConfig"]["rekorTlogUrls"][0]["url"],
+        log_url.as_str()
+    );
 
     let email = "alice@example.com";
     let token = oidc.token("alice", Some(email)).await.unwrap();
@@ -197,22 +247,59 @@ async fn separate_log_and_ca_processes_on_postgres() {
     let file = dir.path().join("artifact");
     std::fs::write(&file, b"two-role artifact\n").unwrap();
     let bundle = dir.path().join("artifact.sigstore.json");
-    let (f, b, t) = (file.to_str().unwrap(), bundle.to_str().unwrap(), trust.to_str().unwrap());
-    let (ok, out) = sigil(&home, &["sign-blob", f, "--bundle", b, "--identity-token", &token, "--trust-config", t]);
-    assert!(ok, "sign-blob failed:\n{out}\nlog:\n{}\nca:\n{}", log.output(), ca.output());
+    let (f, b, t) = (
+        file.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+        trust.to_str().unwrap(),
+    );
     let (ok, out) = sigil(
         &home,
         &[
-            "verify-blob", f, "--bundle", b, "--trust-config", t,
-            "--certificate-identity", email, "--certificate-oidc-issuer", oidc.issuer(),
+            "sign-blob",
+            f,
+            "--bundle",
+            b,
+            "--identity-token",
+            &token,
+            "--trust-config",
+            t,
+        ],
+    );
+    assert!(
+        ok,
+        "sign-blob failed:\n{out}\nlog:\n{}\nca:\n{}",
+        log.output(),
+        ca.output()
+    );
+    let (ok, out) = sigil(
+        &home,
+        &[
+            "verify-blob",
+            f,
+            "--bundle",
+            b,
+            "--trust-config",
+            t,
+            "--certificate-identity",
+            email,
+            "--certificate-oidc-issuer",
+            oidc.issuer(),
         ],
     );
     assert!(ok && out.contains("Verified OK"), "{out}");
     let (ok, _) = sigil(
         &home,
         &[
-            "verify-blob", f, "--bundle", b, "--trust-config", t,
-            "--certificate-identity", "mallory@example.com", "--certificate-oidc-issuer", oidc.issuer(),
+            "verify-blob",
+            f,
+            "--bundle",
+            b,
+            "--trust-config",
+            t,
+            "--certificate-identity",
+            "mallory@example.com",
+            "--certificate-oidc-issuer",
+            oidc.issuer(),
         ],
     );
     assert!(!ok, "a wrong identity verified");
@@ -226,10 +313,20 @@ fn docker_compose_file_validates() {
         .current_dir(&root)
         .output()
         .unwrap_or_else(|e| panic!("docker-compose is not installed ({e}): apt-get install docker-compose (scripts/test does)"));
-    assert!(out.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The compose services run the same subcommands and config keys the tests exercise.
     let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
-    for needle in ["[\"log\"]", "[\"ca\"]", "SIGIL_DATABASE_URL", "SIGIL_CA_CT_LOG_URL", "SIGIL_SERVER_LISTEN"] {
+    for needle in [
+        "[\"log\"]",
+        "[\"ca\"]",
+        "SIGIL_DATABASE_URL",
+        "SIGIL_CA_CT_LOG_URL",
+        "SIGIL_SERVER_LISTEN",
+    ] {
         assert!(text.contains(needle), "docker-compose.yml lacks {needle}");
     }
 }

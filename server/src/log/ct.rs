@@ -95,10 +95,9 @@ fn parse_chain(body: Result<Bytes, BytesRejection>) -> Result<ParsedChain, AppEr
     let bytes = body.map_err(|e| AppError::bad_request(format!("could not read body: {e}")))?;
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| AppError::bad_request(format!("body is not valid JSON: {e}")))?;
-    let chain = v
-        .get("chain")
-        .and_then(Value::as_array)
-        .ok_or_else(|| AppError::bad_request("body must be {\"chain\": [base64 DER certificates]}"))?;
+    let chain = v.get("chain").and_then(Value::as_array).ok_or_else(|| {
+        AppError::bad_request("body must be {\"chain\": [base64 DER certificates]}")
+    })?;
     if chain.len() < 2 {
         return Err(AppError::bad_request(
             "chain must hold the certificate and at least its issuer",
@@ -111,8 +110,9 @@ fn parse_chain(body: Result<Bytes, BytesRejection>) -> Result<ParsedChain, AppEr
             .as_str()
             .and_then(|s| STANDARD.decode(s).ok())
             .ok_or_else(|| AppError::bad_request(format!("chain[{i}] is not base64")))?;
-        let cert = Certificate::from_der(&der)
-            .map_err(|e| AppError::bad_request(format!("chain[{i}] is not a DER certificate: {e}")))?;
+        let cert = Certificate::from_der(&der).map_err(|e| {
+            AppError::bad_request(format!("chain[{i}] is not a DER certificate: {e}"))
+        })?;
         ders.push(der);
         certs.push(cert);
     }
@@ -206,7 +206,9 @@ async fn add_pre_chain(
 ) -> Result<Json<Value>, AppError> {
     let chain = parse_chain(body)?;
     let (Some(pre), Some(issuer)) = (chain.certs.first(), chain.certs.get(1)) else {
-        return Err(AppError::bad_request("chain must hold the precertificate and its issuer"));
+        return Err(AppError::bad_request(
+            "chain must hold the precertificate and its issuer",
+        ));
     };
     if !has_ext(pre, POISON_OID) {
         return Err(AppError::bad_request(
@@ -217,9 +219,13 @@ async fn add_pre_chain(
     let tbs = tbs_without_poison(pre)?;
     let issuer_key_hash = sha256(&spki(issuer)?);
     let timestamp = now_ms();
-    let leaf = sct::merkle_tree_leaf_precert(timestamp, &issuer_key_hash, &tbs, &[]).map_err(sct_err)?;
+    let leaf =
+        sct::merkle_tree_leaf_precert(timestamp, &issuer_key_hash, &tbs, &[]).map_err(sct_err)?;
     let mut extra = Vec::new();
-    push_u24(&mut extra, chain.ders.first().map(Vec::as_slice).unwrap_or_default());
+    push_u24(
+        &mut extra,
+        chain.ders.first().map(Vec::as_slice).unwrap_or_default(),
+    );
     extra.extend(encode_chain(chain.ders.get(1..).unwrap_or_default()));
     append(&s, leaf, extra).await?;
     let sig = digitally_signed(
@@ -238,14 +244,24 @@ async fn add_chain(
         return Err(AppError::bad_request("empty chain"));
     };
     if has_ext(cert, POISON_OID) {
-        return Err(AppError::bad_request("chain[0] is a precertificate; use add-pre-chain"));
+        return Err(AppError::bad_request(
+            "chain[0] is a precertificate; use add-pre-chain",
+        ));
     }
     check_chain(&s, &chain)?;
     let der = chain.ders.first().cloned().unwrap_or_default();
     let timestamp = now_ms();
     let leaf = sct::merkle_tree_leaf_x509(timestamp, &der, &[]).map_err(sct_err)?;
-    append(&s, leaf, encode_chain(chain.ders.get(1..).unwrap_or_default())).await?;
-    let sig = digitally_signed(&s.key, &sct::sct_signed_data_x509(timestamp, &der, &[]).map_err(sct_err)?)?;
+    append(
+        &s,
+        leaf,
+        encode_chain(chain.ders.get(1..).unwrap_or_default()),
+    )
+    .await?;
+    let sig = digitally_signed(
+        &s.key,
+        &sct::sct_signed_data_x509(timestamp, &der, &[]).map_err(sct_err)?,
+    )?;
     Ok(Json(sct_json(&s, timestamp, &sig)?))
 }
 
@@ -264,7 +280,10 @@ async fn append(s: &CtState, leaf: Vec<u8>, extra: Vec<u8>) -> Result<u64, AppEr
 async fn get_sth(State(s): State<Arc<CtState>>) -> Result<Json<Value>, AppError> {
     let head = s.engine.head();
     let timestamp = now_ms();
-    let sig = digitally_signed(&s.key, &sct::tree_head_signed_data(timestamp, head.size, &head.root))?;
+    let sig = digitally_signed(
+        &s.key,
+        &sct::tree_head_signed_data(timestamp, head.size, &head.root),
+    )?;
     Ok(Json(json!({
         "tree_size": head.size,
         "timestamp": timestamp,
@@ -285,17 +304,23 @@ async fn get_sth_consistency(
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
     let (Some(first), Some(second)) = (q.first, q.second) else {
-        return Err(AppError::bad_request("first and second tree sizes are required"));
+        return Err(AppError::bad_request(
+            "first and second tree sizes are required",
+        ));
     };
     if first > second {
-        return Err(AppError::bad_request("first must not be larger than second"));
+        return Err(AppError::bad_request(
+            "first must not be larger than second",
+        ));
     }
     let proof = if first == 0 || first == second {
         Vec::new()
     } else {
         s.engine.consistency_proof(first, second).await?
     };
-    Ok(Json(json!({"consistency": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"consistency": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]

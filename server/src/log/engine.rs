@@ -112,7 +112,9 @@ pub struct LogEngine {
 }
 
 fn now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn now_ms() -> i64 {
@@ -182,7 +184,9 @@ impl LogEngine {
     }
     /// Submissions waiting for the sequencer.
     pub fn queue_depth(&self) -> usize {
-        self.shared.queued.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared
+            .queued
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The latest committed tree head.
@@ -196,7 +200,12 @@ impl LogEngine {
     /// Append an entry; returns once it is committed. A known leaf answers `Duplicate`.
     pub async fn append(&self, sub: Submission) -> Result<Appended, EngineError> {
         let leaf_hash = merkle::leaf_hash(&sub.data);
-        if let Some(index) = self.shared.db.index_of_leaf(&self.shared.log_id, &leaf_hash).await? {
+        if let Some(index) = self
+            .shared
+            .db
+            .index_of_leaf(&self.shared.log_id, &leaf_hash)
+            .await?
+        {
             return Err(EngineError::Duplicate { index });
         }
         let (reply, rx) = oneshot::channel();
@@ -206,9 +215,13 @@ impl LogEngine {
             reply,
         };
         // Counted before sending so the sequencer never subtracts what was not yet added.
-        self.shared.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = self.tx.try_send(pending) {
-            self.shared.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             return Err(match e {
                 mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => EngineError::ShuttingDown,
@@ -220,19 +233,19 @@ impl LogEngine {
     /// Inclusion proof of `index` in the tree of `size` (≤ the current size).
     pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, EngineError> {
         self.check_size(size)?;
-        let nodes = merkle::inclusion_proof_nodes(index, size)
-            .map_err(proof_args)?;
+        let nodes = merkle::inclusion_proof_nodes(index, size).map_err(proof_args)?;
         let tiles = self.tile_set(&nodes, size).await?;
-        merkle::inclusion_proof(index, size, &tiles).map_err(|e| EngineError::Internal(e.to_string()))
+        merkle::inclusion_proof(index, size, &tiles)
+            .map_err(|e| EngineError::Internal(e.to_string()))
     }
 
     /// Consistency proof between two tree sizes (both ≤ the current size).
     pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, EngineError> {
         self.check_size(new)?;
-        let nodes = merkle::consistency_proof_nodes(old, new)
-            .map_err(proof_args)?;
+        let nodes = merkle::consistency_proof_nodes(old, new).map_err(proof_args)?;
         let tiles = self.tile_set(&nodes, new).await?;
-        merkle::consistency_proof(old, new, &tiles).map_err(|e| EngineError::Internal(e.to_string()))
+        merkle::consistency_proof(old, new, &tiles)
+            .map_err(|e| EngineError::Internal(e.to_string()))
     }
 
     /// The root hash of the tree at an earlier size, from tiles.
@@ -258,16 +271,22 @@ impl LogEngine {
         let key = (tile.level, tile.index);
         let need = usize::from(tile.width) * 32;
         if let Ok(cache) = self.shared.full_tiles.lock()
-            && let Some(t) = cache.get(&key) {
-                return Ok(Some(truncated(t, need)));
-            }
+            && let Some(t) = cache.get(&key)
+        {
+            return Ok(Some(truncated(t, need)));
+        }
         if !tile.is_full()
             && let Ok(p) = self.shared.partials.read()
-                && let Some(t) = p.get(&key)
-                    && t.len() >= need {
-                        return Ok(Some(truncated(t, need)));
-                    }
-        let mut rows = self.shared.db.read_tiles(&self.shared.log_id, &[key]).await?;
+            && let Some(t) = p.get(&key)
+            && t.len() >= need
+        {
+            return Ok(Some(truncated(t, need)));
+        }
+        let mut rows = self
+            .shared
+            .db
+            .read_tiles(&self.shared.log_id, &[key])
+            .await?;
         let Some(data) = rows.remove(&key) else {
             return Ok(None);
         };
@@ -331,7 +350,8 @@ fn sign_head(
         root_hash: root,
         extensions: Vec::new(),
     };
-    let note = sign_checkpoint(&cp, signer).map_err(|e| EngineError::Internal(format!("signing checkpoint: {e}")))?;
+    let note = sign_checkpoint(&cp, signer)
+        .map_err(|e| EngineError::Internal(format!("signing checkpoint: {e}")))?;
     Ok(note.to_bytes())
 }
 
@@ -346,11 +366,17 @@ async fn load_edge(db: &Db, log_id: &str, size: u64) -> Result<(TreeEdge, Partia
     let mut partials = HashMap::new();
     for t in ids {
         let data = rows.remove(&(t.level, t.index)).ok_or_else(|| {
-            EngineError::Internal(format!("log {log_id}: right-edge tile {} missing", t.path()))
+            EngineError::Internal(format!(
+                "log {log_id}: right-edge tile {} missing",
+                t.path()
+            ))
         })?;
         let need = usize::from(t.width) * 32;
         let data = data.get(..need).map(<[u8]>::to_vec).ok_or_else(|| {
-            EngineError::Internal(format!("log {log_id}: tile {} shorter than expected", t.path()))
+            EngineError::Internal(format!(
+                "log {log_id}: tile {} shorter than expected",
+                t.path()
+            ))
         })?;
         partials.insert((t.level, t.index), Arc::new(data.clone()));
         tiles.push((t, data));
@@ -516,7 +542,10 @@ async fn commit(
         root_hash: root,
         checkpoint: &checkpoint,
         entries,
-        tiles: dirty.iter().map(|(t, d)| (t.level, t.index, d.clone())).collect(),
+        tiles: dirty
+            .iter()
+            .map(|(t, d)| (t.level, t.index, d.clone()))
+            .collect(),
         now_ms: now_ms(),
     };
     shared.db.commit_batch(&shared.log_id, &b).await?;
@@ -532,9 +561,10 @@ async fn commit(
                 p.remove(&key);
             }
             if let Ok(mut cache) = shared.full_tiles.lock()
-                && cache.len() < shared.config.tile_cache_entries {
-                    cache.insert(key, data);
-                }
+                && cache.len() < shared.config.tile_cache_entries
+            {
+                cache.insert(key, data);
+            }
         } else if let Ok(mut p) = shared.partials.write() {
             p.insert(key, data);
         }

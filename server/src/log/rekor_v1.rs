@@ -61,7 +61,10 @@ pub fn router(state: Arc<RekorState>) -> Router {
         .route("/api/v1/log", get(get_log))
         .route("/api/v1/log/publicKey", get(get_public_key))
         .route("/api/v1/log/proof", get(get_proof))
-        .route("/api/v1/log/entries", post(create_entry).get(get_entry_by_index))
+        .route(
+            "/api/v1/log/entries",
+            post(create_entry).get(get_entry_by_index),
+        )
         .route("/api/v1/log/entries/{id}", get(get_entry_by_uuid))
         .route("/api/v1/log/entries/retrieve", post(retrieve_entries))
         .route("/api/v1/log/entries/retrieve/", post(retrieve_entries))
@@ -77,7 +80,9 @@ impl From<EngineError> for AppError {
                 location: None,
             },
             EngineError::Overloaded => AppError::Unavailable {
-                message: "the log is busy: too many entries are waiting to be sequenced; retry shortly".into(),
+                message:
+                    "the log is busy: too many entries are waiting to be sequenced; retry shortly"
+                        .into(),
                 retry_after_secs: 1,
             },
             EngineError::ShuttingDown => AppError::Unavailable {
@@ -133,8 +138,9 @@ struct ProofQuery {
 fn parse_size(v: &Option<String>, name: &str) -> Result<Option<u64>, AppError> {
     v.as_deref()
         .map(|s| {
-            s.parse::<u64>()
-                .map_err(|_| AppError::bad_request(format!("{name} must be a non-negative integer, got {s:?}")))
+            s.parse::<u64>().map_err(|_| {
+                AppError::bad_request(format!("{name} must be a non-negative integer, got {s:?}"))
+            })
         })
         .transpose()
 }
@@ -185,7 +191,9 @@ async fn create_entry(
         Ok(a) => a,
         Err(EngineError::Duplicate { index }) => {
             return Err(AppError::Conflict {
-                message: format!("an equivalent entry already exists in the log at index {index} (entry {entry_id})"),
+                message: format!(
+                    "an equivalent entry already exists in the log at index {index} (entry {entry_id})"
+                ),
                 location: Some(format!("/api/v1/log/entries/{entry_id}")),
             });
         }
@@ -198,7 +206,13 @@ async fn create_entry(
         extra: Vec::new(),
         integrated_time: appended.integrated_time,
     };
-    let entry = log_entry(&s, &row, Some(appended.tree.size), Some(appended.tree.checkpoint.clone())).await?;
+    let entry = log_entry(
+        &s,
+        &row,
+        Some(appended.tree.size),
+        Some(appended.tree.checkpoint.clone()),
+    )
+    .await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/log/entries/{entry_id}")) {
         headers.insert(header::LOCATION, v);
@@ -206,7 +220,11 @@ async fn create_entry(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{uuid}\"")) {
         headers.insert(header::ETAG, v);
     }
-    Ok((StatusCode::CREATED, headers, Json(json!({ entry_id: entry })))
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(json!({ entry_id: entry })),
+    )
         .into_response())
 }
 
@@ -230,13 +248,19 @@ async fn log_entry(
         }
     };
     let proof = s.engine.inclusion_proof(row.index, size).await?;
-    let root = sigil_core::merkle::root_from_inclusion_proof(&row.leaf_hash, row.index, size, &proof)
-        .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
+    let root =
+        sigil_core::merkle::root_from_inclusion_proof(&row.leaf_hash, row.index, size, &proof)
+            .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
     let log_id = s.key.log_id_hex();
     let set = s
         .key
         .key
-        .sign(&rekor::set_payload(&row.data, row.integrated_time, &log_id, row.index))
+        .sign(&rekor::set_payload(
+            &row.data,
+            row.integrated_time,
+            &log_id,
+            row.index,
+        ))
         .map_err(AppError::internal)?;
     Ok(json!({
         "body": STANDARD.encode(&row.data),
@@ -276,9 +300,11 @@ async fn get_entry_by_index(
     let raw = q
         .log_index
         .ok_or_else(|| AppError::bad_request("logIndex query parameter is required"))?;
-    let index: u64 = raw
-        .parse()
-        .map_err(|_| AppError::bad_request(format!("logIndex must be a non-negative integer, got {raw:?}")))?;
+    let index: u64 = raw.parse().map_err(|_| {
+        AppError::bad_request(format!(
+            "logIndex must be a non-negative integer, got {raw:?}"
+        ))
+    })?;
     let row = fetch_index(&s, index).await?;
     Ok(Json(entry_json(&s, &row).await?))
 }
@@ -337,9 +363,9 @@ async fn retrieve_entries(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
     let req = body_json(body)?;
-    let obj = req
-        .as_object()
-        .ok_or_else(|| AppError::bad_request("body must be an object {entries?, entryUUIDs?, logIndexes?}"))?;
+    let obj = req.as_object().ok_or_else(|| {
+        AppError::bad_request("body must be an object {entries?, entryUUIDs?, logIndexes?}")
+    })?;
     let mut rows: Vec<EntryRow> = Vec::new();
     let list = |key: &str| -> Result<Vec<Value>, AppError> {
         match obj.get(key) {
@@ -355,8 +381,9 @@ async fn retrieve_entries(
         let u = u
             .as_str()
             .ok_or_else(|| AppError::bad_request("entryUUIDs must be strings"))?;
-        let leaf = rekor::parse_uuid_or_entry_id(u)
-            .ok_or_else(|| AppError::bad_request(format!("{u:?} is not an entry UUID or entry ID")))?;
+        let leaf = rekor::parse_uuid_or_entry_id(u).ok_or_else(|| {
+            AppError::bad_request(format!("{u:?} is not an entry UUID or entry ID"))
+        })?;
         rows.extend(fetch_leaf(&s, &leaf).await?);
     }
     for i in list("logIndexes")? {
@@ -383,9 +410,9 @@ async fn search_index(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
     let req = body_json(body)?;
-    let obj = req
-        .as_object()
-        .ok_or_else(|| AppError::bad_request("body must be an object {hash?, publicKey?, email?}"))?;
+    let obj = req.as_object().ok_or_else(|| {
+        AppError::bad_request("body must be an object {hash?, publicKey?, email?}")
+    })?;
     let mut keys = Vec::new();
     if let Some(h) = obj.get("hash").and_then(Value::as_str) {
         let h = h.to_lowercase();
@@ -412,16 +439,23 @@ async fn search_index(
             .decode(content)
             .map_err(|e| AppError::bad_request(format!("publicKey.content is not base64: {e}")))?;
         let v = rekor::parse_verifier(&pem, "publicKey.content").map_err(entry_error)?;
-        keys.push(format!("sha256:{}", hex::encode(sha256(v.canonical_pem.as_bytes()))));
+        keys.push(format!(
+            "sha256:{}",
+            hex::encode(sha256(v.canonical_pem.as_bytes()))
+        ));
     }
     if let Some(email) = obj.get("email").and_then(Value::as_str) {
         if !email.contains('@') {
-            return Err(AppError::bad_request(format!("email {email:?} is not an e-mail address")));
+            return Err(AppError::bad_request(format!(
+                "email {email:?} is not an e-mail address"
+            )));
         }
         keys.push(email.to_lowercase());
     }
     if keys.is_empty() {
-        return Err(AppError::bad_request("give at least one of hash, publicKey or email"));
+        return Err(AppError::bad_request(
+            "give at least one of hash, publicKey or email",
+        ));
     }
     // Several criteria: entries matching all of them (Rekor's default "and").
     let mut result: Option<Vec<Hash>> = None;

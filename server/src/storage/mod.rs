@@ -9,7 +9,9 @@ use std::str::FromStr;
 
 use sigil_core::merkle::Hash;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Connection, Row};
 
 /// Storage failures.
@@ -147,12 +149,30 @@ impl Db {
         const Q: &str =
             "SELECT tree_id, tree_size, root_hash, checkpoint FROM logs WHERE log_id = $1";
         let row = match self {
-            Db::Postgres(p) => sqlx::query(Q).bind(log_id).fetch_optional(p).await?.map(|r| {
-                (r.get::<i64, _>(0), r.get::<i64, _>(1), r.get::<Vec<u8>, _>(2), r.get::<Vec<u8>, _>(3))
-            }),
-            Db::Sqlite(p) => sqlx::query(Q).bind(log_id).fetch_optional(p).await?.map(|r| {
-                (r.get::<i64, _>(0), r.get::<i64, _>(1), r.get::<Vec<u8>, _>(2), r.get::<Vec<u8>, _>(3))
-            }),
+            Db::Postgres(p) => sqlx::query(Q)
+                .bind(log_id)
+                .fetch_optional(p)
+                .await?
+                .map(|r| {
+                    (
+                        r.get::<i64, _>(0),
+                        r.get::<i64, _>(1),
+                        r.get::<Vec<u8>, _>(2),
+                        r.get::<Vec<u8>, _>(3),
+                    )
+                }),
+            Db::Sqlite(p) => sqlx::query(Q)
+                .bind(log_id)
+                .fetch_optional(p)
+                .await?
+                .map(|r| {
+                    (
+                        r.get::<i64, _>(0),
+                        r.get::<i64, _>(1),
+                        r.get::<Vec<u8>, _>(2),
+                        r.get::<Vec<u8>, _>(3),
+                    )
+                }),
         };
         row.map(|(tree_id, size, root, checkpoint)| {
             Ok(LogRow {
@@ -178,12 +198,24 @@ impl Db {
                          VALUES ($1, $2, 0, $3, $4, $5) ON CONFLICT (log_id) DO NOTHING";
         match self {
             Db::Postgres(p) => {
-                sqlx::query(Q).bind(log_id).bind(tree_id).bind(&empty_root[..]).bind(checkpoint).bind(now_ms)
-                    .execute(p).await?;
+                sqlx::query(Q)
+                    .bind(log_id)
+                    .bind(tree_id)
+                    .bind(&empty_root[..])
+                    .bind(checkpoint)
+                    .bind(now_ms)
+                    .execute(p)
+                    .await?;
             }
             Db::Sqlite(p) => {
-                sqlx::query(Q).bind(log_id).bind(tree_id).bind(&empty_root[..]).bind(checkpoint).bind(now_ms)
-                    .execute(p).await?;
+                sqlx::query(Q)
+                    .bind(log_id)
+                    .bind(tree_id)
+                    .bind(&empty_root[..])
+                    .bind(checkpoint)
+                    .bind(now_ms)
+                    .execute(p)
+                    .await?;
             }
         }
         self.load_log(log_id)
@@ -218,7 +250,10 @@ impl Db {
                 for r in rows {
                     let level: i16 = r.get(0);
                     let idx: i64 = r.get(1);
-                    out.insert((u8::try_from(level).unwrap_or(u8::MAX), to_u64(idx)?), r.get(2));
+                    out.insert(
+                        (u8::try_from(level).unwrap_or(u8::MAX), to_u64(idx)?),
+                        r.get(2),
+                    );
                 }
             }
             Db::Sqlite(p) => {
@@ -253,9 +288,13 @@ impl Db {
         match self {
             Db::Postgres(p) => {
                 let hashes: Vec<&[u8]> = leaves.iter().map(|h| &h[..]).collect();
+                // Not a cached prepared statement: PostgreSQL's generic plan, made while the
+                // table was tiny, filters `= ANY` over every entry of the log (O(n) per call).
+                // An unnamed statement is planned with the actual array each time.
                 let rows = sqlx::query(
                     "SELECT leaf_hash, idx FROM entries WHERE log_id = $1 AND leaf_hash = ANY($2)",
                 )
+                .persistent(false)
                 .bind(log_id)
                 .bind(&hashes)
                 .fetch_all(p)
@@ -266,13 +305,12 @@ impl Db {
             }
             Db::Sqlite(p) => {
                 for h in leaves {
-                    let row = sqlx::query(
-                        "SELECT idx FROM entries WHERE log_id = $1 AND leaf_hash = $2",
-                    )
-                    .bind(log_id)
-                    .bind(&h[..])
-                    .fetch_optional(p)
-                    .await?;
+                    let row =
+                        sqlx::query("SELECT idx FROM entries WHERE log_id = $1 AND leaf_hash = $2")
+                            .bind(log_id)
+                            .bind(&h[..])
+                            .fetch_optional(p)
+                            .await?;
                     if let Some(r) = row {
                         out.insert(*h, to_u64(r.get(0))?);
                     }
@@ -298,17 +336,35 @@ impl Db {
         }
     }
 
-    pub async fn entry_by_index(&self, log_id: &str, index: u64) -> Result<Option<EntryRow>, StorageError> {
-        Ok(self.entries_range(log_id, index, index.saturating_add(1)).await?.into_iter().next())
+    pub async fn entry_by_index(
+        &self,
+        log_id: &str,
+        index: u64,
+    ) -> Result<Option<EntryRow>, StorageError> {
+        Ok(self
+            .entries_range(log_id, index, index.saturating_add(1))
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Entries with start <= index < end, in order.
-    pub async fn entries_range(&self, log_id: &str, start: u64, end: u64) -> Result<Vec<EntryRow>, StorageError> {
+    pub async fn entries_range(
+        &self,
+        log_id: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<EntryRow>, StorageError> {
         const Q: &str = "SELECT idx, leaf_hash, data, extra, integrated_time FROM entries \
                          WHERE log_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx";
         macro_rules! run {
             ($pool:expr) => {{
-                let rows = sqlx::query(Q).bind(log_id).bind(to_i64(start)).bind(to_i64(end)).fetch_all($pool).await?;
+                let rows = sqlx::query(Q)
+                    .bind(log_id)
+                    .bind(to_i64(start))
+                    .bind(to_i64(end))
+                    .fetch_all($pool)
+                    .await?;
                 rows.into_iter()
                     .map(|r| {
                         Ok(EntryRow {
@@ -328,32 +384,89 @@ impl Db {
         }
     }
 
-    pub async fn index_of_leaf(&self, log_id: &str, leaf: &Hash) -> Result<Option<u64>, StorageError> {
-        Ok(self.existing_leaves(log_id, std::slice::from_ref(leaf)).await?.get(leaf).copied())
+    pub async fn index_of_leaf(
+        &self,
+        log_id: &str,
+        leaf: &Hash,
+    ) -> Result<Option<u64>, StorageError> {
+        match self {
+            // The per-request duplicate check: equality on the whole unique index, which every
+            // plan (generic or not) serves with one index probe.
+            Db::Postgres(p) => {
+                let idx: Option<i64> = sqlx::query_scalar(
+                    "SELECT idx FROM entries WHERE log_id = $1 AND leaf_hash = $2",
+                )
+                .bind(log_id)
+                .bind(&leaf[..])
+                .fetch_optional(p)
+                .await?;
+                idx.map(to_u64).transpose()
+            }
+            Db::Sqlite(_) => Ok(self
+                .existing_leaves(log_id, std::slice::from_ref(leaf))
+                .await?
+                .get(leaf)
+                .copied()),
+        }
     }
 
     /// Leaf hashes indexed under `key`, at most `limit`.
-    pub async fn search(&self, log_id: &str, key: &str, limit: i64) -> Result<Vec<Hash>, StorageError> {
-        const Q: &str = "SELECT leaf_hash FROM search_index WHERE log_id = $1 AND key = $2 LIMIT $3";
+    pub async fn search(
+        &self,
+        log_id: &str,
+        key: &str,
+        limit: i64,
+    ) -> Result<Vec<Hash>, StorageError> {
+        const Q: &str =
+            "SELECT leaf_hash FROM search_index WHERE log_id = $1 AND key = $2 LIMIT $3";
         let rows: Vec<Vec<u8>> = match self {
-            Db::Postgres(p) => sqlx::query(Q).bind(log_id).bind(key).bind(limit).fetch_all(p).await?
-                .into_iter().map(|r| r.get(0)).collect(),
-            Db::Sqlite(p) => sqlx::query(Q).bind(log_id).bind(key).bind(limit).fetch_all(p).await?
-                .into_iter().map(|r| r.get(0)).collect(),
+            Db::Postgres(p) => sqlx::query(Q)
+                .bind(log_id)
+                .bind(key)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect(),
+            Db::Sqlite(p) => sqlx::query(Q)
+                .bind(log_id)
+                .bind(key)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect(),
         };
         rows.into_iter().map(to_hash).collect()
     }
 
     /// All checkpoints of a log, oldest first (tests and audits).
-    pub async fn checkpoints(&self, log_id: &str) -> Result<Vec<(u64, Hash, Vec<u8>)>, StorageError> {
+    pub async fn checkpoints(
+        &self,
+        log_id: &str,
+    ) -> Result<Vec<(u64, Hash, Vec<u8>)>, StorageError> {
         const Q: &str = "SELECT tree_size, root_hash, checkpoint FROM checkpoints WHERE log_id = $1 ORDER BY tree_size";
         let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = match self {
-            Db::Postgres(p) => sqlx::query(Q).bind(log_id).fetch_all(p).await?
-                .into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
-            Db::Sqlite(p) => sqlx::query(Q).bind(log_id).fetch_all(p).await?
-                .into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
+            Db::Postgres(p) => sqlx::query(Q)
+                .bind(log_id)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+            Db::Sqlite(p) => sqlx::query(Q)
+                .bind(log_id)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
         };
-        rows.into_iter().map(|(s, r, c)| Ok((to_u64(s)?, to_hash(r)?, c))).collect()
+        rows.into_iter()
+            .map(|(s, r, c)| Ok((to_u64(s)?, to_hash(r)?, c)))
+            .collect()
     }
 }
 
@@ -446,11 +559,17 @@ async fn commit_pg(pool: &PgPool, log_id: &str, b: &Batch<'_>) -> Result<(), Com
 async fn commit_sqlite(pool: &SqlitePool, log_id: &str, b: &Batch<'_>) -> Result<(), CommitError> {
     // BEGIN IMMEDIATE takes the write lock up front, so the CAS below cannot interleave.
     let mut conn = pool.acquire().await.map_err(StorageError::from)?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(StorageError::from)?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(StorageError::from)?;
     let result = commit_sqlite_inner(&mut conn, log_id, b).await;
     match result {
         Ok(()) => {
-            sqlx::query("COMMIT").execute(&mut *conn).await.map_err(StorageError::from)?;
+            sqlx::query("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .map_err(StorageError::from)?;
             Ok(())
         }
         Err(e) => {
@@ -504,13 +623,15 @@ async fn commit_sqlite_inner(
         .await
         .map_err(StorageError::from)?;
         for k in e.search_keys {
-            sqlx::query("INSERT OR IGNORE INTO search_index (log_id, key, leaf_hash) VALUES ($1, $2, $3)")
-                .bind(log_id)
-                .bind(k)
-                .bind(&e.leaf_hash[..])
-                .execute(&mut *conn)
-                .await
-                .map_err(StorageError::from)?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO search_index (log_id, key, leaf_hash) VALUES ($1, $2, $3)",
+            )
+            .bind(log_id)
+            .bind(k)
+            .bind(&e.leaf_hash[..])
+            .execute(&mut *conn)
+            .await
+            .map_err(StorageError::from)?;
         }
     }
     for (level, idx, data) in &b.tiles {
