@@ -489,6 +489,11 @@ async fn keyless_and_key_based_sign_and_verify() {
         s(&a),
     ]);
     assert!(!out.status.success());
+    sigil_tests::record_interop(
+        "sigil (conformance protocol)",
+        "sign-bundle + verify-bundle (file, sha256: digest, wrong identity refused)",
+        true,
+    );
 
     // Log commands.
     let out = st.ok(&["log", "get", "--index", "0"]);
