@@ -171,6 +171,10 @@ enum Cmd {
         device: bool,
         #[arg(long, default_value = "sigstore")]
         client_id: String,
+        /// Print the raw ID token on stdout (for any Sigstore client's --identity-token)
+        /// instead of storing it.
+        #[arg(long)]
+        print_token: bool,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -351,6 +355,7 @@ fn run(cmd: Cmd) -> Result<()> {
             issuer,
             device,
             client_id,
+            print_token,
             trust,
         } => {
             let issuer = match issuer {
@@ -366,6 +371,10 @@ fn run(cmd: Cmd) -> Result<()> {
             } else {
                 sigil::oidc::dev_issuer_token(&issuer)?
             };
+            if print_token {
+                println!("{token}");
+                return Ok(());
+            }
             let claims = sigil::oidc::unverified_claims(&token)?;
             let p = sigil::oidc::store_token(&token)?;
             println!(

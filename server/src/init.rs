@@ -50,7 +50,8 @@ pub fn init(data_dir: &Path, public_url: &str, dev: bool) -> anyhow::Result<bool
     let config_path = data_dir.join(CONFIG_FILE);
     let fresh = !config_path.exists();
     let cfg = if fresh {
-        let mut cfg = Config::default();
+        // Defaults plus SIGIL_* environment (e.g. a CA key passphrase variable).
+        let mut cfg = Config::load(None)?;
         cfg.server.public_url = public_url.trim_end_matches('/').to_string();
         if let Some(hostport) = cfg.server.public_url.split("://").nth(1) {
             cfg.server.listen = hostport.to_string();

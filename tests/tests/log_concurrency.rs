@@ -1,6 +1,12 @@
 //! 64 concurrent clients append 5,000 entries, on PostgreSQL and SQLite: every 201 is in the log
 //! exactly once, indexes are dense, the final tree holds them all; with 20% duplicates the log
 //! holds exactly the unique set and every 409 points at the entry that won.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod log_common;
 

@@ -217,6 +217,32 @@ async fn bad_configurations_fail_at_start_with_one_clear_line() {
     .await;
     assert!(err.contains("lisen"), "{err}");
 
+    // An encrypted CA key with the wrong passphrase.
+    let enc = dir.path().join("enc");
+    let e = enc.to_str().unwrap();
+    let out = std::process::Command::new(&bin)
+        .args(["init", "--data-dir", e])
+        .env("SIGIL_CA_KEY_PASSPHRASE_ENV", "SIGIL_TEST_CA_PASS")
+        .env("SIGIL_TEST_CA_PASS", "correct horse")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = std::fs::read_to_string(enc.join("keys/ca-intermediate.pem")).unwrap();
+    assert!(key.contains("ENCRYPTED PRIVATE KEY"), "{key}");
+    let err = expect_failure(
+        &["serve", "--data-dir", e],
+        &[
+            ("SIGIL_CA_KEY_PASSPHRASE_ENV", "SIGIL_TEST_CA_PASS"),
+            ("SIGIL_TEST_CA_PASS", "wrong"),
+        ],
+    )
+    .await;
+    assert!(err.contains("CA keys"), "{err}");
+
     // A data dir that cannot be created.
     let err = expect_failure(&["up", "--data-dir", "/proc/sigil-cannot-exist/d"], &[]).await;
     assert!(err.contains("cannot create data dir"), "{err}");

@@ -34,6 +34,9 @@ pub struct CtState {
     pub log_id: [u8; 32],
     /// DER roots this log accepts chains to.
     pub roots: Vec<Vec<u8>>,
+    /// (child, parent) certificate pairs already verified: CA intermediates repeat in every
+    /// chain, so their signature check is done once.
+    verified_links: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 impl CtState {
@@ -44,6 +47,7 @@ impl CtState {
             key,
             log_id,
             roots,
+            verified_links: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 }
@@ -132,6 +136,13 @@ fn check_chain(s: &CtState, chain: &ParsedChain) -> Result<(), AppError> {
         let (Some(child), Some(parent)) = (chain.certs.get(i), chain.certs.get(i + 1)) else {
             continue;
         };
+        let link = match (chain.ders.get(i), chain.ders.get(i + 1)) {
+            (Some(c), Some(p)) => sha256(&[c.as_slice(), p.as_slice()].concat()),
+            _ => continue,
+        };
+        if s.verified_links.lock().is_ok_and(|v| v.contains(&link)) {
+            continue;
+        }
         let tbs = child.tbs_certificate.to_der().map_err(AppError::internal)?;
         let key = PublicKey::from_spki_der(&spki(parent)?)
             .map_err(|e| AppError::bad_request(format!("chain[{}] key: {e}", i + 1)))?;
@@ -139,6 +150,13 @@ fn check_chain(s: &CtState, chain: &ParsedChain) -> Result<(), AppError> {
         key.verify(&tbs, sig).map_err(|_| {
             AppError::bad_request(format!("chain[{i}] is not signed by chain[{}]", i + 1))
         })?;
+        // Leaves are unique per request; only links between CA certificates are worth keeping.
+        if i > 0
+            && let Ok(mut v) = s.verified_links.lock()
+            && v.len() < 1024
+        {
+            v.insert(link);
+        }
     }
     let anchored = chain.ders.iter().any(|d| s.roots.contains(d));
     if !anchored {

@@ -3,6 +3,13 @@
 //! returned entry goes through — once with `sigil-core`, once with an independent oracle written
 //! here from RFC 6962 / RFC 9162 and a plain aws-lc-rs ECDSA verify.
 #![allow(dead_code)]
+// Test helpers: a panic is a test failure with its message.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -215,6 +222,8 @@ pub struct LogIdentity {
     /// hex SHA-256 of the SPKI DER (Rekor's log ID), computed here with `sha2`.
     pub log_id_hex: String,
     pub tree_id: u64,
+    /// Checkpoint key name and origin prefix: the log's host[:port], as Rekor uses its hostname.
+    pub name: String,
 }
 
 impl LogIdentity {
@@ -242,7 +251,10 @@ impl LogIdentity {
             .as_str()
             .ok_or_else(|| anyhow!("treeID is not a string: {info}"))?
             .parse()?;
+        let host = url.split_once("://").map_or(url, |(_, r)| r);
+        let name = host.split('/').next().unwrap_or(host).to_string();
         Ok(LogIdentity {
+            name,
             log_id_hex: hex::encode(Sha256::digest(&spki_der)),
             public,
             spki_der,
@@ -509,7 +521,7 @@ pub fn check_log_entry(log: &LogIdentity, key: &str, e: &Value) -> Result<Checke
 
 /// Checks a checkpoint note with sigil-core and with the oracle; returns (size, root).
 pub fn verify_checkpoint(log: &LogIdentity, note: &str) -> Result<(u64, Hash)> {
-    let verifier = EcdsaNoteKey::verifier("sigil", log.public.clone())?;
+    let verifier = EcdsaNoteKey::verifier(&log.name, log.public.clone())?;
     let verifiers: [&dyn NoteVerifier; 1] = [&verifier];
     let (cp, _) = open_checkpoint(note.as_bytes(), &verifiers)
         .map_err(|e| anyhow!("sigil-core: checkpoint does not verify: {e}\n{note}"))?;
@@ -520,7 +532,7 @@ pub fn verify_checkpoint(log: &LogIdentity, note: &str) -> Result<(u64, Hash)> {
         "core and oracle parse differently"
     );
     ensure!(
-        cp.origin == format!("sigil - {}", log.tree_id),
+        cp.origin == format!("{} - {}", log.name, log.tree_id),
         "checkpoint origin {:?}",
         cp.origin
     );
@@ -740,7 +752,7 @@ pub mod oracle {
             }
             if fnode % 2 == 1 || fnode == snode {
                 r = node(p, &r);
-                while fnode % 2 == 0 && fnode != 0 {
+                while fnode.is_multiple_of(2) && fnode != 0 {
                     fnode >>= 1;
                     snode >>= 1;
                 }
@@ -789,7 +801,7 @@ pub mod oracle {
             if fnode % 2 == 1 || fnode == snode {
                 fr = node(c, &fr);
                 sr = node(c, &sr);
-                while fnode % 2 == 0 && fnode != 0 {
+                while fnode.is_multiple_of(2) && fnode != 0 {
                     fnode >>= 1;
                     snode >>= 1;
                 }
@@ -833,7 +845,11 @@ pub mod oracle {
         let key_id = &Sha256::digest(&log.spki_der)[..4];
         let point = p256_point(&log.spki_der)?;
         let verified = sigs.lines().any(|line| {
-            let Some(rest) = line.strip_prefix("\u{2014} sigil ") else {
+            let Some(rest) = line
+                .strip_prefix("\u{2014} ")
+                .and_then(|l| l.strip_prefix(log.name.as_str()))
+                .and_then(|l| l.strip_prefix(' '))
+            else {
                 return false;
             };
             let Ok(raw) = B64.decode(rest) else {
