@@ -142,6 +142,31 @@ async fn sigstore_js_attests_and_signs_and_verifies_against_sigil() {
         )
         .await;
         checks.expect(LIB, "verify rejects wrong identity", &r, false);
+        // The same attestation through Sigil's own verifier, offline, with the file as a subject.
+        let mut cmd = tokio::process::Command::new(
+            sigil_tests::workspace_bin("sigil").expect("sigil binary"),
+        );
+        cmd.arg("verify-attestation")
+            .arg(&artifact)
+            .arg("--bundle")
+            .arg(&attestation)
+            .args([
+                "--certificate-identity",
+                identity,
+                "--certificate-oidc-issuer",
+                &issuer,
+            ])
+            .arg("--trusted-root")
+            .arg(&trust.trusted_root);
+        let r = run(cmd, TIMEOUT)
+            .await
+            .expect("run sigil verify-attestation");
+        checks.expect(
+            CLI,
+            "attestation verifies with sigil verify-attestation",
+            &r,
+            true,
+        );
     }
 
     // A blob signed with the library (messageSignature, hashedrekord).
