@@ -198,16 +198,10 @@ impl LogEngine {
     }
 
     /// Append an entry; returns once it is committed. A known leaf answers `Duplicate`.
+    /// Duplicates are found by the sequencer, once per batch (one query), rather than by a
+    /// lookup per request: that round trip was the largest per-entry database cost.
     pub async fn append(&self, sub: Submission) -> Result<Appended, EngineError> {
         let leaf_hash = merkle::leaf_hash(&sub.data);
-        if let Some(index) = self
-            .shared
-            .db
-            .index_of_leaf(&self.shared.log_id, &leaf_hash)
-            .await?
-        {
-            return Err(EngineError::Duplicate { index });
-        }
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
             leaf_hash,
