@@ -706,29 +706,39 @@ fn check_body(
                     get_str(&spec, &["signature", "content"]),
                 ),
             ];
-            for (field, want, got) in checks {
-                if want != got {
-                    return Err(mismatch(field, short(&want), short(got)));
-                }
-            }
-            let verifier = spec
-                .pointer("/signature/verifier")
+            check_v2_fields(&checks)?;
+            check_v2_verifier(&spec, signer_der)
+        }
+        (Content::Dsse(env), "hashedrekord", "0.0.2") => {
+            // Rekor v2 has no DSSE kind: clients log an envelope as a hashedrekord over the
+            // SHA-256 of its pre-authentication encoding, with the DSSE signature.
+            let sig = env
+                .signatures
+                .first()
+                .ok_or(VerifyError::Bundle(BundleError::DsseSignatureCount(0)))?;
+            let spec = body
+                .pointer("/spec/hashedRekordV002")
                 .cloned()
                 .unwrap_or(Value::Null);
-            let raw = get_str(&verifier, &["x509Certificate", "rawBytes"]);
-            let raw = if raw.is_empty() {
-                get_str(&verifier, &["publicKey", "rawBytes"])
-            } else {
-                raw
-            };
-            if STANDARD.decode(raw).ok().as_deref() != Some(signer_der) {
-                return Err(mismatch(
-                    "spec.hashedRekordV002.signature.verifier",
-                    "the bundle's signing certificate/key",
-                    "a different key",
-                ));
-            }
-            Ok(())
+            let checks = [
+                (
+                    "spec.hashedRekordV002.data.algorithm",
+                    "SHA2_256".to_owned(),
+                    get_str(&spec, &["data", "algorithm"]),
+                ),
+                (
+                    "spec.hashedRekordV002.data.digest",
+                    STANDARD.encode(sha256(&env.pae())),
+                    get_str(&spec, &["data", "digest"]),
+                ),
+                (
+                    "spec.hashedRekordV002.signature.content",
+                    STANDARD.encode(&sig.sig),
+                    get_str(&spec, &["signature", "content"]),
+                ),
+            ];
+            check_v2_fields(&checks)?;
+            check_v2_verifier(&spec, signer_der)
         }
         (Content::Dsse(env), "dsse", "0.0.1") => {
             let sig = env
@@ -813,6 +823,38 @@ fn check_body(
             "entry kind {k} {v} does not fit the bundle's content"
         ))),
     }
+}
+
+/// Each (field, expected, found) of a Rekor v2 body must agree.
+fn check_v2_fields(checks: &[(&str, String, &str)]) -> Result<(), VerifyError> {
+    for (field, want, got) in checks {
+        if want != got {
+            return Err(mismatch(field, short(want), short(got)));
+        }
+    }
+    Ok(())
+}
+
+/// The Rekor v2 body's verifier is the bundle's signing certificate or key.
+fn check_v2_verifier(spec: &Value, signer_der: &[u8]) -> Result<(), VerifyError> {
+    let verifier = spec
+        .pointer("/signature/verifier")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let raw = get_str(&verifier, &["x509Certificate", "rawBytes"]);
+    let raw = if raw.is_empty() {
+        get_str(&verifier, &["publicKey", "rawBytes"])
+    } else {
+        raw
+    };
+    if STANDARD.decode(raw).ok().as_deref() != Some(signer_der) {
+        return Err(mismatch(
+            "spec.hashedRekordV002.signature.verifier",
+            "the bundle's signing certificate/key",
+            "a different key",
+        ));
+    }
+    Ok(())
 }
 
 /// Verifies the leaf's embedded SCTs against the trusted CT logs: at least one must verify.

@@ -369,3 +369,8 @@ async fn python_attestation_verifies_with_sigil(rekor_version: &str) {
 async fn sigstore_python_rekor_v1_attestation_verifies_with_sigil() {
     python_attestation_verifies_with_sigil("1").await;
 }
+
+#[tokio::test]
+async fn sigstore_python_rekor_v2_attestation_verifies_with_sigil() {
+    python_attestation_verifies_with_sigil("2").await;
+}
