@@ -128,6 +128,21 @@ impl Db {
         Ok(db)
     }
 
+    /// The same database for a task on its own runtime. A PostgreSQL connection is driven by
+    /// the I/O driver of the runtime that opened it, so such a task opens its own (at most
+    /// `max`) rather than wait on a busy request runtime; SQLite connections run on their own
+    /// threads and are shared.
+    pub fn for_own_runtime(&self, max: u32) -> Db {
+        match self {
+            Db::Postgres(p) => Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max)
+                    .connect_lazy_with((*p.connect_options()).clone()),
+            ),
+            Db::Sqlite(p) => Db::Sqlite(p.clone()),
+        }
+    }
+
     pub async fn migrate(&self) -> Result<(), StorageError> {
         match self {
             Db::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
@@ -470,52 +485,31 @@ impl Db {
     }
 }
 
-async fn commit_pg(pool: &PgPool, log_id: &str, b: &Batch<'_>) -> Result<(), CommitError> {
-    let mut tx = pool.begin().await.map_err(StorageError::from)?;
-    let updated = sqlx::query(
-        "UPDATE logs SET tree_size = $2, root_hash = $3, checkpoint = $4, updated_ms = $5 \
-         WHERE log_id = $1 AND tree_size = $6",
-    )
-    .bind(log_id)
-    .bind(to_i64(b.new_size))
-    .bind(&b.root_hash[..])
-    .bind(b.checkpoint)
-    .bind(b.now_ms)
-    .bind(to_i64(b.old_size))
-    .execute(&mut *tx)
-    .await
-    .map_err(StorageError::from)?;
-    if updated.rows_affected() != 1 {
-        return Err(CommitError::Conflict);
-    }
-    sqlx::query("INSERT INTO checkpoints (log_id, tree_size, root_hash, checkpoint) VALUES ($1, $2, $3, $4)")
-        .bind(log_id)
-        .bind(to_i64(b.new_size))
-        .bind(&b.root_hash[..])
-        .bind(b.checkpoint)
-        .execute(&mut *tx)
-        .await
-        .map_err(StorageError::from)?;
+/// The whole batch as ONE statement in its own implicit transaction: the compare-and-swap on the
+/// tree size gates every insert (each reads the `cas` row), so a lost race writes nothing, and
+/// the reply arrives after the commit. One round trip per batch instead of one per statement.
+const COMMIT_PG: &str = "WITH cas AS ( \
+       UPDATE logs SET tree_size = $2, root_hash = $3, checkpoint = $4, updated_ms = $5 \
+       WHERE log_id = $1 AND tree_size = $6 RETURNING log_id), \
+     cp AS (INSERT INTO checkpoints (log_id, tree_size, root_hash, checkpoint) \
+       SELECT log_id, $2, $3, $4 FROM cas), \
+     en AS (INSERT INTO entries (log_id, idx, leaf_hash, data, extra, integrated_time) \
+       SELECT cas.log_id, u.* FROM cas, \
+       UNNEST($7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $11::bigint[]) AS u), \
+     si AS (INSERT INTO search_index (log_id, key, leaf_hash) \
+       SELECT cas.log_id, u.* FROM cas, UNNEST($12::text[], $13::bytea[]) AS u \
+       ON CONFLICT DO NOTHING), \
+     ti AS (INSERT INTO tiles (log_id, level, idx, data) \
+       SELECT cas.log_id, u.* FROM cas, UNNEST($14::smallint[], $15::bigint[], $16::bytea[]) AS u \
+       ON CONFLICT (log_id, level, idx) DO UPDATE SET data = EXCLUDED.data) \
+     SELECT count(*) FROM cas";
 
+async fn commit_pg(pool: &PgPool, log_id: &str, b: &Batch<'_>) -> Result<(), CommitError> {
     let idx: Vec<i64> = b.entries.iter().map(|e| to_i64(e.index)).collect();
     let leaf: Vec<&[u8]> = b.entries.iter().map(|e| &e.leaf_hash[..]).collect();
     let data: Vec<&[u8]> = b.entries.iter().map(|e| e.data).collect();
     let extra: Vec<&[u8]> = b.entries.iter().map(|e| e.extra).collect();
     let time: Vec<i64> = b.entries.iter().map(|e| e.integrated_time).collect();
-    sqlx::query(
-        "INSERT INTO entries (log_id, idx, leaf_hash, data, extra, integrated_time) \
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bigint[])",
-    )
-    .bind(log_id)
-    .bind(&idx)
-    .bind(&leaf)
-    .bind(&data)
-    .bind(&extra)
-    .bind(&time)
-    .execute(&mut *tx)
-    .await
-    .map_err(StorageError::from)?;
-
     let mut keys: Vec<&str> = Vec::new();
     let mut key_leaves: Vec<&[u8]> = Vec::new();
     for e in &b.entries {
@@ -524,35 +518,32 @@ async fn commit_pg(pool: &PgPool, log_id: &str, b: &Batch<'_>) -> Result<(), Com
             key_leaves.push(&e.leaf_hash[..]);
         }
     }
-    if !keys.is_empty() {
-        sqlx::query(
-            "INSERT INTO search_index (log_id, key, leaf_hash) \
-             SELECT $1, * FROM UNNEST($2::text[], $3::bytea[]) ON CONFLICT DO NOTHING",
-        )
-        .bind(log_id)
-        .bind(&keys)
-        .bind(&key_leaves)
-        .execute(&mut *tx)
-        .await
-        .map_err(StorageError::from)?;
-    }
-
     let levels: Vec<i16> = b.tiles.iter().map(|(l, _, _)| i16::from(*l)).collect();
     let tidx: Vec<i64> = b.tiles.iter().map(|(_, i, _)| to_i64(*i)).collect();
     let tdata: Vec<&[u8]> = b.tiles.iter().map(|(_, _, d)| d.as_slice()).collect();
-    sqlx::query(
-        "INSERT INTO tiles (log_id, level, idx, data) \
-         SELECT $1, * FROM UNNEST($2::smallint[], $3::bigint[], $4::bytea[]) \
-         ON CONFLICT (log_id, level, idx) DO UPDATE SET data = EXCLUDED.data",
-    )
-    .bind(log_id)
-    .bind(&levels)
-    .bind(&tidx)
-    .bind(&tdata)
-    .execute(&mut *tx)
-    .await
-    .map_err(StorageError::from)?;
-    tx.commit().await.map_err(StorageError::from)?;
+    let swapped: i64 = sqlx::query_scalar(COMMIT_PG)
+        .bind(log_id)
+        .bind(to_i64(b.new_size))
+        .bind(&b.root_hash[..])
+        .bind(b.checkpoint)
+        .bind(b.now_ms)
+        .bind(to_i64(b.old_size))
+        .bind(&idx)
+        .bind(&leaf)
+        .bind(&data)
+        .bind(&extra)
+        .bind(&time)
+        .bind(&keys)
+        .bind(&key_leaves)
+        .bind(&levels)
+        .bind(&tidx)
+        .bind(&tdata)
+        .fetch_one(pool)
+        .await
+        .map_err(StorageError::from)?;
+    if swapped != 1 {
+        return Err(CommitError::Conflict);
+    }
     Ok(())
 }
 
