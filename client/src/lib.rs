@@ -2,11 +2,13 @@
 //!
 //! Verification ([`verify`]) is pure and offline: bundle + trusted root + artifact + policy.
 
+pub mod browser_login;
 pub mod config;
 pub mod oci;
 pub mod oidc;
 pub mod policy;
 pub mod sign;
+pub mod sign_in;
 pub mod tsa;
 pub mod verify;
 pub mod x509;

@@ -142,9 +142,12 @@ impl IdentityArgs {
 
 #[derive(Args, Clone, Debug, Default)]
 struct TokenArgs {
-    /// OIDC identity token (else SIGSTORE_ID_TOKEN, GitHub Actions, `sigil login`, device flow).
+    /// OIDC identity token (else SIGSTORE_ID_TOKEN, GitHub Actions, `sigil login`, a browser
+    /// sign-in when interactive, the device flow otherwise).
     #[arg(long)]
     identity_token: Option<String>,
+    #[command(flatten)]
+    sign_in: sigil::sign_in::SignInArgs,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
@@ -167,8 +170,17 @@ enum Cmd {
         #[arg(long)]
         issuer: Option<String>,
         /// Use the OAuth 2.0 device flow instead of Sigil's development issuer.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "browser")]
         device: bool,
+        /// Sign in through a browser (authorization code flow with PKCE and a loopback redirect).
+        #[arg(long)]
+        browser: bool,
+        /// With --browser: only print the sign-in URL; do not start a browser.
+        #[arg(long, env = "SIGIL_NO_LAUNCH_BROWSER")]
+        no_launch_browser: bool,
+        /// With --browser: seconds to wait for the sign-in to finish.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
         #[arg(long, default_value = "sigstore")]
         client_id: String,
         /// Print the raw ID token on stdout (for any Sigstore client's --identity-token)
@@ -354,6 +366,9 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Login {
             issuer,
             device,
+            browser,
+            no_launch_browser,
+            timeout,
             client_id,
             print_token,
             trust,
@@ -366,7 +381,14 @@ fn run(cmd: Cmd) -> Result<()> {
                         anyhow!("the signing config lists no OIDC issuer; pass --issuer")
                     })?,
             };
-            let token = if device {
+            let token = if browser {
+                sigil::browser_login::browser_login(&sigil::browser_login::BrowserLogin {
+                    issuer: &issuer,
+                    client_id: &client_id,
+                    launch_browser: !no_launch_browser,
+                    timeout: std::time::Duration::from_secs(timeout),
+                })?
+            } else if device {
                 sigil::oidc::device_flow(&issuer, &client_id)?
             } else {
                 sigil::oidc::dev_issuer_token(&issuer)?
@@ -507,6 +529,7 @@ fn run(cmd: Cmd) -> Result<()> {
             let data = read(&file)?;
             let token = TokenArgs {
                 identity_token: Some(identity_token),
+                sign_in: Default::default(),
             };
             let (signer, svc) = signer(None, &token, &trust)?;
             let signed = if in_toto {
@@ -570,16 +593,9 @@ fn signer(key: Option<&Path>, token: &TokenArgs, trust: &TrustArgs) -> Result<(S
     let ca = svc.ca.clone().ok_or_else(|| {
         anyhow!("the signing config lists no CA; use --key for key-based signing")
     })?;
-    let tok = match sigil::oidc::ambient_token(token.identity_token.as_deref())? {
-        Some(t) => t,
-        None => {
-            let issuer = svc.oidc.clone().ok_or_else(|| {
-                anyhow!("no identity token: pass --identity-token or set SIGSTORE_ID_TOKEN")
-            })?;
-            sigil::oidc::device_flow(&issuer, "sigstore")
-                .with_context(|| "no identity token (pass --identity-token, set SIGSTORE_ID_TOKEN or run `sigil login`)")?
-        }
-    };
+    let tok = token
+        .sign_in
+        .token(token.identity_token.as_deref(), svc.oidc.as_deref())?;
     Ok((sign::keyless_signer(&ca, &tok)?, svc))
 }
 

@@ -1,10 +1,13 @@
 // A real OpenID Provider (oidc-provider) on loopback for Sigil's tests.
 //
 // One client, `sigstore`, may use the custom grant `urn:sigil:test:id-token`, which returns a
-// signed RS256 ID token for the subject/e-mail given in the request, with no browser. Discovery
-// and JWKS are the library's own. Key rotation replaces the provider instance with one whose
-// keystore starts with a new key (the library's keystore is fixed at construction), optionally
-// still publishing the old keys.
+// signed RS256 ID token for the subject/e-mail given in the request, with no browser. The same
+// client may also run the authorization code flow with PKCE as a native app with a loopback
+// redirect (`http://127.0.0.1:<any port>/auth/callback`), through the library's development
+// login and consent pages: the login name becomes `sub`, and `email` too (`<name>@example.com`
+// when the name is not an e-mail address). Discovery and JWKS are the library's own. Key
+// rotation replaces the provider instance with one whose keystore starts with a new key (the
+// library's keystore is fixed at construction), optionally still publishing the old keys.
 //
 // Usage: node provider.mjs [--port N]   (0 or absent: the OS picks a free port)
 // Prints `listening <issuer>` once it accepts requests.
@@ -36,16 +39,28 @@ function build() {
   const p = new Provider(issuer, {
     clients: [{
       client_id: CLIENT_ID,
+      application_type: 'native',
       token_endpoint_auth_method: 'none',
-      grant_types: [GRANT],
-      response_types: [],
-      redirect_uris: [],
+      grant_types: [GRANT, 'authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/auth/callback'],
       id_token_signed_response_alg: 'RS256',
     }],
     jwks: { keys },
     claims: { openid: ['sub'], email: ['email', 'email_verified'] },
     scopes: ['openid', 'email'],
-    features: { devInteractions: { enabled: false } },
+    // The development login/consent pages stand in for a real user interface.
+    features: { devInteractions: { enabled: true } },
+    // Scope claims (email) go into the ID token of the code flow too, as Sigstore issuers do.
+    conformIdTokenClaims: false,
+    findAccount: (ctx, id) => ({
+      accountId: id,
+      claims: () => ({
+        sub: id,
+        email: id.includes('@') ? id : `${id}@example.com`,
+        email_verified: true,
+      }),
+    }),
     cookies: { keys: [randomUUID()] },
     ttl: { IdToken: 600 },
   });

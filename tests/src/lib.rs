@@ -10,7 +10,7 @@ mod sigil;
 pub use interop::{CmdResult, js_dir, record_interop, run, venv_tool};
 pub use sigil::{ExtraIssuer, SigilStack, StackOptions, TrustFiles};
 
-pub use oidc::{CLIENT_ID, ID_TOKEN_GRANT, OidcProvider, jwt_parts, oidc_dir};
+pub use oidc::{CLIENT_ID, Consent, ID_TOKEN_GRANT, OidcProvider, jwt_parts, oidc_dir};
 pub use postgres::Postgres;
 pub use process::{ServerProcess, free_port, workspace_bin, workspace_root};
 

@@ -1,6 +1,8 @@
 //! A real, independent OpenID Provider for tests: npm `oidc-provider` run by
-//! `tests/oidc/provider.mjs` on loopback (see that script for the custom grant it adds).
+//! `tests/oidc/provider.mjs` on loopback (see that script for the custom grant it adds), and a
+//! stand-in for a user's browser that signs in on its development login and consent pages.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -170,6 +172,138 @@ impl OidcProvider {
             .await
             .with_context(|| format!("GET {url}: not JSON"))
     }
+}
+
+/// What the user answers on the provider's consent page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consent {
+    Approve,
+    Deny,
+}
+
+impl OidcProvider {
+    /// Plays the user's browser for an authorization code flow: opens `authorization_url`,
+    /// follows the provider's redirects with its cookies, signs in as `login` (any password) and
+    /// answers the consent page. Returns the URL the provider finally redirects the browser to
+    /// (the client's `redirect_uri` with `code`/`state` or `error`), without opening it.
+    pub async fn browser_sign_in(
+        &self,
+        authorization_url: &str,
+        login: &str,
+        consent: Consent,
+    ) -> Result<String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mut cookies = BTreeMap::new();
+        let own = format!("{}/", self.issuer);
+        let mut url = reqwest::Url::parse(authorization_url)
+            .with_context(|| format!("authorization URL {authorization_url}"))?;
+        // Login and consent take a handful of hops; more means the provider is looping.
+        for _ in 0..20 {
+            if !url.as_str().starts_with(&own) {
+                return Ok(url.to_string());
+            }
+            let resp = with_cookies(http.get(url.clone()), &cookies)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            keep_cookies(&resp, &mut cookies);
+            if let Some(next) = location(&resp, &url)? {
+                url = next;
+                continue;
+            }
+            let status = resp.status();
+            let page = resp.text().await?;
+            if !status.is_success() {
+                bail!("GET {url} answered {status}: {page}");
+            }
+            let action = form_action(&page)
+                .ok_or_else(|| anyhow!("{url} shows no login or consent form: {page}"))?;
+            let request = if page.contains(r#"name="prompt" value="login""#) {
+                http.post(&action).form(&[
+                    ("prompt", "login"),
+                    ("login", login),
+                    ("password", "any"),
+                ])
+            } else if consent == Consent::Approve {
+                http.post(&action).form(&[("prompt", "consent")])
+            } else {
+                http.get(format!("{action}/abort"))
+            };
+            let resp = with_cookies(request, &cookies)
+                .send()
+                .await
+                .with_context(|| format!("submitting the form of {url}"))?;
+            keep_cookies(&resp, &mut cookies);
+            url = match location(&resp, &url)? {
+                Some(next) => next,
+                None => bail!(
+                    "submitting the form of {url} answered {} without a redirect: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                ),
+            };
+        }
+        bail!("the provider kept redirecting (last: {url})")
+    }
+}
+
+fn with_cookies(
+    req: reqwest::RequestBuilder,
+    cookies: &BTreeMap<String, String>,
+) -> reqwest::RequestBuilder {
+    if cookies.is_empty() {
+        return req;
+    }
+    let header = cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    req.header(reqwest::header::COOKIE, header)
+}
+
+/// A cookie jar good enough for one provider on one host: names and values, latest wins.
+fn keep_cookies(resp: &reqwest::Response, cookies: &mut BTreeMap<String, String>) {
+    for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        let pair = v.split(';').next().unwrap_or_default();
+        if let Some((k, val)) = pair.split_once('=') {
+            cookies.insert(k.trim().to_string(), val.trim().to_string());
+        }
+    }
+}
+
+fn location(resp: &reqwest::Response, base: &reqwest::Url) -> Result<Option<reqwest::Url>> {
+    if !resp.status().is_redirection() {
+        return Ok(None);
+    }
+    let loc = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| anyhow!("{base} redirected without a Location"))?;
+    Ok(Some(
+        base.join(loc).with_context(|| format!("Location {loc}"))?,
+    ))
+}
+
+/// The `action` of the page's form, HTML entities undone.
+fn form_action(page: &str) -> Option<String> {
+    let start = page.find("<form")?;
+    let rest = page.get(start..)?;
+    let at = rest.find("action=\"")? + "action=\"".len();
+    let value = rest.get(at..)?;
+    let end = value.find('"')?;
+    Some(
+        value
+            .get(..end)?
+            .replace("&#x2F;", "/")
+            .replace("&#x3D;", "=")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// `tests/oidc` in the workspace.

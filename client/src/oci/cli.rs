@@ -133,9 +133,12 @@ pub struct SignerArgs {
     /// Sign with this private key (PKCS#8 PEM; password in SIGIL_PASSWORD) instead of keyless.
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// OIDC identity token (else SIGSTORE_ID_TOKEN, GitHub Actions, `sigil login`, device flow).
+    /// OIDC identity token (else SIGSTORE_ID_TOKEN, GitHub Actions, `sigil login`, a browser
+    /// sign-in when interactive, the device flow otherwise).
     #[arg(long)]
     pub identity_token: Option<String>,
+    #[command(flatten)]
+    pub sign_in: crate::sign_in::SignInArgs,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
@@ -325,16 +328,9 @@ fn signer(args: &SignerArgs, trust: &TrustArgs) -> Result<(Signer, Services)> {
     let ca = svc.ca.clone().ok_or_else(|| {
         anyhow!("the signing config lists no CA; use --key for key-based signing")
     })?;
-    let token = match crate::oidc::ambient_token(args.identity_token.as_deref())? {
-        Some(t) => t,
-        None => {
-            let issuer = svc.oidc.clone().ok_or_else(|| {
-                anyhow!("no identity token: pass --identity-token or set SIGSTORE_ID_TOKEN")
-            })?;
-            crate::oidc::device_flow(&issuer, "sigstore")
-                .context("no identity token (pass --identity-token, set SIGSTORE_ID_TOKEN or run `sigil login`)")?
-        }
-    };
+    let token = args
+        .sign_in
+        .token(args.identity_token.as_deref(), svc.oidc.as_deref())?;
     Ok((crate::sign::keyless_signer(&ca, &token)?, svc))
 }
 

@@ -1,0 +1,406 @@
+//! The `sigil` CLI's browser sign-in (authorization code + PKCE, loopback redirect) against a
+//! real OpenID Provider (`oidc-provider`, its development login and consent pages driven over
+//! HTTP as a browser would): the token it gets signs a blob keylessly on a Sigil stack and the
+//! bundle verifies; a refused consent, a forged state and no answer at all each end the CLI with
+//! a clear message, never a hang.
+
+// Test code: a panic is the failing test with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sigil_tests::{
+    Consent, ExtraIssuer, OidcProvider, SigilStack, StackOptions, jwt_parts, workspace_bin,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Upper bound for any one CLI run: the flows under test answer within seconds.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+/// A `sigil` process whose stderr is collected as it comes.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    stdout: tokio::process::ChildStdout,
+    /// The authorization URL the CLI printed.
+    auth_url: String,
+}
+
+/// Starts `sigil args…` with a clean environment and waits for it to print the authorization URL.
+async fn start(home: &Path, args: &[&str]) -> Running {
+    let bin = workspace_bin("sigil").expect("sigil binary");
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("SIGIL_HOME", home)
+        .env_remove("SIGSTORE_ID_TOKEN")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("SIGIL_TRUSTED_ROOT")
+        .env_remove("SIGIL_SIGNING_CONFIG")
+        .env_remove("SIGIL_TRUST_CONFIG")
+        // A browser must never start from a test run, whatever the flags say.
+        .env("BROWSER", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sigil");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let collected = stderr.clone();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            let t = line.trim();
+            if t.starts_with("http") && t.contains("code_challenge=") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(t.to_string());
+                }
+            }
+            let mut s = collected.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    let auth_url = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+        Ok(Ok(url)) => url,
+        _ => panic!(
+            "sigil {args:?} printed no authorization URL:\n{}",
+            stderr.lock().unwrap()
+        ),
+    };
+    Running {
+        child,
+        stderr,
+        stdout,
+        auth_url,
+    }
+}
+
+impl Running {
+    /// Waits (bounded) for the CLI to exit; returns its status, stdout and stderr.
+    async fn finish(mut self) -> (ExitStatus, String, String) {
+        let started = Instant::now();
+        let status = match tokio::time::timeout(RUN_LIMIT, self.child.wait()).await {
+            Ok(s) => s.unwrap(),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                panic!(
+                    "sigil hung for {:?}:\n{}",
+                    started.elapsed(),
+                    self.stderr.lock().unwrap()
+                );
+            }
+        };
+        let mut out = String::new();
+        self.stdout.read_to_string(&mut out).await.unwrap();
+        // Let the reader task drain the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let err = self.stderr.lock().unwrap().clone();
+        (status, out, err)
+    }
+}
+
+/// The query parameter `name` of `url`.
+fn param(url: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Opens the redirect as the browser would; returns the status and page of the CLI's listener.
+async fn deliver(redirect: &str) -> (u16, String) {
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .get(redirect)
+        .send()
+        .await
+        .expect("the CLI's loopback listener answers");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs a `sigil` command to completion (no sign-in involved).
+async fn sigil(home: &Path, args: &[&str]) -> (bool, String) {
+    let bin = workspace_bin("sigil").unwrap();
+    let out = tokio::time::timeout(
+        RUN_LIMIT,
+        Command::new(bin)
+            .args(args)
+            .env("SIGIL_HOME", home)
+            .env_remove("SIGSTORE_ID_TOKEN")
+            .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("sigil finished in time")
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_sign_in_signs_a_blob_that_verifies() {
+    let idp = OidcProvider::start().await.expect("OIDC provider");
+    let stack = SigilStack::up_with(StackOptions {
+        extra_issuers: vec![ExtraIssuer::email(idp.issuer())],
+        ..StackOptions::default()
+    })
+    .await
+    .expect("sigil-server up");
+    let dir = stack.scratch();
+    let home: PathBuf = dir.join("home");
+    let trust = stack.fetch_trust_files(dir).await.expect("trust files");
+    let file = dir.join("artifact.txt");
+    std::fs::write(&file, b"signed after a browser sign-in\n").unwrap();
+    let bundle = dir.join("artifact.sigstore.json");
+    let identity = "alice@example.com";
+
+    // sign-blob with no token: --browser picks the browser flow in a non-interactive run.
+    let run = start(
+        &home,
+        &[
+            "sign-blob",
+            s(&file),
+            "--bundle",
+            s(&bundle),
+            "--browser",
+            "--no-launch-browser",
+            "--oidc-issuer",
+            idp.issuer(),
+            "--oidc-timeout",
+            "60",
+            "--trusted-root",
+            s(&trust.trusted_root),
+            "--signing-config",
+            s(&trust.signing_config),
+        ],
+    )
+    .await;
+    let url = run.auth_url.clone();
+    assert!(
+        url.starts_with(&format!("{}/", idp.issuer())),
+        "authorization URL is not the provider's: {url}"
+    );
+    assert_eq!(param(&url, "response_type").as_deref(), Some("code"));
+    assert_eq!(param(&url, "client_id").as_deref(), Some("sigstore"));
+    assert_eq!(
+        param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(param(&url, "nonce").is_some_and(|n| n.len() >= 16), "{url}");
+    assert!(param(&url, "state").is_some_and(|n| n.len() >= 16), "{url}");
+    let scope = param(&url, "scope").unwrap_or_default();
+    assert!(scope.contains("openid") && scope.contains("email"), "{url}");
+    let redirect_uri = param(&url, "redirect_uri").unwrap();
+    assert!(
+        redirect_uri.starts_with("http://127.0.0.1:") && redirect_uri.ends_with("/auth/callback"),
+        "redirect URI is not a loopback callback: {redirect_uri}"
+    );
+
+    let redirect = idp
+        .browser_sign_in(&url, identity, Consent::Approve)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\nprovider:\n{}", idp.output()));
+    assert!(redirect.starts_with(&redirect_uri), "{redirect}");
+    assert!(param(&redirect, "code").is_some(), "{redirect}");
+    let (status, page) = deliver(&redirect).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("close this window"), "{page}");
+
+    let (status, out, err) = run.finish().await;
+    assert!(
+        status.success(),
+        "sign-blob failed:\n{out}\n{err}\nserver:\n{}",
+        stack.output()
+    );
+    assert!(bundle.exists(), "no bundle written:\n{out}\n{err}");
+    // The token is never shown (a JWT starts with `eyJ`).
+    assert!(
+        !out.contains("eyJ") && !err.contains("eyJ"),
+        "a token was printed:\n{out}\n{err}"
+    );
+
+    let verify = |id: &'static str| {
+        let (home, bundle, file, trust) = (
+            home.clone(),
+            bundle.clone(),
+            file.clone(),
+            trust.trusted_root.clone(),
+        );
+        let issuer = idp.issuer().to_string();
+        async move {
+            sigil(
+                &home,
+                &[
+                    "verify-blob",
+                    s(&file),
+                    "--bundle",
+                    s(&bundle),
+                    "--certificate-identity",
+                    id,
+                    "--certificate-oidc-issuer",
+                    &issuer,
+                    "--trusted-root",
+                    s(&trust),
+                ],
+            )
+            .await
+        }
+    };
+    let (ok, text) = verify(identity).await;
+    assert!(ok && text.contains("Verified OK"), "verify-blob:\n{text}");
+    let (ok, text) = verify("mallory@example.com").await;
+    assert!(!ok, "verify-blob accepted the wrong identity:\n{text}");
+
+    // `sigil login --browser --print-token`: the one place a token may be shown.
+    let run = start(
+        &home,
+        &[
+            "login",
+            "--browser",
+            "--no-launch-browser",
+            "--issuer",
+            idp.issuer(),
+            "--print-token",
+        ],
+    )
+    .await;
+    let nonce = param(&run.auth_url, "nonce").unwrap();
+    let redirect = idp
+        .browser_sign_in(&run.auth_url, "bob", Consent::Approve)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&redirect).await.0, 200);
+    let (status, out, err) = run.finish().await;
+    assert!(status.success(), "login --browser failed:\n{out}\n{err}");
+    let (header, claims) = jwt_parts(out.trim()).expect("a JWT on stdout");
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(claims["iss"], Value::String(idp.issuer().into()));
+    assert_eq!(claims["aud"], "sigstore");
+    assert_eq!(claims["sub"], "bob");
+    assert_eq!(claims["email"], "bob@example.com");
+    assert_eq!(claims["nonce"], Value::String(nonce));
+}
+
+/// `sigil login --browser` against the provider alone, with the given wait.
+async fn login(idp: &OidcProvider, home: &Path, timeout_secs: &str) -> Running {
+    start(
+        home,
+        &[
+            "login",
+            "--browser",
+            "--no-launch-browser",
+            "--issuer",
+            idp.issuer(),
+            "--timeout",
+            timeout_secs,
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_consent_forged_state_and_no_answer_fail_clearly() {
+    let idp = OidcProvider::start().await.expect("OIDC provider");
+    let home = tempfile::tempdir().unwrap();
+    let stored = home.path().join("id_token");
+
+    // The user denies consent: the provider redirects with error=access_denied.
+    let run = login(&idp, home.path(), "60").await;
+    let redirect = idp
+        .browser_sign_in(&run.auth_url, "carol", Consent::Deny)
+        .await
+        .unwrap();
+    assert_eq!(
+        param(&redirect, "error").as_deref(),
+        Some("access_denied"),
+        "{redirect}"
+    );
+    let (status, page) = deliver(&redirect).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Sign-in failed"), "{page}");
+    let (status, out, err) = run.finish().await;
+    assert!(!status.success(), "a denied sign-in succeeded:\n{out}");
+    assert!(
+        err.contains("refused the sign-in: access_denied"),
+        "unclear error for a denied consent:\n{err}"
+    );
+    assert!(!stored.exists(), "a token was stored after a denial");
+
+    // A redirect whose state is not the one the CLI sent is refused, code or not.
+    let run = login(&idp, home.path(), "60").await;
+    let redirect = idp
+        .browser_sign_in(&run.auth_url, "carol", Consent::Approve)
+        .await
+        .unwrap();
+    let sent = param(&run.auth_url, "state").unwrap();
+    assert_eq!(param(&redirect, "state").as_deref(), Some(sent.as_str()));
+    let forged = redirect.replace(&format!("state={sent}"), "state=forged");
+    assert_ne!(forged, redirect);
+    let (status, page) = deliver(&forged).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, out, err) = run.finish().await;
+    assert!(!status.success(), "a forged state was accepted:\n{out}");
+    assert!(
+        err.contains("wrong state"),
+        "unclear error for a state mismatch:\n{err}"
+    );
+    assert!(!stored.exists(), "a token was stored after a forged state");
+
+    // Nobody completes the sign-in: the CLI gives up after its timeout instead of hanging.
+    let run = login(&idp, home.path(), "2").await;
+    let started = Instant::now();
+    let (status, _, err) = run.finish().await;
+    let waited = started.elapsed();
+    assert!(!status.success());
+    assert!(
+        err.contains("timed out after 2s"),
+        "unclear timeout error:\n{err}"
+    );
+    assert!(
+        waited < Duration::from_secs(20),
+        "gave up only after {waited:?}"
+    );
+
+    // A request for another path (a browser's favicon) does not end the wait; the real
+    // callback still completes the sign-in and the token is stored.
+    let run = login(&idp, home.path(), "60").await;
+    let redirect_uri = param(&run.auth_url, "redirect_uri").unwrap();
+    let favicon = redirect_uri.replace("/auth/callback", "/favicon.ico");
+    assert_eq!(deliver(&favicon).await.0, 404);
+    let redirect = idp
+        .browser_sign_in(&run.auth_url, "dave@example.org", Consent::Approve)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&redirect).await.0, 200);
+    let (status, out, err) = run.finish().await;
+    assert!(status.success(), "login --browser failed:\n{out}\n{err}");
+    assert!(out.contains("Logged in as dave@example.org"), "{out}");
+    assert!(
+        !out.contains("eyJ") && !err.contains("eyJ"),
+        "a token was printed"
+    );
+    let (_, claims) = jwt_parts(std::fs::read_to_string(&stored).unwrap().trim()).unwrap();
+    assert_eq!(claims["email"], "dave@example.org");
+}
