@@ -24,6 +24,7 @@ fn passphrase(cfg: &Config) -> anyhow::Result<Option<String>> {
 pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<(Router, Vec<Vec<u8>>)> {
     let keys = match cfg.ca.backend.as_str() {
         "ephemeral" => CaKeys::ephemeral(&CaNames::default())?,
+        "pkcs11" => crate::ca_token::keys(cfg, data_dir)?,
         _ => CaKeys::from_files(
             &resolve(data_dir, &cfg.ca.intermediate_cert),
             Some(&resolve(data_dir, &cfg.ca.root_cert)),
@@ -71,6 +72,9 @@ pub fn ca_chain(cfg: &Config, data_dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 /// Generate the CA hierarchy unless present: an ECDSA P-384 root and an ECDSA P-256
 /// intermediate that issues leaf certificates (keys encrypted when a passphrase is configured).
 pub fn ensure_ca(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    if cfg.ca.backend == "pkcs11" {
+        return crate::ca_token::ensure_ca(cfg, data_dir, passphrase(cfg)?.as_deref());
+    }
     let root_cert = resolve(data_dir, &cfg.ca.root_cert);
     let int_cert = resolve(data_dir, &cfg.ca.intermediate_cert);
     let int_key = resolve(data_dir, &cfg.ca.intermediate_key);

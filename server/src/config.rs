@@ -176,9 +176,32 @@ pub struct CaSection {
     /// Name of an environment variable holding the passphrase of an encrypted key.
     #[serde(default)]
     pub key_passphrase_env: Option<String>,
-    /// `file` (default) or `ephemeral` (development only: keys vanish on restart).
+    /// `file` (default), `pkcs11` (the intermediate key in an HSM token, see `pkcs11_*`) or
+    /// `ephemeral` (development only: keys vanish on restart).
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// `pkcs11` backend: the module (shared library), the token (label or slot id), the key
+    /// (label and/or hex id), the PIN's source (an environment variable, default
+    /// `SIGIL_PKCS11_PIN`, or a file; never the config), the type `init` generates
+    /// (`ecdsa-p256`, `ecdsa-p384`, `ed25519`, `rsa-2048`/`3072`/`4096`) and the session pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_module: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_token_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_slot: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_key_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_pin_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_key_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_sessions: Option<usize>,
     /// Certificate validity in minutes.
     #[serde(default = "default_validity")]
     pub validity_minutes: u64,
@@ -364,11 +387,14 @@ impl Config {
                 "max_batch and queue_capacity must be at least 1",
             ));
         }
-        if !matches!(self.ca.backend.as_str(), "file" | "ephemeral") {
+        if !matches!(self.ca.backend.as_str(), "file" | "ephemeral" | "pkcs11") {
             return Err(invalid(
                 "ca.backend",
-                format!("{:?}: use file or ephemeral", self.ca.backend),
+                format!("{:?}: use file, pkcs11 or ephemeral", self.ca.backend),
             ));
+        }
+        if self.ca.backend == "pkcs11" {
+            crate::ca_token::validate(&self.ca)?;
         }
         if !matches!(self.ca.sct_mode.as_str(), "embedded" | "detached") {
             return Err(invalid(

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod ca;
+pub mod ca_token;
 pub mod ca_wiring;
 pub mod config;
 pub mod dev_oidc;

@@ -4,7 +4,8 @@
 //! - [`oidc`]: token verification (discovery, JWKS cache, claims);
 //! - [`identity`]: issuer types mapping claims to the SAN and Sigstore extensions;
 //! - [`cert`]: the certificate profile, precertificates, CA certificates;
-//! - [`signer`]: key backends behind [`CaSigner`], the chain, `generate_ca`;
+//! - [`signer`]: key backends behind [`CaSigner`], the chain, `generate_ca`; [`pkcs11`]: the
+//!   issuing key in an HSM or SoftHSM2 token;
 //! - [`ct`]: the CT log client; [`issue`]: the issuance flow; [`http`]: the HTTP API.
 
 pub mod cert;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod identity;
 pub mod issue;
 pub mod oidc;
+pub mod pkcs11;
 pub mod signer;
 
 pub use cert::CaNames;
