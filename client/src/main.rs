@@ -45,6 +45,24 @@ impl TrustArgs {
     }
 }
 
+/// Which transparency log API signatures go to.
+#[derive(Args, Clone, Debug, Default)]
+struct LogArgs {
+    /// Rekor API major version to log with (1 or 2); default: the newest the signing config
+    /// lists. Version 2 also timestamps the signature at the signing config's TSA.
+    #[arg(long, env = "SIGIL_REKOR_VERSION", value_parser = clap::value_parser!(u32).range(1..=2))]
+    rekor_version: Option<u32>,
+}
+
+impl LogArgs {
+    fn versions(&self) -> Vec<u32> {
+        match self.rekor_version {
+            Some(v) => vec![v],
+            None => sign::REKOR_VERSIONS.to_vec(),
+        }
+    }
+}
+
 #[derive(Args, Clone, Debug, Default)]
 struct IdentityArgs {
     /// Expected certificate identity (SAN: e-mail or URI), exact.
@@ -201,6 +219,8 @@ enum Cmd {
         #[command(flatten)]
         token: TokenArgs,
         #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
         trust: TrustArgs,
     },
     /// Generate an ECDSA P-256 key pair: <prefix>.key (encrypted with SIGIL_PASSWORD) and <prefix>.pub.
@@ -238,6 +258,8 @@ enum Cmd {
         key: Option<PathBuf>,
         #[command(flatten)]
         token: TokenArgs,
+        #[command(flatten)]
+        log: LogArgs,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -411,14 +433,25 @@ fn run(cmd: Cmd) -> Result<()> {
             bundle,
             key,
             token,
+            log,
             trust,
         } => {
             let data = read(&file)?;
-            let (signer, svc) = signer(key.as_deref(), &token, &trust)?;
-            let signed = sign::sign_blob(&signer, &data, &svc.rekor)?;
+            let (signer, svc) = signer(key.as_deref(), &token, &trust, &log.versions())?;
+            let signed = sign::sign_blob(&signer, &data, &svc.target())?;
             self_check(&signed.bundle, &Artifact::Bytes(&data), &trust, &signer)?;
             write_bundle(&bundle, &signed.bundle)?;
-            eprintln!("tlog entry created with index: {}", signed.log_index);
+            eprintln!(
+                "tlog entry created with index: {} (Rekor v{} log {}{})",
+                signed.log_index,
+                svc.rekor_version,
+                svc.rekor,
+                if svc.tsa.is_some() {
+                    ", signature timestamped by the TSA"
+                } else {
+                    ""
+                }
+            );
             println!("Wrote bundle to {}", bundle.display());
             println!("Log index: {}", signed.log_index);
             println!("Entry UUID: {}", signed.uuid);
@@ -461,6 +494,7 @@ fn run(cmd: Cmd) -> Result<()> {
             bundle,
             key,
             token,
+            log,
             trust,
         } => {
             let stmt = match (statement, predicate, file) {
@@ -481,8 +515,8 @@ fn run(cmd: Cmd) -> Result<()> {
                 }
                 _ => bail!("pass --statement, or FILE with --predicate"),
             };
-            let (signer, svc) = signer(key.as_deref(), &token, &trust)?;
-            let signed = sign::sign_dsse(&signer, IN_TOTO_PAYLOAD_TYPE, &stmt, &svc.rekor)?;
+            let (signer, svc) = signer(key.as_deref(), &token, &trust, &log.versions())?;
+            let signed = sign::sign_dsse(&signer, IN_TOTO_PAYLOAD_TYPE, &stmt, &svc.target())?;
             self_check(&signed.bundle, &Artifact::None, &trust, &signer)?;
             write_bundle(&bundle, &signed.bundle)?;
             println!("Wrote bundle to {}", bundle.display());
@@ -531,11 +565,11 @@ fn run(cmd: Cmd) -> Result<()> {
                 identity_token: Some(identity_token),
                 sign_in: Default::default(),
             };
-            let (signer, svc) = signer(None, &token, &trust)?;
+            let (signer, svc) = signer(None, &token, &trust, sign::REKOR_VERSIONS)?;
             let signed = if in_toto {
-                sign::sign_dsse(&signer, IN_TOTO_PAYLOAD_TYPE, &data, &svc.rekor)?
+                sign::sign_dsse(&signer, IN_TOTO_PAYLOAD_TYPE, &data, &svc.target())?
             } else {
-                sign::sign_blob(&signer, &data, &svc.rekor)?
+                sign::sign_blob(&signer, &data, &svc.target())?
             };
             write_bundle(&bundle, &signed.bundle)
         }
@@ -585,8 +619,13 @@ fn services(c: &SigningConfig) -> Result<Services> {
     Services::from_signing_config(c, now())
 }
 
-fn signer(key: Option<&Path>, token: &TokenArgs, trust: &TrustArgs) -> Result<(Signer, Services)> {
-    let svc = services(&trust.sources().signing_config()?)?;
+fn signer(
+    key: Option<&Path>,
+    token: &TokenArgs,
+    trust: &TrustArgs,
+    rekor_versions: &[u32],
+) -> Result<(Signer, Services)> {
+    let svc = Services::select(&trust.sources().signing_config()?, now(), rekor_versions)?;
     if let Some(k) = key {
         return Ok((Signer::Key(sign::load_key(k)?), svc));
     }

@@ -1,4 +1,5 @@
-//! Signing: certificates from the CA (Fulcio API), entries in the log (Rekor v1 API), bundles.
+//! Signing: certificates from the CA (Fulcio API), entries in the log (Rekor v1 or v2 API),
+//! RFC 3161 timestamps, bundles.
 
 use std::time::Duration;
 
@@ -8,12 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sigil_core::bundle::{
     self, Bundle, Envelope, HashAlgorithm, HashOutput, InclusionPromise, InclusionProof,
-    KindVersion, LogId, MessageSignature, PublicKeyIdentifier, TransparencyLogEntry,
-    VerificationMaterial, X509Certificate,
+    KindVersion, LogId, MessageSignature, PublicKeyIdentifier, Rfc3161SignedTimestamp,
+    TimestampVerificationData, TransparencyLogEntry, VerificationMaterial, X509Certificate,
 };
 use sigil_core::certs;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey, sha256};
-use sigil_core::trust::{SigningConfig, select_services};
+use sigil_core::trust::{Service, SigningConfig, select_services};
 
 /// A blocking HTTP client with sane timeouts.
 pub fn http() -> Result<reqwest::blocking::Client> {
@@ -36,24 +37,92 @@ fn check(resp: reqwest::blocking::Response, what: &str) -> Result<Value> {
 #[derive(Clone, Debug)]
 pub struct Services {
     pub ca: Option<String>,
+    /// Base URL of the transparency log.
     pub rekor: String,
+    /// The log's major API version: 1 (entries with a signed entry timestamp) or 2 (rekor-tiles).
+    pub rekor_version: u32,
+    /// Full URL of the RFC 3161 timestamp endpoint.
+    pub tsa: Option<String>,
     pub oidc: Option<String>,
 }
 
+/// The Rekor API versions this client speaks, preferred first (as other Sigstore clients, the
+/// newest the signing config offers).
+pub const REKOR_VERSIONS: &[u32] = &[2, 1];
+
 impl Services {
-    /// Picks Rekor v1, the CA and the OIDC issuer from a signing config.
+    /// Picks a Rekor v1 log, the CA, a TSA and the OIDC issuer from a signing config.
     pub fn from_signing_config(c: &SigningConfig, now: i64) -> Result<Self> {
-        let rekor = select_services(&c.rekor_tlog_urls, now, &[1])
-            .first()
-            .map(|s| s.url.clone())
-            .ok_or_else(|| anyhow!("the signing config lists no Rekor v1 log valid now"))?;
-        let ca = select_services(&c.ca_urls, now, &[1])
-            .first()
-            .map(|s| s.url.clone());
-        let oidc = select_services(&c.oidc_urls, now, &[1])
-            .first()
-            .map(|s| s.url.clone());
-        Ok(Self { ca, rekor, oidc })
+        Self::select(c, now, &[1])
+    }
+
+    /// Picks the first Rekor API version of `rekor_versions` (in that order of preference) that
+    /// the signing config lists a usable log for, the CA, a TSA and the OIDC issuer. A Rekor v2
+    /// log is usable only with a TSA: its entries carry no signing time.
+    pub fn select(c: &SigningConfig, now: i64, rekor_versions: &[u32]) -> Result<Self> {
+        let first = |list: &[Service]| {
+            select_services(list, now, &[1])
+                .first()
+                .map(|s| s.url.clone())
+        };
+        let tsa = first(&c.tsa_urls);
+        let mut reasons = Vec::new();
+        let mut chosen = None;
+        for v in rekor_versions {
+            match select_services(&c.rekor_tlog_urls, now, &[*v]).first() {
+                None => reasons.push(format!("no Rekor v{v} log valid now")),
+                Some(s) if *v == 2 && tsa.is_none() => reasons.push(format!(
+                    "its Rekor v2 log ({}) needs a timestamp authority, but it lists no tsaUrls \
+                     valid now (add one, or log to a Rekor v1 log: --rekor-version 1)",
+                    s.url
+                )),
+                Some(s) => {
+                    chosen = Some((s.url.clone(), *v));
+                    break;
+                }
+            }
+        }
+        let (rekor, rekor_version) = chosen.ok_or_else(|| {
+            anyhow!(
+                "the signing config names no usable transparency log: {}",
+                reasons.join("; ")
+            )
+        })?;
+        Ok(Self {
+            ca: first(&c.ca_urls),
+            rekor,
+            rekor_version,
+            tsa,
+            oidc: first(&c.oidc_urls),
+        })
+    }
+
+    /// Where signatures go: the log and its API version, and the TSA.
+    pub fn target(&self) -> LogTarget<'_> {
+        LogTarget {
+            rekor: &self.rekor,
+            rekor_version: self.rekor_version,
+            tsa: self.tsa.as_deref(),
+        }
+    }
+}
+
+/// Where a signature is logged and timestamped.
+#[derive(Clone, Copy, Debug)]
+pub struct LogTarget<'a> {
+    pub rekor: &'a str,
+    pub rekor_version: u32,
+    pub tsa: Option<&'a str>,
+}
+
+impl<'a> LogTarget<'a> {
+    /// A Rekor v1 log, no timestamp authority (cosign's image signatures).
+    pub fn v1(rekor: &'a str) -> Self {
+        Self {
+            rekor,
+            rekor_version: 1,
+            tsa: None,
+        }
     }
 }
 
@@ -255,6 +324,36 @@ pub fn get_entry_by_index(rekor_url: &str, index: u64) -> Result<(String, Value)
     )?)
 }
 
+/// Posts a `CreateEntryRequest` to a Rekor v2 log; returns the `TransparencyLogEntry`, which
+/// arrives once the entry is in a signed checkpoint. A full log (503) is retried as it asks.
+pub fn log_entry_v2(rekor_url: &str, request: &Value) -> Result<TransparencyLogEntry> {
+    let url = format!("{}/api/v2/log/entries", rekor_url.trim_end_matches('/'));
+    let client = http()?;
+    let mut attempts = 0;
+    loop {
+        let resp = client
+            .post(&url)
+            .json(request)
+            .send()
+            .with_context(|| format!("POST {url}"))?;
+        if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < 5 {
+            attempts += 1;
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(10);
+            std::thread::sleep(Duration::from_secs(wait));
+            continue;
+        }
+        let entry = check(resp, &format!("log {url}"))?;
+        return serde_json::from_value(entry.clone())
+            .with_context(|| format!("log {url}: answer is not a TransparencyLogEntry: {entry}"));
+    }
+}
+
 /// The signer: an ephemeral key with a CA certificate, or a long-lived key.
 pub enum Signer {
     Keyless {
@@ -282,7 +381,32 @@ impl Signer {
         }
     }
 
-    fn material(&self, entry: TransparencyLogEntry) -> VerificationMaterial {
+    /// The Rekor v2 `verifier`: the leaf certificate or public key, DER, with its key details.
+    fn v2_verifier(&self) -> Result<Value> {
+        let alg = self.key().algorithm();
+        if alg == KeyAlgorithm::Ed25519 {
+            bail!(
+                "a Rekor v2 log records prehashed signatures, which Ed25519 keys cannot make; \
+                 use an ECDSA or RSA key, or a Rekor v1 log (--rekor-version 1)"
+            );
+        }
+        Ok(match self {
+            Signer::Keyless { chain, .. } => json!({
+                "x509Certificate": {"rawBytes": STANDARD.encode(chain.first().map(Vec::as_slice).unwrap_or_default())},
+                "keyDetails": alg.key_details(),
+            }),
+            Signer::Key(k) => json!({
+                "publicKey": {"rawBytes": STANDARD.encode(k.public_key().spki_der())},
+                "keyDetails": alg.key_details(),
+            }),
+        })
+    }
+
+    fn material(
+        &self,
+        entry: TransparencyLogEntry,
+        timestamps: Vec<Rfc3161SignedTimestamp>,
+    ) -> VerificationMaterial {
         let (certificate, public_key) = match self {
             Signer::Keyless { chain, .. } => (
                 Some(X509Certificate {
@@ -302,7 +426,9 @@ impl Signer {
             x509_certificate_chain: None,
             public_key,
             tlog_entries: vec![entry],
-            timestamp_verification_data: Some(Default::default()),
+            timestamp_verification_data: Some(TimestampVerificationData {
+                rfc3161_timestamps: timestamps,
+            }),
         }
     }
 }
@@ -314,8 +440,46 @@ pub struct Signed {
     pub log_index: i64,
 }
 
-/// Signs an artifact (message signature over its SHA-256) and logs a `hashedrekord` entry.
-pub fn sign_blob(signer: &Signer, artifact: &[u8], rekor_url: &str) -> Result<Signed> {
+/// Timestamps `signature` at the TSA, if there is one.
+fn timestamps(target: &LogTarget<'_>, signature: &[u8]) -> Result<Vec<Rfc3161SignedTimestamp>> {
+    match target.tsa {
+        Some(url) => Ok(vec![Rfc3161SignedTimestamp {
+            signed_timestamp: crate::tsa::request_timestamp(url, signature)?,
+        }]),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The bundle's tlog entry for a Rekor v2 log: a hashedrekord 0.0.2 over `digest`.
+fn log_v2(
+    signer: &Signer,
+    rekor: &str,
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<TransparencyLogEntry> {
+    let request = json!({"hashedRekordRequestV002": {
+        "digest": STANDARD.encode(digest),
+        "signature": {"content": STANDARD.encode(signature), "verifier": signer.v2_verifier()?},
+    }});
+    log_entry_v2(rekor, &request)
+}
+
+fn signed(bundle: Bundle) -> Result<Signed> {
+    let tlog = bundle
+        .verification_material
+        .tlog_entries
+        .first()
+        .ok_or_else(|| anyhow!("no tlog entry"))?;
+    Ok(Signed {
+        uuid: hex::encode(sigil_core::merkle::leaf_hash(&tlog.canonicalized_body)),
+        log_index: tlog.log_index,
+        bundle,
+    })
+}
+
+/// Signs an artifact (message signature over its digest), timestamps the signature if the
+/// target has a TSA, and logs it: a `hashedrekord` 0.0.1 entry on Rekor v1, 0.0.2 on v2.
+pub fn sign_blob(signer: &Signer, artifact: &[u8], target: &LogTarget<'_>) -> Result<Signed> {
     let key = signer.key();
     let alg = key
         .algorithm()
@@ -331,73 +495,83 @@ pub fn sign_blob(signer: &Signer, artifact: &[u8], rekor_url: &str) -> Result<Si
         DigestAlgorithm::Sha384 => HashAlgorithm::Sha2_384,
         DigestAlgorithm::Sha512 => HashAlgorithm::Sha2_512,
     };
-    let proposed = json!({
-        "apiVersion": "0.0.1",
-        "kind": "hashedrekord",
-        "spec": {
-            "signature": {
-                "content": STANDARD.encode(&signature),
-                "publicKey": {"content": STANDARD.encode(signer.verifier_pem())},
+    let ts = timestamps(target, &signature)?;
+    let tlog = if target.rekor_version == 2 {
+        log_v2(signer, target.rekor, &digest, &signature)?
+    } else {
+        let proposed = json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "signature": {
+                    "content": STANDARD.encode(&signature),
+                    "publicKey": {"content": STANDARD.encode(signer.verifier_pem())},
+                },
+                "data": {"hash": {"algorithm": alg.name(), "value": hex::encode(&digest)}},
             },
-            "data": {"hash": {"algorithm": alg.name(), "value": hex::encode(&digest)}},
-        },
-    });
-    let (_entry_id, entry) = log_entry(rekor_url, &proposed)?;
-    let tlog = tlog_entry_from_rekor(&entry, "hashedrekord", "0.0.1")?;
-    let log_index = tlog.log_index;
-    let uuid = hex::encode(sigil_core::merkle::leaf_hash(&tlog.canonicalized_body));
-    let bundle = Bundle {
+        });
+        let (_entry_id, entry) = log_entry(target.rekor, &proposed)?;
+        tlog_entry_from_rekor(&entry, "hashedrekord", "0.0.1")?
+    };
+    signed(Bundle {
         media_type: bundle::MEDIA_TYPE_V03.into(),
-        verification_material: signer.material(tlog),
+        verification_material: signer.material(tlog, ts),
         message_signature: Some(MessageSignature {
             message_digest: Some(HashOutput { algorithm, digest }),
             signature,
         }),
         dsse_envelope: None,
-    };
-    Ok(Signed {
-        bundle,
-        uuid,
-        log_index,
     })
 }
 
-/// Signs a DSSE envelope over `payload` and logs a `dsse` entry.
+/// Signs a DSSE envelope over `payload`, timestamps it if the target has a TSA, and logs it: a
+/// `dsse` 0.0.1 entry on Rekor v1; on v2, which has no DSSE kind, a hashedrekord 0.0.2 over
+/// the SHA-256 of the envelope's pre-authentication encoding (as other Sigstore clients do).
 pub fn sign_dsse(
     signer: &Signer,
     payload_type: &str,
     payload: &[u8],
-    rekor_url: &str,
+    target: &LogTarget<'_>,
 ) -> Result<Signed> {
-    let sig = signer.key().sign(&bundle::pae(payload_type, payload))?;
-    let env = Envelope {
-        payload: payload.to_vec(),
-        payload_type: payload_type.to_owned(),
-        signatures: vec![bundle::DsseSignature { sig, keyid: None }],
+    let pae = bundle::pae(payload_type, payload);
+    let sig = signer.key().sign(&pae)?;
+    let ts = timestamps(target, &sig)?;
+    let tlog = if target.rekor_version == 2 {
+        let alg = signer
+            .key()
+            .algorithm()
+            .default_digest()
+            .unwrap_or(DigestAlgorithm::Sha256);
+        log_v2(signer, target.rekor, &alg.digest(&pae), &sig)?
+    } else {
+        let env = Envelope {
+            payload: payload.to_vec(),
+            payload_type: payload_type.to_owned(),
+            signatures: vec![bundle::DsseSignature {
+                sig: sig.clone(),
+                keyid: None,
+            }],
+        };
+        let proposed = json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {"proposedContent": {
+                "envelope": serde_json::to_string(&env)?,
+                "verifiers": [STANDARD.encode(signer.verifier_pem())],
+            }},
+        });
+        let (_entry_id, entry) = log_entry(target.rekor, &proposed)?;
+        tlog_entry_from_rekor(&entry, "dsse", "0.0.1")?
     };
-    let env_json = serde_json::to_string(&env)?;
-    let proposed = json!({
-        "apiVersion": "0.0.1",
-        "kind": "dsse",
-        "spec": {"proposedContent": {
-            "envelope": env_json,
-            "verifiers": [STANDARD.encode(signer.verifier_pem())],
-        }},
-    });
-    let (_entry_id, entry) = log_entry(rekor_url, &proposed)?;
-    let tlog = tlog_entry_from_rekor(&entry, "dsse", "0.0.1")?;
-    let log_index = tlog.log_index;
-    let uuid = hex::encode(sigil_core::merkle::leaf_hash(&tlog.canonicalized_body));
-    let bundle = Bundle {
+    signed(Bundle {
         media_type: bundle::MEDIA_TYPE_V03.into(),
-        verification_material: signer.material(tlog),
+        verification_material: signer.material(tlog, ts),
         message_signature: None,
-        dsse_envelope: Some(env),
-    };
-    Ok(Signed {
-        bundle,
-        uuid,
-        log_index,
+        dsse_envelope: Some(Envelope {
+            payload: payload.to_vec(),
+            payload_type: payload_type.to_owned(),
+            signatures: vec![bundle::DsseSignature { sig, keyid: None }],
+        }),
     })
 }
 

@@ -1,11 +1,11 @@
-//! RFC 3161 timestamps in bundles: the TSA's CMS signature, its chain to a trusted timestamp
-//! authority, and the message imprint over the bundle's signature. Yields a trusted signing time
-//! for logs that have none (Rekor v2).
+//! RFC 3161 timestamps in bundles: requesting one over a signature from a TSA, and verifying one
+//! (the TSA's CMS signature, its chain to a trusted timestamp authority, and the message imprint
+//! over the bundle's signature). Yields a trusted signing time for logs that have none (Rekor v2).
 
 use cms::content_info::ContentInfo;
 use cms::signed_data::SignedData;
 use der::asn1::{GeneralizedTime, ObjectIdentifier, OctetString};
-use der::{Any, Decode, Encode};
+use der::{Any, Decode, Encode, Tagged};
 use sigil_core::crypto::DigestAlgorithm;
 use sigil_core::oid;
 use sigil_core::trust::TrustedRoot;
@@ -21,6 +21,9 @@ const MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+const SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 
 #[derive(der::Sequence)]
 struct MessageImprint {
@@ -28,16 +31,117 @@ struct MessageImprint {
     hashed_message: OctetString,
 }
 
+/// `TimeStampReq` (RFC 3161 §2.4.1), without policy or extensions.
+#[derive(der::Sequence)]
+struct TimeStampReq {
+    version: u8,
+    message_imprint: MessageImprint,
+    nonce: u64,
+    cert_req: bool,
+}
+
+/// Asks the TSA at `url` (the full timestamp endpoint) to timestamp the SHA-256 of `signature`;
+/// returns the DER `TimeStampResp`, as bundles carry it, after checking that it granted the
+/// request over this imprint and nonce.
+pub fn request_timestamp(url: &str, signature: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use anyhow::{Context, bail};
+    // Positive and at most 63 bits, so its DER INTEGER needs no sign byte games.
+    let nonce = rand::random::<u64>() >> 1;
+    let req = TimeStampReq {
+        version: 1,
+        message_imprint: MessageImprint {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: SHA256,
+                parameters: None,
+            },
+            hashed_message: OctetString::new(DigestAlgorithm::Sha256.digest(signature))?,
+        },
+        nonce,
+        cert_req: true,
+    }
+    .to_der()?;
+    let resp = crate::sign::http()?
+        .post(url)
+        .header("Content-Type", "application/timestamp-query")
+        .body(req)
+        .send()
+        .with_context(|| format!("POST {url}"))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .with_context(|| format!("reading the answer of {url}"))?;
+    if !status.is_success() {
+        bail!(
+            "timestamp authority {url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let parts: Vec<Any> = Vec::from_der(&body)
+        .map_err(|e| anyhow::anyhow!("timestamp authority {url}: not a TimeStampResp: {e}"))?;
+    let granted = parts
+        .first()
+        .and_then(|s| s.decode_as::<Vec<Any>>().ok())
+        .and_then(|s| s.first().and_then(|v| v.decode_as::<u8>().ok()));
+    // 0 granted, 1 grantedWithMods; anything else is a refusal.
+    if !matches!(granted, Some(0 | 1)) {
+        bail!("timestamp authority {url} refused the request (status {granted:?})");
+    }
+    let (imprint, got_nonce) = tst_imprint_and_nonce(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if imprint != DigestAlgorithm::Sha256.digest(signature) {
+        bail!("timestamp authority {url} timestamped another message imprint");
+    }
+    if got_nonce != Some(nonce) {
+        bail!("timestamp authority {url} did not echo the request's nonce");
+    }
+    Ok(body.to_vec())
+}
+
+/// The message imprint and nonce of a timestamp response's TSTInfo.
+fn tst_imprint_and_nonce(ts: &[u8]) -> Result<(Vec<u8>, Option<u64>), VerifyError> {
+    let tst = tst_info(&token(ts)?)?;
+    let parts: Vec<Any> = Vec::from_der(&tst).map_err(|e| err(format!("TSTInfo: {e}")))?;
+    let imprint: MessageImprint = parts
+        .get(2)
+        .ok_or_else(|| err("TSTInfo has no messageImprint"))?
+        .decode_as()
+        .map_err(|e| err(format!("messageImprint: {e}")))?;
+    // After genTime: accuracy (SEQUENCE), ordering (BOOLEAN), then nonce, the only INTEGER.
+    let nonce = parts
+        .iter()
+        .skip(5)
+        .find(|a| a.tag() == der::Tag::Integer)
+        .and_then(|a| a.decode_as::<u64>().ok());
+    Ok((imprint.hashed_message.as_bytes().to_vec(), nonce))
+}
+
+/// The DER TSTInfo inside a timestamp token.
+fn tst_info(ci: &ContentInfo) -> Result<Vec<u8>, VerifyError> {
+    let sd: SignedData = ci
+        .content
+        .decode_as()
+        .map_err(|e| err(format!("SignedData: {e}")))?;
+    let econtent = sd
+        .encap_content_info
+        .econtent
+        .as_ref()
+        .ok_or_else(|| err("token has no TSTInfo"))?;
+    Ok(econtent
+        .decode_as::<OctetString>()
+        .map_err(|e| err(format!("TSTInfo wrapper: {e}")))?
+        .as_bytes()
+        .to_vec())
+}
+
 fn err(s: impl Into<String>) -> VerifyError {
     VerifyError::Timestamp(s.into())
 }
 
 fn digest_for(oid: &ObjectIdentifier) -> Option<DigestAlgorithm> {
-    if *oid == SHA256 || *oid == oid::ECDSA_WITH_SHA256 {
+    if [SHA256, oid::ECDSA_WITH_SHA256, SHA256_RSA].contains(oid) {
         Some(DigestAlgorithm::Sha256)
-    } else if *oid == SHA384 || *oid == oid::ECDSA_WITH_SHA384 {
+    } else if [SHA384, oid::ECDSA_WITH_SHA384, SHA384_RSA].contains(oid) {
         Some(DigestAlgorithm::Sha384)
-    } else if *oid == SHA512 || *oid == oid::ECDSA_WITH_SHA512 {
+    } else if [SHA512, oid::ECDSA_WITH_SHA512, SHA512_RSA].contains(oid) {
         Some(DigestAlgorithm::Sha512)
     } else {
         None
@@ -133,7 +237,9 @@ pub fn verify_timestamp(
     if md.as_bytes() != md_alg.digest(&tst_der).as_slice() {
         return Err(err("messageDigest attribute does not match the TSTInfo"));
     }
-    let signed = attrs.to_der().map_err(|e| err(e.to_string()))?;
+    // The signature covers the attributes exactly as the TSA encoded them; re-encoding could
+    // reorder the SET.
+    let signed = signed_attrs_der(&ci.content)?;
     let sig = si.signature.as_bytes();
     let sig_alg = digest_for(&si.signature_algorithm.oid).unwrap_or(md_alg);
 
@@ -163,13 +269,12 @@ pub fn verify_timestamp(
             }
         };
         let Some(leaf) = chain.first() else { continue };
+        // The signer's digest algorithm applies to RSA too (TSAs often sign SHA-512 with RSA).
         let ok = match leaf.key.algorithm() {
-            sigil_core::crypto::KeyAlgorithm::EcdsaP256
-            | sigil_core::crypto::KeyAlgorithm::EcdsaP384 => {
-                leaf.key
-                    .verify_prehashed(sig_alg, &sig_alg.digest(&signed), sig)
-            }
-            _ => leaf.key.verify(&signed, sig),
+            sigil_core::crypto::KeyAlgorithm::Ed25519 => leaf.key.verify(&signed, sig),
+            _ => leaf
+                .key
+                .verify_prehashed(sig_alg, &sig_alg.digest(&signed), sig),
         };
         if let Err(e) = ok {
             reasons.push(format!(
@@ -191,6 +296,36 @@ pub fn verify_timestamp(
             reasons.join("; ")
         }
     )))
+}
+
+/// The DER of the first signer's signed attributes as they appear in `signed_data`, retagged
+/// from `[0] IMPLICIT` to `SET OF` as RFC 5652 §5.4 prescribes for the signature input.
+fn signed_attrs_der(signed_data: &Any) -> Result<Vec<u8>, VerifyError> {
+    let parts: Vec<Any> = signed_data
+        .decode_as()
+        .map_err(|e| err(format!("SignedData: {e}")))?;
+    let infos = parts
+        .last()
+        .filter(|a| a.tag() == der::Tag::Set)
+        .ok_or_else(|| err("SignedData has no signerInfos"))?;
+    let mut r = der::SliceReader::new(infos.value()).map_err(|e| err(e.to_string()))?;
+    let info = Any::decode(&mut r).map_err(|e| err(format!("SignerInfo: {e}")))?;
+    let mut r = der::SliceReader::new(info.value()).map_err(|e| err(e.to_string()))?;
+    let attrs_tag = der::Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::N0,
+    };
+    while !der::Reader::is_finished(&r) {
+        let field = Any::decode(&mut r).map_err(|e| err(format!("SignerInfo: {e}")))?;
+        if field.tag() == attrs_tag {
+            let mut out = field.to_der().map_err(|e| err(e.to_string()))?;
+            if let Some(first) = out.first_mut() {
+                *first = 0x31;
+            }
+            return Ok(out);
+        }
+    }
+    Err(err("signer has no signed attributes"))
 }
 
 fn check_tsa_chain(chain: &[ParsedCert], t: i64) -> Result<(), String> {

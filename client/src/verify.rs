@@ -720,15 +720,21 @@ fn check_body(
                 .pointer("/spec/hashedRekordV002")
                 .cloned()
                 .unwrap_or(Value::Null);
+            // The digest is the signing key's (SHA-256 for P-256, SHA-384 for P-384).
+            let (name, alg) = match get_str(&spec, &["data", "algorithm"]) {
+                "SHA2_384" => ("SHA2_384", DigestAlgorithm::Sha384),
+                "SHA2_512" => ("SHA2_512", DigestAlgorithm::Sha512),
+                _ => ("SHA2_256", DigestAlgorithm::Sha256),
+            };
             let checks = [
                 (
                     "spec.hashedRekordV002.data.algorithm",
-                    "SHA2_256".to_owned(),
+                    name.to_owned(),
                     get_str(&spec, &["data", "algorithm"]),
                 ),
                 (
                     "spec.hashedRekordV002.data.digest",
-                    STANDARD.encode(sha256(&env.pae())),
+                    STANDARD.encode(alg.digest(&env.pae())),
                     get_str(&spec, &["data", "digest"]),
                 ),
                 (

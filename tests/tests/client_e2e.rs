@@ -146,7 +146,15 @@ async fn keyless_and_key_based_sign_and_verify() {
     let a = st.path("a.txt");
     std::fs::write(&a, b"hello sigil\n").unwrap();
     let bundle = st.path("a.sigstore.json");
-    let out = st.ok(&["sign-blob", s(&a), "--bundle", s(&bundle)]);
+    // Rekor v1 here (entries with a SET); the default, Rekor v2 + TSA, is tested below.
+    let out = st.ok(&[
+        "sign-blob",
+        s(&a),
+        "--bundle",
+        s(&bundle),
+        "--rekor-version",
+        "1",
+    ]);
     assert!(
         out.contains("Log index: ") && out.contains("Entry UUID: "),
         "{out}"
@@ -290,11 +298,21 @@ async fn keyless_and_key_based_sign_and_verify() {
         (
             "signature",
             Box::new(|v: &mut Value| flip_b64(&mut v["messageSignature"]["signature"], 20)),
+            // The TSA's message imprint is over the signature: checked first.
+            "is not the sha256 of the bundle's signature",
+        ),
+        (
+            "signature, no timestamp",
+            Box::new(|v: &mut Value| {
+                flip_b64(&mut v["messageSignature"]["signature"], 20);
+                v["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] =
+                    Value::Array(vec![]);
+            }),
             "tlog entry body mismatch in spec.signature.content",
         ),
     ];
     for (name, f, want) in cases {
-        let t = st.path(&format!("tampered-{name}.json"));
+        let t = st.path(&format!("tampered-{}.json", name.replace([' ', ','], "-")));
         tamper(&bundle, &t, f);
         let err = st.fails(&args(&verify(&t, &a, ID, &issuer)));
         assert!(err.contains(want), "{name}: expected {want:?} in {err}");
@@ -340,6 +358,8 @@ async fn keyless_and_key_based_sign_and_verify() {
         s(&key_bundle),
         "--key",
         "k.key",
+        "--rekor-version",
+        "1",
     ]);
     let out = st.ok(&[
         "verify-blob",
@@ -405,6 +425,8 @@ async fn keyless_and_key_based_sign_and_verify() {
         "https://example.com/predicate/v1",
         "--bundle",
         s(&att),
+        "--rekor-version",
+        "1",
     ]);
     let out = st.ok(&[
         "verify-attestation",
@@ -519,4 +541,381 @@ async fn keyless_and_key_based_sign_and_verify() {
         "sigil verify-blob (offline): {:?} per verification",
         start.elapsed() / n
     );
+}
+
+/// The signing config of `up` lists Rekor v1 and v2 and the TSA: `sigil sign-blob` picks v2 (as
+/// other Sigstore clients do), timestamps the signature, and the bundle verifies from the RFC 3161
+/// time; every part of that evidence is checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_blob_picks_rekor_v2_and_the_tsa_from_the_signing_config() {
+    let st = Stack::up().await;
+    let url = st.url.clone();
+    let issuer = format!("{url}/oidc");
+    const ID: &str = "developer@sigil.localhost";
+    st.ok(&["trust", "init", "--url", &url]);
+    st.ok(&["login", "--issuer", &issuer]);
+
+    let a = st.path("v2.txt");
+    std::fs::write(&a, b"logged in Rekor v2\n").unwrap();
+    let bundle = st.path("v2.sigstore.json");
+    let out = st.ok(&["sign-blob", s(&a), "--bundle", s(&bundle)]);
+    assert!(out.contains("Log index: "), "{out}");
+    let b: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let e = &b["verificationMaterial"]["tlogEntries"][0];
+    assert_eq!(e["kindVersion"]["kind"], "hashedrekord", "{e}");
+    assert_eq!(e["kindVersion"]["version"], "0.0.2", "{e}");
+    assert!(e.get("inclusionPromise").is_none(), "v2 has no SET: {e}");
+    assert!(
+        e["inclusionProof"]["checkpoint"]["envelope"].is_string(),
+        "{e}"
+    );
+    let ts = &b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"];
+    assert_eq!(ts.as_array().map(Vec::len), Some(1), "{b}");
+    // The v2 log's own checkpoint covers the entry.
+    let cp = reqwest::get(format!("{url}/api/v2/checkpoint"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let size: u64 = cp.lines().nth(1).unwrap().parse().unwrap();
+    let index: u64 = e["logIndex"].as_str().unwrap().parse().unwrap();
+    assert!(index < size, "index {index}, v2 tree size {size}");
+
+    let verify = |bundle: &Path| -> Vec<String> {
+        [
+            "verify-blob",
+            s(&a),
+            "--bundle",
+            s(bundle),
+            "--certificate-identity",
+            ID,
+            "--certificate-oidc-issuer",
+            &issuer,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let out = st.ok(&args(&verify(&bundle)));
+    assert!(out.contains("Verified OK"), "{out}");
+
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            "timestamp signature",
+            Box::new(|v: &mut Value| {
+                let t = &mut v["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+                    [0]["signedTimestamp"];
+                let n = STANDARD.decode(t.as_str().unwrap()).unwrap().len();
+                flip_b64(t, n - 20);
+            }),
+            "timestamp",
+        ),
+        (
+            "no timestamp",
+            Box::new(|v: &mut Value| {
+                v["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] =
+                    Value::Array(vec![]);
+            }),
+            "neither a tlog integrated time nor an RFC 3161 timestamp",
+        ),
+        (
+            "proof",
+            Box::new(|v: &mut Value| {
+                let p = &mut v["verificationMaterial"]["tlogEntries"][0]["inclusionProof"];
+                p["rootHash"] = Value::String(STANDARD.encode([7u8; 32]));
+            }),
+            "inclusion proof",
+        ),
+        (
+            "signature",
+            Box::new(|v: &mut Value| flip_b64(&mut v["messageSignature"]["signature"], 20)),
+            "is not the sha256 of the bundle's signature",
+        ),
+    ];
+    for (name, f, want) in cases {
+        let t = st.path(&format!("v2-tampered-{}.json", name.replace(' ', "-")));
+        tamper(&bundle, &t, f);
+        let err = st.fails(&args(&verify(&t)));
+        assert!(err.contains(want), "{name}: expected {want:?} in {err}");
+    }
+    // A trusted root without the TSA cannot date the signature.
+    let mut root: Value =
+        serde_json::from_slice(&std::fs::read(st.home().join("trusted_root.json")).unwrap())
+            .unwrap();
+    root["timestampAuthorities"] = Value::Array(vec![]);
+    let no_tsa = st.path("root-no-tsa.json");
+    std::fs::write(&no_tsa, serde_json::to_vec(&root).unwrap()).unwrap();
+    let mut v = verify(&bundle);
+    v.extend(["--trusted-root".into(), s(&no_tsa).into()]);
+    let err = st.fails(&args(&v));
+    assert!(err.contains("timestamp authority"), "{err}");
+
+    // Key-based signing and attestations go through v2 as well.
+    st.ok(&["generate-key-pair", "--output-key-prefix", "k2"]);
+    let kb = st.path("k2.sigstore.json");
+    st.ok(&["sign-blob", s(&a), "--bundle", s(&kb), "--key", "k2.key"]);
+    let k: Value = serde_json::from_slice(&std::fs::read(&kb).unwrap()).unwrap();
+    assert_eq!(
+        k["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["version"],
+        "0.0.2"
+    );
+    let out = st.ok(&["verify-blob", s(&a), "--bundle", s(&kb), "--key", "k2.pub"]);
+    assert!(out.contains("Verified OK"), "{out}");
+    let pred = st.path("pred.json");
+    std::fs::write(&pred, br#"{"buildType": "https://example.com/build"}"#).unwrap();
+    let att = st.path("v2.att.json");
+    st.ok(&[
+        "attest",
+        s(&a),
+        "--predicate",
+        s(&pred),
+        "--bundle",
+        s(&att),
+    ]);
+    let out = st.ok(&[
+        "verify-attestation",
+        s(&a),
+        "--bundle",
+        s(&att),
+        "--certificate-identity",
+        ID,
+        "--certificate-oidc-issuer",
+        &issuer,
+    ]);
+    assert!(out.contains("Verified OK"), "{out}");
+
+    // Without a TSA the v2 log is unusable: asked for explicitly, it is refused with what to
+    // do; by default the client falls back to the v1 log.
+    let mut sc: Value =
+        serde_json::from_slice(&std::fs::read(st.home().join("signing_config.json")).unwrap())
+            .unwrap();
+    sc["tsaUrls"] = Value::Array(vec![]);
+    let sc_path = st.path("sc-no-tsa.json");
+    std::fs::write(&sc_path, serde_json::to_vec(&sc).unwrap()).unwrap();
+    let b2 = st.path("no-tsa.sigstore.json");
+    let err = st.fails(&[
+        "sign-blob",
+        s(&a),
+        "--bundle",
+        s(&b2),
+        "--signing-config",
+        s(&sc_path),
+        "--rekor-version",
+        "2",
+    ]);
+    assert!(
+        err.contains("tsaUrls") && err.contains("--rekor-version 1"),
+        "{err}"
+    );
+    st.ok(&[
+        "sign-blob",
+        s(&a),
+        "--bundle",
+        s(&b2),
+        "--signing-config",
+        s(&sc_path),
+    ]);
+    let v1: Value = serde_json::from_slice(&std::fs::read(&b2).unwrap()).unwrap();
+    assert_eq!(
+        v1["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["version"],
+        "0.0.1"
+    );
+    assert!(
+        v1["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]["signedEntryTimestamp"]
+            .is_string()
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl is not installed ({e}): apt-get install openssl"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pem_to_der_b64(pem: &Path) -> String {
+    let text = std::fs::read_to_string(pem).unwrap();
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.encode(STANDARD.decode(b64).unwrap())
+}
+
+/// A timestamp from another RFC 3161 implementation: OpenSSL's TSA with an RSA-4096 key that
+/// signs SHA-512 (as some public TSAs do), trusted through the trusted root, dates a Sigil
+/// bundle; with the TSA missing from the trusted root the same bundle is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_timestamped_by_openssl_rsa_4096_tsa_verifies() {
+    let st = Stack::up().await;
+    let url = st.url.clone();
+    let issuer = format!("{url}/oidc");
+    const ID: &str = "developer@sigil.localhost";
+    st.ok(&["trust", "init", "--url", &url]);
+    st.ok(&["login", "--issuer", &issuer]);
+    let a = st.path("ts.txt");
+    std::fs::write(&a, b"timestamped elsewhere\n").unwrap();
+    let bundle = st.path("ts.sigstore.json");
+    st.ok(&["sign-blob", s(&a), "--bundle", s(&bundle)]);
+
+    // An OpenSSL TSA: RSA-4096 root and time-stamping certificate, SHA-512 signer digest.
+    let d = st.path("openssl-tsa");
+    std::fs::create_dir_all(&d).unwrap();
+    openssl(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:4096",
+            "-nodes",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.pem",
+            "-subj",
+            "/O=Elsewhere/CN=Elsewhere TSA Root",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        &d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:4096",
+            "-nodes",
+            "-keyout",
+            "tsa.key",
+            "-out",
+            "tsa.csr",
+            "-subj",
+            "/O=Elsewhere/CN=Elsewhere TSA",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "extendedKeyUsage=critical,timeStamping\nkeyUsage=critical,digitalSignature\n",
+    )
+    .unwrap();
+    openssl(
+        &d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tsa.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-out",
+            "tsa.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    std::fs::write(
+        d.join("tsa.cnf"),
+        format!(
+            "[tsa]\ndefault_tsa = t\n[t]\ndir = {}\nserial = $dir/serial\nsigner_digest = sha512\n\
+             default_policy = 1.2.3.4.1\ndigests = sha256, sha384, sha512\naccuracy = secs:1\n\
+             ess_cert_id_alg = sha256\ncrypto_device = builtin\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.join("serial"), "01\n").unwrap();
+    let b: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let sig = STANDARD
+        .decode(b["messageSignature"]["signature"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(d.join("sig.bin"), &sig).unwrap();
+    openssl(
+        &d,
+        &[
+            "ts", "-query", "-data", "sig.bin", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+    );
+    openssl(
+        &d,
+        &[
+            "ts",
+            "-reply",
+            "-config",
+            "tsa.cnf",
+            "-queryfile",
+            "q.tsq",
+            "-signer",
+            "tsa.pem",
+            "-inkey",
+            "tsa.key",
+            "-chain",
+            "root.pem",
+            "-out",
+            "r.tsr",
+        ],
+    );
+    let reply = std::fs::read(d.join("r.tsr")).unwrap();
+
+    let stamped = st.path("ts-openssl.sigstore.json");
+    tamper(&bundle, &stamped, |v| {
+        v["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] =
+            serde_json::json!([{"signedTimestamp": STANDARD.encode(&reply)}]);
+    });
+    let mut root: Value =
+        serde_json::from_slice(&std::fs::read(st.home().join("trusted_root.json")).unwrap())
+            .unwrap();
+    let elsewhere = serde_json::json!({
+        "subject": {"organization": "Elsewhere", "commonName": "Elsewhere TSA"},
+        "uri": "https://tsa.elsewhere.test",
+        "certChain": {"certificates": [
+            {"rawBytes": pem_to_der_b64(&d.join("tsa.pem"))},
+            {"rawBytes": pem_to_der_b64(&d.join("root.pem"))},
+        ]},
+        "validFor": {"start": "2020-01-01T00:00:00Z"},
+    });
+    let without = st.path("root-without-elsewhere.json");
+    std::fs::write(&without, serde_json::to_vec(&root).unwrap()).unwrap();
+    root["timestampAuthorities"]
+        .as_array_mut()
+        .unwrap()
+        .push(elsewhere);
+    let with = st.path("root-with-elsewhere.json");
+    std::fs::write(&with, serde_json::to_vec(&root).unwrap()).unwrap();
+
+    let verify = |root: &Path| {
+        vec![
+            "verify-blob".to_owned(),
+            s(&a).into(),
+            "--bundle".into(),
+            s(&stamped).into(),
+            "--certificate-identity".into(),
+            ID.into(),
+            "--certificate-oidc-issuer".into(),
+            issuer.clone(),
+            "--trusted-root".into(),
+            s(root).into(),
+        ]
+    };
+    let args = verify(&with);
+    let out = st.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("Verified OK"), "{out}");
+    let args = verify(&without);
+    let err = st.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("timestamp authority"), "{err}");
 }

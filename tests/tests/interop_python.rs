@@ -260,20 +260,37 @@ async fn bundles_cross_verify_between_sigstore_python_and_sigil() {
         checks.expect("sigil verify-blob rejects wrong identity", &r, false);
     }
 
-    // sigil signs, sigstore-python verifies.
-    let sigil_bundle = dir.join("sigil.sigstore.json");
-    let token = idp.token("dave", Some(identity)).await.unwrap();
-    let mut cmd = sigil(&stack, "sign-blob", ctc);
-    cmd.arg(&file).arg("--bundle").arg(&sigil_bundle);
-    cmd.args(["--identity-token", &token]);
-    let signed = run(cmd, TIMEOUT).await.unwrap();
-    assert!(
-        signed.success(),
-        "sigil sign-blob failed\n{signed}\n{}",
-        stack.output()
-    );
-    let r = verify(ctc, &sigil_bundle, identity, &issuer, &file).await;
-    checks.expect("verify identity of a sigil sign-blob bundle", &r, true);
+    // sigil signs, sigstore-python verifies: by default through Rekor v2 + the TSA (the newest
+    // log the signing config lists), and through Rekor v1 when asked.
+    for (version, label) in [(None, "Rekor v2 + TSA"), (Some("1"), "Rekor v1")] {
+        let sigil_bundle = dir.join(format!("sigil-{}.sigstore.json", version.unwrap_or("2")));
+        let token = idp.token("dave", Some(identity)).await.unwrap();
+        let mut cmd = sigil(&stack, "sign-blob", ctc);
+        cmd.arg(&file).arg("--bundle").arg(&sigil_bundle);
+        cmd.args(["--identity-token", &token]);
+        if let Some(v) = version {
+            cmd.args(["--rekor-version", v]);
+        }
+        let signed = run(cmd, TIMEOUT).await.unwrap();
+        assert!(
+            signed.success(),
+            "sigil sign-blob ({label}) failed\n{signed}\n{}",
+            stack.output()
+        );
+        let b: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&sigil_bundle).unwrap()).unwrap();
+        let want = if version.is_some() { "0.0.1" } else { "0.0.2" };
+        assert_eq!(
+            b["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["version"], want,
+            "{label}: {b}"
+        );
+        let r = verify(ctc, &sigil_bundle, identity, &issuer, &file).await;
+        checks.expect(
+            &format!("verify identity of a sigil sign-blob bundle ({label})"),
+            &r,
+            true,
+        );
+    }
 
     // sigil attests (DSSE), sigstore-python verifies the statement's subject.
     let predicate = dir.join("predicate.json");

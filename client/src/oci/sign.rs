@@ -13,7 +13,7 @@ use super::cosign::{
 };
 use super::reference::{ImageRef, cosign_tag};
 use super::registry::{Descriptor, Fetched, Manifest, OCI_EMPTY, OCI_MANIFEST, Registry};
-use crate::sign::{Signer, sign_blob, sign_dsse};
+use crate::sign::{LogTarget, Signer, sign_blob, sign_dsse};
 
 /// The in-toto predicate type cosign 3 uses for an image signature carried in a bundle.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
@@ -198,7 +198,7 @@ pub fn sign_image(
     let repo = &resolved.image.repository;
     let payload =
         cosign::simple_signing_payload(&image.name(), &resolved.digest, &opts.annotations);
-    let signed = sign_blob(signer, &payload, rekor_url)
+    let signed = sign_blob(signer, &payload, &LogTarget::v1(rekor_url))
         .context("signing and logging the image signature")?;
     let sig = signed
         .bundle
@@ -220,7 +220,7 @@ pub fn sign_image(
             signer,
             IN_TOTO_PAYLOAD_TYPE,
             &serde_json::to_vec(&stmt)?,
-            rekor_url,
+            &LogTarget::v1(rekor_url),
         )?;
         referrer = Some(push_bundle_referrer(
             reg,
@@ -281,8 +281,13 @@ pub fn attest_image(
     let resolved = resolve(reg, image)?;
     let repo = &resolved.image.repository;
     let stmt = serde_json::to_vec(&statement(&resolved, predicate_type, predicate))?;
-    let signed = sign_dsse(signer, IN_TOTO_PAYLOAD_TYPE, &stmt, rekor_url)
-        .context("signing and logging the attestation")?;
+    let signed = sign_dsse(
+        signer,
+        IN_TOTO_PAYLOAD_TYPE,
+        &stmt,
+        &LogTarget::v1(rekor_url),
+    )
+    .context("signing and logging the attestation")?;
     let env = signed
         .bundle
         .dsse_envelope
