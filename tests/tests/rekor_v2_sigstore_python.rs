@@ -118,6 +118,27 @@ async fn sigstore_python_signs_with_rekor_v2_and_the_tsa_and_verifies() {
     let r = run(cmd, TIMEOUT).await.unwrap();
     check("verify (Rekor v2 entry, RFC 3161 time)", &r, &stack);
 
+    // Sigil's verifier accepts the same bundle: v2 checkpoint + proof, time from the TSA.
+    let mut cmd = tokio::process::Command::new(sigil_tests::workspace_bin("sigil").unwrap());
+    cmd.arg("verify-blob")
+        .arg(&file)
+        .arg("--bundle")
+        .arg(&bundle)
+        .args([
+            "--certificate-identity",
+            identity,
+            "--certificate-oidc-issuer",
+            idp.issuer(),
+        ])
+        .arg("--trust-config")
+        .arg(&trust.client_trust_config);
+    let r = run(cmd, TIMEOUT).await.unwrap();
+    check(
+        "its Rekor v2 + TSA bundle verifies with sigil verify-blob",
+        &r,
+        &stack,
+    );
+
     // A modified file fails verification.
     let other = dir.join("other.txt");
     std::fs::write(&other, b"signed through Rekor v2!\n").unwrap();
