@@ -85,9 +85,13 @@ impl SoftHsm {
     }
 
     /// The token's public key labelled `label`, as DER SPKI, from the EC_POINT and EC_PARAMS
-    /// that OpenSC's pkcs11-tool (an implementation independent of Sigil's) lists. (Its
-    /// `--read-object` export fails on P-384 and Ed25519 keys with this OpenSSL.)
+    /// that OpenSC's pkcs11-tool (an implementation independent of Sigil's) lists (its
+    /// `--read-object` export fails on P-384 and Ed25519 keys with this OpenSSL); RSA keys it
+    /// exports.
     fn public_key_spki(&self, label: &str, alg: KeyAlgorithm) -> Vec<u8> {
+        if let KeyAlgorithm::Rsa { .. } = alg {
+            return self.read_public_key(label);
+        }
         let out = Command::new("pkcs11-tool")
             .args(["--module", MODULE, "--token-label", TOKEN])
             .args(["--list-objects", "--type", "pubkey", "--label", label])
@@ -126,6 +130,25 @@ impl SoftHsm {
         }
         .to_der()
         .unwrap()
+    }
+
+    /// `pkcs11-tool --read-object` exports a public key as DER SPKI (fine for RSA keys).
+    fn read_public_key(&self, label: &str) -> Vec<u8> {
+        let out_file = self.dir.path().join(format!("{label}.pub.der"));
+        let out = Command::new("pkcs11-tool")
+            .args(["--module", MODULE, "--token-label", TOKEN])
+            .args(["--read-object", "--type", "pubkey", "--label", label])
+            .arg("--output-file")
+            .arg(&out_file)
+            .env("SOFTHSM2_CONF", self.conf())
+            .output()
+            .unwrap_or_else(|e| panic!("{}", install_hint(&format!("pkcs11-tool: {e}"))));
+        assert!(
+            out.status.success(),
+            "pkcs11-tool --read-object failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(out_file).unwrap()
     }
 
     /// The token's private keys as pkcs11-tool lists them.
@@ -267,10 +290,16 @@ async fn request_pop(url: &str, token: &str, key: &SigningKey, email: &str) -> (
 }
 
 /// Issues one certificate over HTTP and checks the chain against the token and the root file.
-async fn issue_and_verify(hsm: &SoftHsm, data: &Path, oidc: &OidcProvider, expected: KeyAlgorithm) {
+async fn issue_and_verify(
+    hsm: &SoftHsm,
+    data: &Path,
+    oidc: &OidcProvider,
+    expected: KeyAlgorithm,
+    pin_env: &[(&str, &str)],
+) {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = up(hsm, data, port, &[("SIGIL_PKCS11_PIN", PIN)]);
+    let mut server = up(hsm, data, port, pin_env);
     server
         .wait_for_url(&format!("{url}/healthz"), Duration::from_secs(60))
         .await
@@ -345,7 +374,14 @@ async fn init_generates_the_key_in_the_token_and_up_issues_with_it() {
         "Usage:      sign",
         "a signing-only key: {listing}"
     );
-    issue_and_verify(&hsm, &data, &oidc, KeyAlgorithm::EcdsaP256).await;
+    issue_and_verify(
+        &hsm,
+        &data,
+        &oidc,
+        KeyAlgorithm::EcdsaP256,
+        &[("SIGIL_PKCS11_PIN", PIN)],
+    )
+    .await;
 
     // A second init leaves the certified key alone.
     let out = Command::new(workspace_bin("sigil-server").unwrap())
@@ -360,15 +396,31 @@ async fn init_generates_the_key_in_the_token_and_up_issues_with_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn p384_and_ed25519_token_keys_issue_over_http() {
+async fn p384_ed25519_and_rsa_token_keys_issue_over_http() {
     let oidc = OidcProvider::start().await.unwrap();
     for (ty, alg) in [
         ("ecdsa-p384", KeyAlgorithm::EcdsaP384),
         ("ed25519", KeyAlgorithm::Ed25519),
+        ("rsa-2048", KeyAlgorithm::Rsa { bits: 2048 }),
     ] {
         let hsm = SoftHsm::new();
-        let (_dir, data, _) = init(&hsm, ty, oidc.issuer());
-        issue_and_verify(&hsm, &data, &oidc, alg).await;
+        let (dir, data, _) = init(&hsm, ty, oidc.issuer());
+        if ty == "rsa-2048" {
+            // The PIN from a file (trailing newline and all) instead of the environment.
+            let pin_file = dir.path().join("pin");
+            std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+            let pin_file = pin_file.display().to_string();
+            issue_and_verify(
+                &hsm,
+                &data,
+                &oidc,
+                alg,
+                &[("SIGIL_CA_PKCS11_PIN_FILE", &pin_file)],
+            )
+            .await;
+        } else {
+            issue_and_verify(&hsm, &data, &oidc, alg, &[("SIGIL_PKCS11_PIN", PIN)]).await;
+        }
     }
 }
 
