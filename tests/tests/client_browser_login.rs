@@ -59,10 +59,11 @@ async fn start(home: &Path, args: &[&str]) -> Running {
         let mut tx = Some(tx);
         while let Ok(Some(line)) = lines.next_line().await {
             let t = line.trim();
-            if t.starts_with("http") && t.contains("code_challenge=") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(t.to_string());
-                }
+            if t.starts_with("http")
+                && t.contains("code_challenge=")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(t.to_string());
             }
             let mut s = collected.lock().unwrap();
             s.push_str(&line);
@@ -403,4 +404,177 @@ async fn refused_consent_forged_state_and_no_answer_fail_clearly() {
     );
     let (_, claims) = jwt_parts(std::fs::read_to_string(&stored).unwrap().trim()).unwrap();
     assert_eq!(claims["email"], "dave@example.org");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_sign_in_with_the_dev_issuer_of_sigil_server_up() {
+    let stack = SigilStack::up().await.expect("sigil-server up");
+    let dir = stack.scratch();
+    let home = dir.join("home");
+    let trust = stack.fetch_trust_files(dir).await.expect("trust files");
+    let issuer = stack.dev_issuer();
+    let disc = stack
+        .get_json("/oidc/.well-known/openid-configuration")
+        .await
+        .unwrap();
+    assert_eq!(
+        disc["authorization_endpoint"],
+        Value::String(format!("{issuer}/authorize"))
+    );
+
+    // The dev issuer approves at once: opening the URL lands on the CLI's listener.
+    let run = start(
+        &home,
+        &[
+            "login",
+            "--browser",
+            "--no-launch-browser",
+            "--timeout",
+            "60",
+            "--signing-config",
+            s(&trust.signing_config),
+        ],
+    )
+    .await;
+    assert!(run.auth_url.starts_with(&format!("{issuer}/authorize?")));
+    let (status, page) = deliver(&run.auth_url).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("close this window"), "{page}");
+    let (status, out, err) = run.finish().await;
+    assert!(
+        status.success(),
+        "login --browser failed:\n{out}\n{err}\nserver:\n{}",
+        stack.output()
+    );
+    assert!(
+        out.contains("Logged in as developer@sigil.localhost"),
+        "{out}"
+    );
+
+    // The stored token signs; the bundle verifies for the dev identity.
+    let file = dir.join("f.txt");
+    std::fs::write(&file, b"dev issuer, browser flow\n").unwrap();
+    let bundle = dir.join("f.sigstore.json");
+    let (ok, text) = sigil(
+        &home,
+        &[
+            "sign-blob",
+            s(&file),
+            "--bundle",
+            s(&bundle),
+            "--trusted-root",
+            s(&trust.trusted_root),
+            "--signing-config",
+            s(&trust.signing_config),
+        ],
+    )
+    .await;
+    assert!(ok, "sign-blob with the stored token:\n{text}");
+    let (ok, text) = sigil(
+        &home,
+        &[
+            "verify-blob",
+            s(&file),
+            "--bundle",
+            s(&bundle),
+            "--certificate-identity",
+            "developer@sigil.localhost",
+            "--certificate-oidc-issuer",
+            &issuer,
+            "--trusted-root",
+            s(&trust.trusted_root),
+        ],
+    )
+    .await;
+    assert!(ok && text.contains("Verified OK"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_issuer_authorization_endpoint_refuses_what_it_must() {
+    let stack = SigilStack::up().await.expect("sigil-server up");
+    let issuer = stack.dev_issuer();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let verifier = "a".repeat(43);
+    let challenge = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&verifier))
+    };
+    let loopback = "http://127.0.0.1:9/auth/callback";
+    let authorize = |redirect: &str, method: Option<&str>| {
+        let mut q = vec![
+            ("response_type", "code".to_string()),
+            ("client_id", "sigstore".to_string()),
+            ("redirect_uri", redirect.to_string()),
+            ("state", "s1".to_string()),
+            ("nonce", "n1".to_string()),
+        ];
+        if let Some(m) = method {
+            q.push(("code_challenge_method", m.to_string()));
+            q.push(("code_challenge", challenge.clone()));
+        }
+        http.get(format!("{issuer}/authorize")).query(&q).send()
+    };
+
+    // Never an open redirector, never without PKCE: 400 with {code, message}.
+    for (redirect, method, what) in [
+        ("https://evil.example/cb", Some("S256"), "loopback"),
+        ("http://10.0.0.1:8080/cb", Some("S256"), "loopback"),
+        (loopback, None, "PKCE"),
+        (loopback, Some("plain"), "PKCE"),
+    ] {
+        let resp = authorize(redirect, method).await.unwrap();
+        assert_eq!(resp.status(), 400, "{redirect} {method:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], 400);
+        assert!(
+            body["message"].as_str().unwrap().contains(what),
+            "{redirect} {method:?}: {body}"
+        );
+    }
+
+    // A good request redirects to the loopback URI with code, state and iss.
+    let resp = authorize(loopback, Some("S256")).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(loopback), "{location}");
+    assert_eq!(param(&location, "state").as_deref(), Some("s1"));
+    assert_eq!(param(&location, "iss"), Some(issuer.clone()));
+    let code = param(&location, "code").unwrap();
+
+    let exchange = |code: String, verifier: String| {
+        http.post(format!("{issuer}/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "sigstore"),
+                ("code", code.as_str()),
+                ("code_verifier", verifier.as_str()),
+                ("redirect_uri", loopback),
+            ])
+            .send()
+    };
+    // A wrong verifier uses the code up.
+    let resp = exchange(code.clone(), "b".repeat(43)).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let resp = exchange(code, verifier.clone()).await.unwrap();
+    assert_eq!(resp.status(), 400, "a refused code was accepted later");
+
+    // The right verifier gets an ID token with the nonce, once.
+    let resp = authorize(loopback, Some("S256")).await.unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let code = param(&location, "code").unwrap();
+    let resp = exchange(code.clone(), verifier.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let (_, claims) = jwt_parts(body["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["nonce"], "n1");
+    assert_eq!(claims["aud"], "sigstore");
+    let resp = exchange(code, verifier).await.unwrap();
+    assert_eq!(resp.status(), 400, "a code was accepted twice");
 }
