@@ -4,6 +4,7 @@
 
 pub mod browser_login;
 pub mod config;
+pub mod log_v2;
 pub mod oci;
 pub mod oidc;
 pub mod policy;

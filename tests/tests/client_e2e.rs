@@ -602,6 +602,32 @@ async fn sign_blob_picks_rekor_v2_and_the_tsa_from_the_signing_config() {
     let out = st.ok(&args(&verify(&bundle)));
     assert!(out.contains("Verified OK"), "{out}");
 
+    // The entry read back from the v2 log's tiles, its proof checked against the checkpoint.
+    let idx = index.to_string();
+    let out = st.ok(&["log", "get", "--rekor-version", "2", "--index", &idx]);
+    assert!(out.contains("Inclusion proof: verified"), "{out}");
+    let body = STANDARD
+        .decode(e["canonicalizedBody"].as_str().unwrap())
+        .unwrap();
+    let uuid = hex::encode(sigil_core::merkle::leaf_hash(&body));
+    assert!(out.contains(&uuid), "{out}");
+    let out = st.ok(&[
+        "log",
+        "get",
+        "--rekor-version",
+        "2",
+        "--index",
+        &idx,
+        "--output",
+        "json",
+    ]);
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["body"], serde_json::from_slice::<Value>(&body).unwrap());
+    let err = st.fails(&["log", "get", "--rekor-version", "2", "--index", "999999"]);
+    assert!(err.contains("there is no index 999999"), "{err}");
+    let err = st.fails(&["log", "get", "--rekor-version", "2", "--uuid", &uuid]);
+    assert!(err.contains("pass --index"), "{err}");
+
     let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
         (
             "timestamp signature",
@@ -686,6 +712,12 @@ async fn sign_blob_picks_rekor_v2_and_the_tsa_from_the_signing_config() {
         &issuer,
     ]);
     assert!(out.contains("Verified OK"), "{out}");
+    // With three entries in the v2 log, the first one's proof has real hashes.
+    let out = st.ok(&["log", "get", "--rekor-version", "2", "--index", "0"]);
+    assert!(
+        out.contains("Inclusion proof: verified against checkpoint of size 3"),
+        "{out}"
+    );
 
     // Without a TSA the v2 log is unusable: asked for explicitly, it is refused with what to
     // do; by default the client falls back to the v1 log.

@@ -1,0 +1,126 @@
+//! Reading a Rekor v2 log, which has no entry API: an entry and its inclusion proof come from the
+//! log's static C2SP tiles, checked against its signed checkpoint.
+
+use anyhow::{Context, Result, anyhow, bail};
+use sigil_core::crypto::PublicKey;
+use sigil_core::merkle::{self, Hash};
+use sigil_core::tiles::{TILE_WIDTH, TileId, TileSet, parse_entry_bundle, tiles_for_nodes};
+use sigil_core::trust::TrustedRoot;
+
+/// One entry of a Rekor v2 log, proven to be in its latest checkpoint.
+#[derive(Debug)]
+pub struct V2Entry {
+    pub index: u64,
+    pub body: Vec<u8>,
+    /// SHA-256 of the trusted-root key that signed the checkpoint (the log id).
+    pub log_id: Vec<u8>,
+    pub tree_size: u64,
+    pub root_hash: Hash,
+    pub proof: Vec<Hash>,
+    pub checkpoint: String,
+}
+
+fn get(url: &str) -> Result<Vec<u8>> {
+    let resp = crate::sign::http()?
+        .get(url)
+        .send()
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().with_context(|| format!("reading {url}"))?;
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(body.to_vec())
+}
+
+/// Fetches the log's checkpoint and verifies it with a trusted-root key of that log; returns
+/// (checkpoint text, tree size, root hash, log id).
+fn checkpoint(base: &str, root: &TrustedRoot) -> Result<(String, u64, Hash, Vec<u8>)> {
+    let text = String::from_utf8(get(&format!("{base}/api/v2/checkpoint"))?)
+        .context("the checkpoint is not UTF-8")?;
+    let mut reasons = Vec::new();
+    for log in root
+        .tlogs
+        .iter()
+        .filter(|l| l.base_url.trim_end_matches('/') == base)
+    {
+        let key = match PublicKey::from_spki_der(&log.public_key.raw_bytes) {
+            Ok(k) => k,
+            Err(e) => {
+                reasons.push(e.to_string());
+                continue;
+            }
+        };
+        match crate::verify::verify_checkpoint(text.as_bytes(), &key) {
+            Ok((size, hash)) => return Ok((text, size, hash, log.log_id.key_id.clone())),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    if reasons.is_empty() {
+        bail!("the trusted root lists no log at {base}");
+    }
+    bail!(
+        "the checkpoint of {base} is not signed by a trusted key of that log: {}",
+        reasons.join("; ")
+    )
+}
+
+/// Entry `index` of the Rekor v2 log at `rekor_url`, with an inclusion proof computed from its
+/// tiles and checked against its verified checkpoint.
+pub fn get_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<V2Entry> {
+    let base = rekor_url.trim_end_matches('/');
+    let (text, size, root_hash, log_id) = checkpoint(base, root)?;
+    if index >= size {
+        bail!("the Rekor v2 log at {base} has {size} entries; there is no index {index}");
+    }
+    // The entry bundle holding the entry: full, or the partial tile at the tree's right edge.
+    let start = index - index % TILE_WIDTH;
+    let width = u16::try_from((size - start).min(TILE_WIDTH))?;
+    let bundle_tile = TileId {
+        level: 0,
+        index: index / TILE_WIDTH,
+        width,
+    };
+    let entries = parse_entry_bundle(&get(&format!(
+        "{base}/api/v2/{}",
+        bundle_tile.entries_path()
+    ))?)?;
+    let body = entries
+        .get(usize::try_from(index - start)?)
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!(
+                "entry bundle {} lacks entry {index}",
+                bundle_tile.entries_path()
+            )
+        })?;
+
+    let nodes = merkle::inclusion_proof_nodes(index, size)
+        .map_err(|e| anyhow!("inclusion proof of {index} in {size}: {e:?}"))?;
+    let mut tiles = TileSet::new();
+    for tile in tiles_for_nodes(&nodes, size) {
+        let data = get(&format!("{base}/api/v2/{}", tile.path()))?;
+        tiles
+            .insert(tile, data)
+            .with_context(|| format!("tile {}", tile.path()))?;
+    }
+    let proof = merkle::inclusion_proof(index, size, &tiles)
+        .map_err(|e| anyhow!("inclusion proof from the tiles: {e:?}"))?;
+    let leaf = merkle::leaf_hash(&body);
+    let computed = merkle::root_from_inclusion_proof(&leaf, index, size, &proof)?;
+    if computed != root_hash {
+        bail!("the entry's inclusion proof does not lead to the checkpoint's root hash");
+    }
+    Ok(V2Entry {
+        index,
+        body,
+        log_id,
+        tree_size: size,
+        root_hash,
+        proof,
+        checkpoint: text,
+    })
+}
