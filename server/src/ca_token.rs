@@ -269,3 +269,65 @@ pub fn ensure_ca(cfg: &Config, data_dir: &Path, passphrase: Option<&str>) -> any
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkcs11_config() -> Config {
+        let mut cfg = Config::default();
+        cfg.ca.backend = "pkcs11".into();
+        cfg.ca.pkcs11_module = Some("/usr/lib/softhsm/libsofthsm2.so".into());
+        cfg.ca.pkcs11_token_label = Some("sigil-ca".into());
+        cfg
+    }
+
+    #[test]
+    fn validation_names_the_key_to_fix() {
+        pkcs11_config().validate().unwrap();
+        type Break = fn(&mut CaSection);
+        let cases: [(&str, Break); 6] = [
+            ("ca.pkcs11_module", |c| c.pkcs11_module = None),
+            ("ca.pkcs11_token_label", |c| c.pkcs11_token_label = None),
+            ("ca.pkcs11_key_id", |c| c.pkcs11_key_id = Some("zz".into())),
+            ("ca.pkcs11_key_type", |c| {
+                c.pkcs11_key_type = Some("dsa-1024".into())
+            }),
+            ("ca.pkcs11_pin_env", |c| {
+                c.pkcs11_pin_env = Some("PIN".into());
+                c.pkcs11_pin_file = Some("pin".into());
+            }),
+            ("ca.pkcs11_sessions", |c| c.pkcs11_sessions = Some(0)),
+        ];
+        for (key, break_it) in cases {
+            let mut cfg = pkcs11_config();
+            break_it(&mut cfg.ca);
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn token_settings_default_the_key_label_and_read_the_pin_file() {
+        let dir = std::env::temp_dir().join(format!("sigil-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pin"), "s3cret\n").unwrap();
+        let mut cfg = pkcs11_config();
+        cfg.ca.pkcs11_pin_file = Some("pin".into());
+        cfg.ca.pkcs11_key_id = Some("0a0b".into());
+        let tc = token_config(&cfg, &dir).unwrap();
+        assert_eq!(tc.key_id, Some(vec![0x0a, 0x0b]));
+        assert_eq!(tc.key_label, None, "an id alone selects the key");
+        assert!(
+            !format!("{tc:?}").contains("s3cret"),
+            "the PIN never prints"
+        );
+        cfg.ca.pkcs11_key_id = None;
+        let tc = token_config(&cfg, &dir).unwrap();
+        assert_eq!(tc.key_label.as_deref(), Some(DEFAULT_KEY_LABEL));
+        std::fs::write(dir.join("pin"), "\n").unwrap();
+        let err = token_config(&cfg, &dir).unwrap_err().to_string();
+        assert!(err.contains("is empty"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -753,7 +753,7 @@ mod tests {
         raw.extend(std::iter::repeat_n(0u8, 31));
         raw.push(0x05);
         let der = ecdsa_raw_to_der(&raw).unwrap();
-        assert_eq!(&der[..5], &[0x30, 0x28, 0x02, 0x21, 0x00]);
+        assert_eq!(&der[..5], &[0x30, 0x26, 0x02, 0x21, 0x00]);
         assert_eq!(&der[der.len() - 3..], &[0x02, 0x01, 0x05]);
         assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_err());
         assert!(ecdsa_raw_to_der(&[]).is_err());
