@@ -16,7 +16,7 @@ use serde_json::Value;
 use sigil_tests::{
     Consent, ExtraIssuer, OidcProvider, SigilStack, StackOptions, jwt_parts, workspace_bin,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Upper bound for any one CLI run: the flows under test answer within seconds.
@@ -26,16 +26,42 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 struct Running {
     child: Child,
     stderr: Arc<Mutex<String>>,
-    stdout: tokio::process::ChildStdout,
+    stdout: Box<dyn AsyncRead + Unpin + Send>,
     /// The authorization URL the CLI printed.
     auth_url: String,
 }
 
 /// Starts `sigil args…` with a clean environment and waits for it to print the authorization URL.
 async fn start(home: &Path, args: &[&str]) -> Running {
+    start_with(home, args, false).await
+}
+
+/// As [`start`]; with `terminal`, on a pseudo-terminal (util-linux `script`), as a user at a
+/// terminal runs it. The terminal's output (stderr included) is then what is collected.
+async fn start_with(home: &Path, args: &[&str], terminal: bool) -> Running {
     let bin = workspace_bin("sigil").expect("sigil binary");
-    let mut child = Command::new(bin)
-        .args(args)
+    let mut cmd = if terminal {
+        assert!(
+            std::process::Command::new("script")
+                .arg("--version")
+                .output()
+                .is_ok(),
+            "`script` not found: apt-get install bsdutils (util-linux)"
+        );
+        let line = std::iter::once(bin.to_str().unwrap())
+            .chain(args.iter().copied())
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut c = Command::new("script");
+        c.args(["-qfec", &line, "/dev/null"]);
+        c
+    } else {
+        let mut c = Command::new(bin);
+        c.args(args);
+        c
+    };
+    let mut child = cmd
         .env("SIGIL_HOME", home)
         .env_remove("SIGSTORE_ID_TOKEN")
         .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
@@ -50,8 +76,21 @@ async fn start(home: &Path, args: &[&str]) -> Running {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn sigil");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (stdout, log): (
+        Box<dyn AsyncRead + Unpin + Send>,
+        Box<dyn AsyncRead + Unpin + Send>,
+    ) = if terminal {
+        (
+            Box::new(child.stderr.take().unwrap()),
+            Box::new(child.stdout.take().unwrap()),
+        )
+    } else {
+        (
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        )
+    };
+    let mut lines = BufReader::new(log).lines();
     let stderr = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = tokio::sync::oneshot::channel();
     let collected = stderr.clone();
@@ -577,4 +616,76 @@ async fn dev_issuer_authorization_endpoint_refuses_what_it_must() {
     assert_eq!(claims["aud"], "sigstore");
     let resp = exchange(code, verifier).await.unwrap();
     assert_eq!(resp.status(), 400, "a code was accepted twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_a_terminal_signing_signs_in_through_the_browser_and_without_one_it_does_not() {
+    let idp = OidcProvider::start().await.expect("OIDC provider");
+    let stack = SigilStack::up_with(StackOptions {
+        extra_issuers: vec![ExtraIssuer::email(idp.issuer())],
+        ..StackOptions::default()
+    })
+    .await
+    .expect("sigil-server up");
+    let dir = stack.scratch();
+    let home = dir.join("home");
+    let trust = stack.fetch_trust_files(dir).await.expect("trust files");
+    let file = dir.join("t.txt");
+    std::fs::write(&file, b"signed at a terminal\n").unwrap();
+    let bundle = dir.join("t.sigstore.json");
+    let args = [
+        "sign-blob",
+        s(&file),
+        "--bundle",
+        s(&bundle),
+        "--oidc-issuer",
+        idp.issuer(),
+        "--trusted-root",
+        s(&trust.trusted_root),
+        "--signing-config",
+        s(&trust.signing_config),
+    ];
+
+    // No terminal, no --browser, no token: the device flow is tried, which this provider does
+    // not offer; the command fails at once and says what to do.
+    let started = Instant::now();
+    let (ok, text) = sigil(&home, &args).await;
+    assert!(!ok, "signed without any identity:\n{text}");
+    assert!(
+        text.contains("device flow") && text.contains("--browser"),
+        "unclear error without a terminal:\n{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // At a terminal the same command opens the browser sign-in by itself.
+    let run = start_with(&home, &args, true).await;
+    let redirect = idp
+        .browser_sign_in(&run.auth_url, "erin@example.com", Consent::Approve)
+        .await
+        .unwrap();
+    assert_eq!(deliver(&redirect).await.0, 200);
+    let (status, _, log) = run.finish().await;
+    assert!(
+        status.success(),
+        "sign-blob at a terminal failed:\n{log}\nserver:\n{}",
+        stack.output()
+    );
+    assert!(!log.contains("eyJ"), "a token was printed:\n{log}");
+    let (ok, text) = sigil(
+        &home,
+        &[
+            "verify-blob",
+            s(&file),
+            "--bundle",
+            s(&bundle),
+            "--certificate-identity",
+            "erin@example.com",
+            "--certificate-oidc-issuer",
+            idp.issuer(),
+            "--trusted-root",
+            s(&trust.trusted_root),
+        ],
+    )
+    .await;
+    assert!(ok && text.contains("Verified OK"), "{text}");
 }
