@@ -3,8 +3,9 @@
 //! issues certificates over HTTP for tokens of an independent OpenID Provider with that key, and
 //! the chain verifies (leaf by the token key, read back with OpenSC's pkcs11-tool; intermediate
 //! by the root). Start-up errors say what to fix (wrong PIN, missing key label, unknown token,
-//! missing module). The signer itself: every key type the token makes signs verifiable
-//! certificates, concurrently, and logs in again after the token logged it out.
+//! missing module, unsupported key type, no PIN). The signer itself: every key type the token
+//! makes signs verifiable certificates, concurrently, and logs in again after the token logged
+//! it out.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -491,6 +492,46 @@ async fn startup_errors_say_what_to_fix() {
     .await;
     assert!(
         out.contains("PKCS#11 module /nonexistent/libpkcs11.so not found"),
+        "{out}"
+    );
+
+    // A key the CA cannot use: secp256k1, made by another tool.
+    let out = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--login",
+            "--pin",
+            PIN,
+        ])
+        .args([
+            "--keypairgen",
+            "--key-type",
+            "EC:secp256k1",
+            "--label",
+            "k1-key",
+        ])
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .output()
+        .unwrap_or_else(|e| panic!("{}", install_hint(&format!("pkcs11-tool: {e}"))));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = startup_error(
+        &hsm,
+        &data,
+        &[
+            ("SIGIL_PKCS11_PIN", PIN),
+            ("SIGIL_CA_PKCS11_KEY_LABEL", "k1-key"),
+        ],
+    )
+    .await;
+    assert!(
+        out.contains("the PKCS#11 key is on curve 1.3.132.0.10: use an ECDSA P-256 or P-384"),
         "{out}"
     );
 
