@@ -2,11 +2,16 @@
 //! real OpenID Provider (`oidc-provider`, its development login and consent pages driven over
 //! HTTP as a browser would): the token it gets signs a blob keylessly on a Sigil stack and the
 //! bundle verifies; a refused consent, a forged state and no answer at all each end the CLI with
-//! a clear message, never a hang.
+//! a clear message, never a hang. A forging provider checks that ID tokens with the wrong
+//! nonce, audience or signature are refused.
 
 // Test code: a panic is the failing test with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "ca_support.rs"]
+mod ca_support;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -688,4 +693,156 @@ async fn at_a_terminal_signing_signs_in_through_the_browser_and_without_one_it_d
     )
     .await;
     assert!(ok && text.contains("Verified OK"), "{text}");
+}
+
+/// What the forging provider's token endpoint does wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Forgery {
+    Nothing,
+    WrongNonce,
+    WrongAudience,
+    SignedByAnotherKey,
+}
+
+#[derive(Clone)]
+struct Forger {
+    issuer: Arc<Mutex<String>>,
+    nonce: Arc<Mutex<String>>,
+    forgery: Arc<Mutex<Forgery>>,
+    key: Arc<ca_support::TestKey>,
+    other: Arc<ca_support::TestKey>,
+}
+
+/// A provider that approves at once and answers the code exchange with a token forged as told.
+async fn forging_provider(forgery: Forgery) -> (String, Forger) {
+    use axum::extract::{Query, State};
+    use axum::routing::{get, post};
+    use sigil_core::crypto::KeyAlgorithm;
+    let key = ca_support::TestKey::new("k1", KeyAlgorithm::EcdsaP256);
+    // Same kid, other key: only the signature tells them apart.
+    let other = ca_support::TestKey::new("k1", KeyAlgorithm::EcdsaP256);
+    let st = Forger {
+        issuer: Arc::default(),
+        nonce: Arc::default(),
+        forgery: Arc::new(Mutex::new(forgery)),
+        key: Arc::new(key),
+        other: Arc::new(other),
+    };
+    let router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(|State(f): State<Forger>| async move {
+                let iss = f.issuer.lock().unwrap().clone();
+                axum::Json(serde_json::json!({
+                    "issuer": iss,
+                    "authorization_endpoint": format!("{iss}/authorize"),
+                    "token_endpoint": format!("{iss}/token"),
+                    "jwks_uri": format!("{iss}/jwks"),
+                    "response_types_supported": ["code"],
+                    "subject_types_supported": ["public"],
+                    "id_token_signing_alg_values_supported": ["ES256"],
+                }))
+            }),
+        )
+        .route(
+            "/jwks",
+            get(|State(f): State<Forger>| async move {
+                axum::Json(serde_json::json!({"keys": [f.key.jwk]}))
+            }),
+        )
+        .route(
+            "/authorize",
+            get(
+                |State(f): State<Forger>, Query(q): Query<HashMap<String, String>>| async move {
+                    *f.nonce.lock().unwrap() = q["nonce"].clone();
+                    let mut to = reqwest::Url::parse(&q["redirect_uri"]).unwrap();
+                    to.query_pairs_mut()
+                        .append_pair("code", "c0de")
+                        .append_pair("state", &q["state"]);
+                    axum::response::Redirect::to(to.as_str())
+                },
+            ),
+        )
+        .route(
+            "/token",
+            post(|State(f): State<Forger>| async move {
+                let iss = f.issuer.lock().unwrap().clone();
+                let forgery = *f.forgery.lock().unwrap();
+                let mut claims = ca_support::email_claims(&iss, "frank@example.com");
+                claims["nonce"] = serde_json::json!(*f.nonce.lock().unwrap());
+                match forgery {
+                    Forgery::WrongNonce => claims["nonce"] = serde_json::json!("not-the-nonce"),
+                    Forgery::WrongAudience => claims["aud"] = serde_json::json!("someone-else"),
+                    _ => {}
+                }
+                let signer = if forgery == Forgery::SignedByAnotherKey {
+                    &f.other
+                } else {
+                    &f.key
+                };
+                let token = signer.sign(&claims);
+                axum::Json(serde_json::json!({
+                    "access_token": "opaque",
+                    "token_type": "Bearer",
+                    "id_token": token,
+                    "expires_in": 600,
+                }))
+            }),
+        )
+        .with_state(st.clone());
+    let base = ca_support::serve(router).await;
+    *st.issuer.lock().unwrap() = base.clone();
+    (base, st)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn id_tokens_with_a_wrong_nonce_audience_or_signature_are_refused() {
+    let (issuer, forger) = forging_provider(Forgery::Nothing).await;
+    let home = tempfile::tempdir().unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (forgery, needle) in [
+        (Forgery::Nothing, ""),
+        (Forgery::WrongNonce, "nonce"),
+        (Forgery::WrongAudience, "audience"),
+        (Forgery::SignedByAnotherKey, "signature"),
+    ] {
+        *forger.forgery.lock().unwrap() = forgery;
+        let run = start(
+            home.path(),
+            &[
+                "login",
+                "--browser",
+                "--no-launch-browser",
+                "--issuer",
+                &issuer,
+                "--timeout",
+                "60",
+                "--print-token",
+            ],
+        )
+        .await;
+        let resp = no_redirects.get(&run.auth_url).send().await.unwrap();
+        let redirect = resp.headers()["location"].to_str().unwrap().to_string();
+        assert_eq!(deliver(&redirect).await.0, 200);
+        let (status, out, err) = run.finish().await;
+        if forgery == Forgery::Nothing {
+            // The forger is a working provider when it forges nothing.
+            assert!(status.success(), "{out}\n{err}");
+            let (_, claims) = jwt_parts(out.trim()).unwrap();
+            assert_eq!(claims["email"], "frank@example.com");
+            continue;
+        }
+        assert!(!status.success(), "{forgery:?} was accepted:\n{out}");
+        assert!(
+            out.trim().is_empty(),
+            "{forgery:?}: something was printed:\n{out}"
+        );
+        assert!(
+            err.contains("does not verify") && err.to_lowercase().contains(needle),
+            "{forgery:?}: unclear error:\n{err}"
+        );
+    }
 }
