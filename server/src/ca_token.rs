@@ -210,6 +210,7 @@ pub fn ensure_ca(cfg: &Config, data_dir: &Path, passphrase: Option<&str>) -> any
             (signer, der)
         }
         (false, false) => {
+            // Only the root (P-384) is kept; the software intermediate made with it is dropped.
             let g = crate::ca::generate_in_memory(&names, KeyAlgorithm::EcdsaP256)?;
             if let Some(dir) = root_key.parent() {
                 std::fs::create_dir_all(dir)
@@ -241,15 +242,22 @@ pub fn ensure_ca(cfg: &Config, data_dir: &Path, passphrase: Option<&str>) -> any
         ),
     };
 
+    let token_name = tc
+        .token_label
+        .clone()
+        .unwrap_or_else(|| format!("slot {}", tc.slot.unwrap_or_default()));
     let public = match pkcs11::find_key(&tc)? {
-        Some(k) => k,
+        Some(k) => {
+            eprintln!(
+                "PKCS#11 token {token_name}: certifying its existing {} key",
+                k.algorithm()
+            );
+            k
+        }
         None => {
             let k = pkcs11::generate_key(&tc, alg)?;
             eprintln!(
-                "PKCS#11 token {}: generated an {alg} key pair ({})",
-                tc.token_label
-                    .clone()
-                    .unwrap_or_else(|| format!("slot {}", tc.slot.unwrap_or_default())),
+                "PKCS#11 token {token_name}: generated an {alg} key pair ({})",
                 tc.key_label
                     .as_deref()
                     .map(|l| format!("label {l:?}"))

@@ -396,6 +396,100 @@ async fn init_generates_the_key_in_the_token_and_up_issues_with_it() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("generated"));
 }
 
+/// The documented migration: a CA made with the file backend moves its issuing key into a
+/// token (the root stays), then re-running init certifies the token's existing key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_backend_ca_moves_into_the_token() {
+    let hsm = SoftHsm::new();
+    let oidc = OidcProvider::start().await.unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("sigil-pkcs11-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let bin = workspace_bin("sigil-server").unwrap();
+    let out = Command::new(&bin)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let keys = data.join("keys");
+    let root_before = std::fs::read(keys.join("ca-root.crt.pem")).unwrap();
+
+    let cfg_path = data.join("sigil.toml");
+    let mut doc: toml::Table = std::fs::read_to_string(&cfg_path).unwrap().parse().unwrap();
+    let ca = doc["ca"].as_table_mut().unwrap();
+    for (k, v) in [
+        ("backend", "pkcs11"),
+        ("pkcs11_module", MODULE),
+        ("pkcs11_token_label", TOKEN),
+        ("pkcs11_key_label", KEY_LABEL),
+    ] {
+        ca.insert(k.into(), v.into());
+    }
+    let mut iss = toml::Table::new();
+    iss.insert("issuer_url".into(), oidc.issuer().into());
+    iss.insert("type".into(), "email".into());
+    iss.insert("client_id".into(), "sigstore".into());
+    ca["issuers"]
+        .as_array_mut()
+        .unwrap()
+        .push(toml::Value::Table(iss));
+    std::fs::write(&cfg_path, toml::to_string(&doc).unwrap()).unwrap();
+    let moved = dir.path().join("old");
+    std::fs::create_dir(&moved).unwrap();
+    for f in ["ca-intermediate.crt.pem", "ca-intermediate.pem"] {
+        std::fs::rename(keys.join(f), moved.join(f)).unwrap();
+    }
+
+    let init = |expect: &str| {
+        let out = Command::new(&bin)
+            .args(["init", "--data-dir"])
+            .arg(&data)
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .env("SIGIL_PKCS11_PIN", PIN)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+        std::fs::read(keys.join("ca-intermediate.crt.pem")).unwrap()
+    };
+    let first = init("PKCS#11 token sigil-ca: generated an ECDSA P-256 key pair");
+    assert_eq!(
+        std::fs::read(keys.join("ca-root.crt.pem")).unwrap(),
+        root_before,
+        "the root stays"
+    );
+    issue_and_verify(
+        &hsm,
+        &data,
+        &oidc,
+        KeyAlgorithm::EcdsaP256,
+        &[("SIGIL_PKCS11_PIN", PIN)],
+    )
+    .await;
+
+    // Certificate lost (or renewed): init certifies the key already in the token.
+    std::fs::remove_file(keys.join("ca-intermediate.crt.pem")).unwrap();
+    let second = init("PKCS#11 token sigil-ca: certifying its existing ECDSA P-256 key");
+    let spki = |pem: &[u8]| {
+        let der = &sigil_core::certs::parse_pem_certificates(pem).unwrap()[0].0;
+        spki_of(&Certificate::from_der(der).unwrap())
+    };
+    assert_ne!(first, second, "a new certificate");
+    assert_eq!(spki(&first), spki(&second), "for the same token key");
+    issue_and_verify(
+        &hsm,
+        &data,
+        &oidc,
+        KeyAlgorithm::EcdsaP256,
+        &[("SIGIL_PKCS11_PIN", PIN)],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn p384_ed25519_and_rsa_token_keys_issue_over_http() {
     let oidc = OidcProvider::start().await.unwrap();
