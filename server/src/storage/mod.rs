@@ -319,15 +319,19 @@ impl Db {
                 }
             }
             Db::Sqlite(p) => {
-                for h in leaves {
-                    let row =
-                        sqlx::query("SELECT idx FROM entries WHERE log_id = $1 AND leaf_hash = $2")
-                            .bind(log_id)
-                            .bind(&h[..])
-                            .fetch_optional(p)
-                            .await?;
-                    if let Some(r) = row {
-                        out.insert(*h, to_u64(r.get(0))?);
+                // One query per chunk, not per leaf: each statement is a hop to the
+                // connection's thread and back.
+                for chunk in leaves.chunks(SQLITE_ROWS) {
+                    let sql = format!(
+                        "SELECT leaf_hash, idx FROM entries WHERE log_id = ? AND leaf_hash IN ({})",
+                        vec!["?"; chunk.len()].join(",")
+                    );
+                    let mut q = sqlx::query(&sql).persistent(false).bind(log_id);
+                    for h in chunk {
+                        q = q.bind(&h[..]);
+                    }
+                    for r in q.fetch_all(p).await? {
+                        out.insert(to_hash(r.get(0))?, to_u64(r.get(1))?);
                     }
                 }
             }
@@ -547,6 +551,16 @@ async fn commit_pg(pool: &PgPool, log_id: &str, b: &Batch<'_>) -> Result<(), Com
     Ok(())
 }
 
+/// Rows per multi-row SQLite statement (at most 6 columns: well under the 32,766 variables
+/// SQLite allows in one statement).
+const SQLITE_ROWS: usize = 256;
+
+/// `(?, …), (?, …)`: `rows` groups of `cols` placeholders.
+fn sqlite_rows(rows: usize, cols: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(","));
+    vec![one; rows].join(",")
+}
+
 async fn commit_sqlite(pool: &SqlitePool, log_id: &str, b: &Batch<'_>) -> Result<(), CommitError> {
     // BEGIN IMMEDIATE takes the write lock up front, so the CAS below cannot interleave.
     let mut conn = pool.acquire().await.map_err(StorageError::from)?;
@@ -599,44 +613,59 @@ async fn commit_sqlite_inner(
         .execute(&mut *conn)
         .await
         .map_err(StorageError::from)?;
-    for e in &b.entries {
-        sqlx::query(
-            "INSERT INTO entries (log_id, idx, leaf_hash, data, extra, integrated_time) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(log_id)
-        .bind(to_i64(e.index))
-        .bind(&e.leaf_hash[..])
-        .bind(e.data)
-        .bind(e.extra)
-        .bind(e.integrated_time)
-        .execute(&mut *conn)
-        .await
-        .map_err(StorageError::from)?;
-        for k in e.search_keys {
-            sqlx::query(
-                "INSERT OR IGNORE INTO search_index (log_id, key, leaf_hash) VALUES ($1, $2, $3)",
-            )
-            .bind(log_id)
-            .bind(k)
-            .bind(&e.leaf_hash[..])
-            .execute(&mut *conn)
-            .await
-            .map_err(StorageError::from)?;
+    // Multi-row statements: one hop to the connection's thread per chunk instead of per row.
+    for chunk in b.entries.chunks(SQLITE_ROWS) {
+        let sql = format!(
+            "INSERT INTO entries (log_id, idx, leaf_hash, data, extra, integrated_time) VALUES {}",
+            sqlite_rows(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for e in chunk {
+            q = q
+                .bind(log_id)
+                .bind(to_i64(e.index))
+                .bind(&e.leaf_hash[..])
+                .bind(e.data)
+                .bind(e.extra)
+                .bind(e.integrated_time);
         }
+        q.execute(&mut *conn).await.map_err(StorageError::from)?;
     }
-    for (level, idx, data) in &b.tiles {
-        sqlx::query(
-            "INSERT INTO tiles (log_id, level, idx, data) VALUES ($1, $2, $3, $4) \
+    let keys: Vec<(&str, &[u8])> = b
+        .entries
+        .iter()
+        .flat_map(|e| {
+            e.search_keys
+                .iter()
+                .map(move |k| (k.as_str(), &e.leaf_hash[..]))
+        })
+        .collect();
+    for chunk in keys.chunks(SQLITE_ROWS) {
+        let sql = format!(
+            "INSERT OR IGNORE INTO search_index (log_id, key, leaf_hash) VALUES {}",
+            sqlite_rows(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for (k, leaf) in chunk {
+            q = q.bind(log_id).bind(*k).bind(*leaf);
+        }
+        q.execute(&mut *conn).await.map_err(StorageError::from)?;
+    }
+    for chunk in b.tiles.chunks(SQLITE_ROWS) {
+        let sql = format!(
+            "INSERT INTO tiles (log_id, level, idx, data) VALUES {} \
              ON CONFLICT (log_id, level, idx) DO UPDATE SET data = excluded.data",
-        )
-        .bind(log_id)
-        .bind(i64::from(*level))
-        .bind(to_i64(*idx))
-        .bind(data.as_slice())
-        .execute(&mut *conn)
-        .await
-        .map_err(StorageError::from)?;
+            sqlite_rows(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for (level, idx, data) in chunk {
+            q = q
+                .bind(log_id)
+                .bind(i64::from(*level))
+                .bind(to_i64(*idx))
+                .bind(data.as_slice());
+        }
+        q.execute(&mut *conn).await.map_err(StorageError::from)?;
     }
     Ok(())
 }
