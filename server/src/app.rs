@@ -95,6 +95,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         log_v2_key: None,
         ca_chain: Vec::new(),
         tsa_chain: Vec::new(),
+        tsa_url: cfg.trust_tsa_url(),
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
     };

@@ -97,6 +97,9 @@ pub struct TrustConfig {
     pub ca_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_url: Option<String>,
+    /// Base URL of the timestamp authority (its endpoint is `<tsa_url>/api/v1/timestamp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -444,6 +447,20 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.server.public_url.clone())
     }
+    /// Where clients reach the timestamp authority, if anywhere: `trust.tsa_url`, else this
+    /// server when it runs the TSA, else the log's URL when the log runs elsewhere (the `log`
+    /// role serves the TSA unless `tsa.enabled = false`).
+    pub fn trust_tsa_url(&self) -> Option<String> {
+        if let Some(u) = &self.trust.tsa_url {
+            return Some(u.clone());
+        }
+        if self.tsa.enabled {
+            return Some(self.server.public_url.clone());
+        }
+        let log = self.trust_log_url();
+        (log != self.server.public_url).then_some(log)
+    }
+
     /// The OIDC issuer clients should use, if any.
     pub fn trust_oidc_url(&self) -> Option<String> {
         self.trust

@@ -136,6 +136,7 @@ pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs
         } else {
             Vec::new()
         },
+        tsa_url: cfg.trust_tsa_url(),
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
     })

@@ -37,6 +37,8 @@ pub struct TrustInputs {
     pub ca_chain: Vec<Vec<u8>>,
     /// DER TSA chain, leaf first.
     pub tsa_chain: Vec<Vec<u8>>,
+    /// Base URL of the TSA; without one the signing config lists no TSA.
+    pub tsa_url: Option<String>,
     pub oidc_url: Option<String>,
     pub operator: String,
 }
@@ -100,7 +102,10 @@ impl TrustInputs {
             Vec::new()
         } else {
             vec![chain_json(
-                &format!("{}/api/v1/timestamp", self.base_url),
+                &format!(
+                    "{}/api/v1/timestamp",
+                    self.tsa_url.as_deref().unwrap_or(&self.base_url)
+                ),
                 &self.operator,
                 &format!("{} TSA", self.operator),
                 &self.tsa_chain,
@@ -133,9 +138,13 @@ impl TrustInputs {
             "oidcUrls": self.oidc_url.iter().map(|u| svc(u.clone(), 1)).collect::<Vec<_>>(),
             "rekorTlogUrls": rekor_urls,
             "rekorTlogConfig": {"selector": "ANY"},
-            "tsaUrls": if self.tsa_chain.is_empty() { vec![] } else { vec![svc(format!("{}/api/v1/timestamp", self.base_url), 1)] },
+            "tsaUrls": match (&self.tsa_url, self.tsa_chain.is_empty()) {
+                (Some(u), false) => vec![svc(format!("{u}/api/v1/timestamp"), 1)],
+                _ => vec![],
+            },
         });
-        if let (false, Some(obj)) = (self.tsa_chain.is_empty(), cfg.as_object_mut()) {
+        let lists_tsa = self.tsa_url.is_some() && !self.tsa_chain.is_empty();
+        if let (true, Some(obj)) = (lists_tsa, cfg.as_object_mut()) {
             obj.insert("tsaConfig".into(), json!({"selector": "ANY"}));
         }
         cfg

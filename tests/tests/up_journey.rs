@@ -83,7 +83,8 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
     let file = dir.path().join("FILE");
     std::fs::write(&file, b"an artifact to sign\n").unwrap();
     let certs_before = metric_sum(&base, "sigil_ca_certificates_issued_total").await;
-    let size_before = metric_sum(&base, "sigil_log_tree_size{log=\"rekor\"}").await;
+    // `up`'s signing config lists Rekor v2 and the TSA, so `sigil sign-blob` logs there.
+    let size_before = metric_sum(&base, "sigil_log_tree_size{log=\"rekor-v2\"}").await;
 
     let commands: Vec<Vec<String>> = banner
         .lines()
@@ -137,7 +138,7 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
 
     // Metrics moved with the signing.
     assert!(metric_sum(&base, "sigil_ca_certificates_issued_total").await > certs_before);
-    assert!(metric_sum(&base, "sigil_log_tree_size{log=\"rekor\"}").await > size_before);
+    assert!(metric_sum(&base, "sigil_log_tree_size{log=\"rekor-v2\"}").await > size_before);
     assert!(metric_sum(&base, "sigil_http_requests_total").await > 0.0);
     // A rejected request counts as an error by category.
     let errors_before = metric_sum(&base, "sigil_errors_total").await;
@@ -239,6 +240,11 @@ async fn separate_log_and_ca_processes_on_postgres() {
     assert_eq!(
         v["signingConfig"]["rekorTlogUrls"][0]["url"],
         log_url.as_str()
+    );
+    // The `log` role runs the TSA too: the CA's trust files point there, not at the CA.
+    assert_eq!(
+        v["signingConfig"]["tsaUrls"][0]["url"],
+        format!("{log_url}/api/v1/timestamp")
     );
 
     let email = "alice@example.com";
