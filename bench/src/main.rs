@@ -382,6 +382,14 @@ async fn batch_stats(http: &reqwest::Client, url: &str) -> Result<(f64, f64)> {
     Ok((count, sum))
 }
 
+/// The 1-minute load average: on a shared machine, how much else wanted the cores.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// CPU seconds (user + system) so far of: the server process, every `postgres` process, and us.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
@@ -471,6 +479,7 @@ async fn bench_log(args: LogArgs) -> Result<()> {
     }
 
     let ticks = clock_ticks();
+    let load_before = load_average();
     let (b0, s0) = batch_stats(&http, &url).await?;
     let cpu0 = cpu_now(server_pid, ticks);
     eprintln!(
@@ -480,6 +489,7 @@ async fn bench_log(args: LogArgs) -> Result<()> {
     );
     let run = closed_loop(&http, &url, main_set, args.clients).await?;
     let cpu1 = cpu_now(server_pid, ticks);
+    let load_after = load_average();
     let (b1, s1) = batch_stats(&http, &url).await?;
 
     let at_rate = if rate_entries > 0 {
@@ -557,6 +567,9 @@ async fn bench_log(args: LogArgs) -> Result<()> {
             1e6 * pg / run.created.max(1) as f64
         );
     }
+    println!(
+        "| machine load (1-min load average, {cores} cores) before / after | {load_before} / {load_after} |"
+    );
     if let Some(r) = &at_rate {
         println!(
             "| open loop at {} entries/s: achieved | {:.0} entries/s ({} of {} created) |",

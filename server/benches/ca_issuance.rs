@@ -88,6 +88,40 @@ fn ops_per_sec(mut f: impl FnMut(), dur: Duration) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The 1-minute load average: on a shared machine, how much else wanted the cores.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU seconds (user + system) this process has used so far.
+fn process_cpu_secs() -> f64 {
+    let ticks: f64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0);
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: utime and stime are the 12th and 13th fields.
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field(11) + field(12)) / ticks
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -251,11 +285,18 @@ async fn run() -> Result<(), BoxErr> {
     let bodies = Arc::new(bodies);
     let _ = fire(total..total + warmup, bodies.clone()).await;
     eprintln!("measuring…");
+    let load_before = load_average();
+    let cpu_before = process_cpu_secs();
     let start = Instant::now();
     let (mut lat, errors) = fire(0..total, bodies).await;
     let elapsed = start.elapsed();
+    let cpu = process_cpu_secs() - cpu_before;
+    let load_after = load_average();
     lat.sort();
     let rate = lat.len() as f64 / elapsed.as_secs_f64();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
 
     let db_kind = if db_url.starts_with("sqlite") {
         "SQLite"
@@ -284,6 +325,15 @@ async fn run() -> Result<(), BoxErr> {
         "| certs/s as a share of one-core P-256 verify rate | {:.2} |",
         rate / verify_rate
     );
+    // CT log, CA, provider and load generator share this process (and PostgreSQL, when used,
+    // runs beside it): the CPU it used per certificate is the cost the rate is made of.
+    println!(
+        "| process CPU per certificate (CA + CT log + generator) | {:.0} µs ({:.0}% of {} cores) |",
+        1e6 * cpu / lat.len().max(1) as f64,
+        100.0 * cpu / (elapsed.as_secs_f64() * cores as f64),
+        cores
+    );
+    println!("| machine load (1-min load average) before / after | {load_before} / {load_after} |");
     let _ = std::fs::remove_dir_all(&dir);
     if errors > 0 {
         return Err(format!("{errors} requests failed").into());
