@@ -695,9 +695,15 @@ fn report(v: &Verified, output: Output) {
                 );
             }
             for e in &v.tlog_entries {
+                // Rekor v2 entries have no integrated time: the signing time came from a TSA.
+                let when = if e.integrated_time > 0 {
+                    format!("integrated {}", sigil::x509::fmt_time(e.integrated_time))
+                } else {
+                    format!("signed at {} (RFC 3161 timestamp)", v.signing_time_rfc3339)
+                };
                 eprintln!(
-                    "Log entry {} at index {} ({}), integrated {}",
-                    e.uuid, e.log_index, e.log_url, v.signing_time_rfc3339
+                    "Log entry {} at index {} ({}), {when}",
+                    e.uuid, e.log_index, e.log_url
                 );
             }
             println!("Verified OK");
