@@ -68,6 +68,35 @@ fn checkpoint(base: &str, root: &TrustedRoot) -> Result<(String, u64, Hash, Vec<
     )
 }
 
+/// The Rekor v2 log's latest checkpoint, verified with its trusted-root key: (size, root hash).
+pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash)> {
+    let (_, size, hash, _) = checkpoint(rekor_url.trim_end_matches('/'), root)?;
+    Ok((size, hash))
+}
+
+/// Fetches the tiles holding the hashes of `nodes` in a tree of `size`.
+fn tiles_for(base: &str, nodes: &[merkle::NodeId], size: u64) -> Result<TileSet> {
+    let mut tiles = TileSet::new();
+    for tile in tiles_for_nodes(nodes, size) {
+        let data = get(&format!("{base}/api/v2/{}", tile.path()))?;
+        tiles
+            .insert(tile, data)
+            .with_context(|| format!("tile {}", tile.path()))?;
+    }
+    Ok(tiles)
+}
+
+/// A consistency proof from tree size `old` to `new`, computed from the log's tiles (Rekor v2
+/// serves no proofs; the caller verifies it against both roots).
+pub fn consistency_proof(rekor_url: &str, old: u64, new: u64) -> Result<Vec<Hash>> {
+    let base = rekor_url.trim_end_matches('/');
+    let nodes = merkle::consistency_proof_nodes(old, new)
+        .map_err(|e| anyhow!("consistency proof {old} → {new}: {e:?}"))?;
+    let tiles = tiles_for(base, &nodes, new)?;
+    merkle::consistency_proof(old, new, &tiles)
+        .map_err(|e| anyhow!("consistency proof from the tiles: {e:?}"))
+}
+
 /// Entry `index` of the Rekor v2 log at `rekor_url`, with an inclusion proof computed from its
 /// tiles and checked against its verified checkpoint.
 pub fn get_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<V2Entry> {
@@ -100,13 +129,7 @@ pub fn get_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<V2En
 
     let nodes = merkle::inclusion_proof_nodes(index, size)
         .map_err(|e| anyhow!("inclusion proof of {index} in {size}: {e:?}"))?;
-    let mut tiles = TileSet::new();
-    for tile in tiles_for_nodes(&nodes, size) {
-        let data = get(&format!("{base}/api/v2/{}", tile.path()))?;
-        tiles
-            .insert(tile, data)
-            .with_context(|| format!("tile {}", tile.path()))?;
-    }
+    let tiles = tiles_for(base, &nodes, size)?;
     let proof = merkle::inclusion_proof(index, size, &tiles)
         .map_err(|e| anyhow!("inclusion proof from the tiles: {e:?}"))?;
     let leaf = merkle::leaf_hash(&body);

@@ -362,6 +362,9 @@ enum LogCmd {
     },
     /// Check the log's checkpoint is consistent with the last one seen.
     Verify {
+        /// Check the Rekor v2 log (proofs computed from its tiles) instead of the v1 log.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2), default_value_t = 1)]
+        rekor_version: u32,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -933,30 +936,39 @@ fn log_cmd(cmd: LogCmd) -> Result<()> {
             }
             Ok(())
         }
-        LogCmd::Verify { trust } => {
-            let svc = services(&trust.sources().signing_config()?)?;
+        LogCmd::Verify {
+            rekor_version,
+            trust,
+        } => {
+            let svc =
+                Services::select(&trust.sources().signing_config()?, now(), &[rekor_version])?;
             let root = trust.sources().trusted_root()?;
             let base = svc.rekor.trim_end_matches('/');
-            let info: Value = sign::http()?
-                .get(format!("{base}/api/v1/log"))
-                .send()?
-                .error_for_status()?
-                .json()?;
-            let sth = info
-                .get("signedTreeHead")
-                .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("no signedTreeHead"))?;
-            // The log is the trusted root's entry whose key signs this checkpoint.
-            let (size, root_hash) = root
-                .tlogs
-                .iter()
-                .filter_map(|l| PublicKey::from_spki_der(&l.public_key.raw_bytes).ok())
-                .find_map(|k| sigil::verify::verify_checkpoint(sth.as_bytes(), &k).ok())
-                .ok_or_else(|| {
-                    anyhow!("the log's checkpoint is not signed by a trusted log key")
-                })?;
+            let (size, root_hash) = if rekor_version == 2 {
+                sigil::log_v2::verified_head(base, &root)?
+            } else {
+                let info: Value = sign::http()?
+                    .get(format!("{base}/api/v1/log"))
+                    .send()?
+                    .error_for_status()?
+                    .json()?;
+                let sth = info
+                    .get("signedTreeHead")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("no signedTreeHead"))?;
+                // The log is the trusted root's entry whose key signs this checkpoint.
+                root.tlogs
+                    .iter()
+                    .filter_map(|l| PublicKey::from_spki_der(&l.public_key.raw_bytes).ok())
+                    .find_map(|k| sigil::verify::verify_checkpoint(sth.as_bytes(), &k).ok())
+                    .ok_or_else(|| {
+                        anyhow!("the log's checkpoint is not signed by a trusted log key")
+                    })?
+            };
+            // v1 and v2 logs may share a base URL: each has its own last-seen checkpoint.
+            let suffix = if rekor_version == 2 { "-v2" } else { "" };
             let state = config_dir()?.join(format!(
-                "checkpoint-{}.json",
+                "checkpoint-{}{suffix}.json",
                 hex::encode(sha256(base.as_bytes()))
             ));
             if let Ok(prev) = std::fs::read(&state) {
@@ -969,7 +981,17 @@ fn log_cmd(cmd: LogCmd) -> Result<()> {
                 if old_size > size {
                     bail!("the log shrank: last seen size {old_size}, now {size}");
                 }
-                if old_size > 0 && old_size < size {
+                if old_size > 0 && old_size < size && rekor_version == 2 {
+                    let hashes = sigil::log_v2::consistency_proof(base, old_size, size)?;
+                    sigil_core::merkle::verify_consistency(
+                        old_size, size, &old_root, &root_hash, &hashes,
+                    )
+                    .map_err(|e| {
+                        anyhow!(
+                            "checkpoint {size} is not consistent with the last seen {old_size}: {e}"
+                        )
+                    })?;
+                } else if old_size > 0 && old_size < size {
                     let p: Value = sign::http()?
                         .get(format!(
                             "{base}/api/v1/log/proof?firstSize={old_size}&lastSize={size}"

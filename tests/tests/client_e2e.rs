@@ -623,6 +623,9 @@ async fn sign_blob_picks_rekor_v2_and_the_tsa_from_the_signing_config() {
     ]);
     let j: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["body"], serde_json::from_slice::<Value>(&body).unwrap());
+    // The v2 checkpoint is remembered; later ones must be consistent with it (tile proofs).
+    let out = st.ok(&["log", "verify", "--rekor-version", "2"]);
+    assert!(out.contains("Verified checkpoint: size 1"), "{out}");
     let err = st.fails(&["log", "get", "--rekor-version", "2", "--index", "999999"]);
     assert!(err.contains("there is no index 999999"), "{err}");
     let err = st.fails(&["log", "get", "--rekor-version", "2", "--uuid", &uuid]);
@@ -712,6 +715,35 @@ async fn sign_blob_picks_rekor_v2_and_the_tsa_from_the_signing_config() {
         &issuer,
     ]);
     assert!(out.contains("Verified OK"), "{out}");
+    let out = st.ok(&["log", "verify", "--rekor-version", "2"]);
+    assert!(
+        out.contains("Consistent with the last seen checkpoint (size 1)")
+            && out.contains("Verified checkpoint: size 3"),
+        "{out}"
+    );
+    // A forged last-seen checkpoint (same size, other root) is reported as a fork.
+    let state = std::fs::read_dir(st.home())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-v2.json"))
+        .expect("stored v2 checkpoint");
+    std::fs::write(
+        &state,
+        format!(r#"{{"size": 3, "root": "{}"}}"#, "ab".repeat(32)),
+    )
+    .unwrap();
+    let err = st.fails(&["log", "verify", "--rekor-version", "2"]);
+    assert!(err.contains("the log forked"), "{err}");
+    std::fs::write(
+        &state,
+        format!(r#"{{"size": 2, "root": "{}"}}"#, "ab".repeat(32)),
+    )
+    .unwrap();
+    let err = st.fails(&["log", "verify", "--rekor-version", "2"]);
+    assert!(
+        err.contains("is not consistent with the last seen 2"),
+        "{err}"
+    );
     // With three entries in the v2 log, the first one's proof has real hashes.
     let out = st.ok(&["log", "get", "--rekor-version", "2", "--index", "0"]);
     assert!(
