@@ -981,34 +981,28 @@ fn log_cmd(cmd: LogCmd) -> Result<()> {
                 if old_size > size {
                     bail!("the log shrank: last seen size {old_size}, now {size}");
                 }
-                if old_size > 0 && old_size < size && rekor_version == 2 {
-                    let hashes = sigil::log_v2::consistency_proof(base, old_size, size)?;
-                    sigil_core::merkle::verify_consistency(
-                        old_size, size, &old_root, &root_hash, &hashes,
-                    )
-                    .map_err(|e| {
-                        anyhow!(
-                            "checkpoint {size} is not consistent with the last seen {old_size}: {e}"
-                        )
-                    })?;
-                } else if old_size > 0 && old_size < size {
-                    let p: Value = sign::http()?
-                        .get(format!(
-                            "{base}/api/v1/log/proof?firstSize={old_size}&lastSize={size}"
-                        ))
-                        .send()?
-                        .error_for_status()?
-                        .json()?;
-                    let hashes: Vec<[u8; 32]> = p
-                        .get("hashes")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                if old_size > 0 && old_size < size {
+                    // Rekor v2 serves no proofs: it is computed from the tiles.
+                    let hashes: Vec<[u8; 32]> = if rekor_version == 2 {
+                        sigil::log_v2::consistency_proof(base, old_size, size)?
+                    } else {
+                        let p: Value = sign::http()?
+                            .get(format!(
+                                "{base}/api/v1/log/proof?firstSize={old_size}&lastSize={size}"
+                            ))
+                            .send()?
+                            .error_for_status()?
+                            .json()?;
+                        p.get("hashes")
+                            .and_then(Value::as_array)
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
                     sigil_core::merkle::verify_consistency(
                         old_size, size, &old_root, &root_hash, &hashes,
                     )

@@ -536,22 +536,24 @@ pub fn sign_dsse(
     let pae = bundle::pae(payload_type, payload);
     let sig = signer.key().sign(&pae)?;
     let ts = timestamps(target, &sig)?;
+    let env = Envelope {
+        payload: payload.to_vec(),
+        payload_type: payload_type.to_owned(),
+        signatures: vec![bundle::DsseSignature { sig, keyid: None }],
+    };
     let tlog = if target.rekor_version == 2 {
         let alg = signer
             .key()
             .algorithm()
             .default_digest()
             .unwrap_or(DigestAlgorithm::Sha256);
-        log_v2(signer, target.rekor, &alg.digest(&pae), &sig)?
+        let sig = env
+            .signatures
+            .first()
+            .map(|s| s.sig.as_slice())
+            .unwrap_or_default();
+        log_v2(signer, target.rekor, &alg.digest(&pae), sig)?
     } else {
-        let env = Envelope {
-            payload: payload.to_vec(),
-            payload_type: payload_type.to_owned(),
-            signatures: vec![bundle::DsseSignature {
-                sig: sig.clone(),
-                keyid: None,
-            }],
-        };
         let proposed = json!({
             "apiVersion": "0.0.1",
             "kind": "dsse",
@@ -567,11 +569,7 @@ pub fn sign_dsse(
         media_type: bundle::MEDIA_TYPE_V03.into(),
         verification_material: signer.material(tlog, ts),
         message_signature: None,
-        dsse_envelope: Some(Envelope {
-            payload: payload.to_vec(),
-            payload_type: payload_type.to_owned(),
-            signatures: vec![bundle::DsseSignature { sig, keyid: None }],
-        }),
+        dsse_envelope: Some(env),
     })
 }
 

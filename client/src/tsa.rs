@@ -98,13 +98,9 @@ pub fn request_timestamp(url: &str, signature: &[u8]) -> anyhow::Result<Vec<u8>>
 
 /// The message imprint and nonce of a timestamp response's TSTInfo.
 fn tst_imprint_and_nonce(ts: &[u8]) -> Result<(Vec<u8>, Option<u64>), VerifyError> {
-    let tst = tst_info(&token(ts)?)?;
+    let tst = tst_info(&signed_data(&token(ts)?)?)?;
     let parts: Vec<Any> = Vec::from_der(&tst).map_err(|e| err(format!("TSTInfo: {e}")))?;
-    let imprint: MessageImprint = parts
-        .get(2)
-        .ok_or_else(|| err("TSTInfo has no messageImprint"))?
-        .decode_as()
-        .map_err(|e| err(format!("messageImprint: {e}")))?;
+    let imprint = message_imprint(&parts)?;
     // After genTime: accuracy (SEQUENCE), ordering (BOOLEAN), then nonce, the only INTEGER.
     let nonce = parts
         .iter()
@@ -114,12 +110,22 @@ fn tst_imprint_and_nonce(ts: &[u8]) -> Result<(Vec<u8>, Option<u64>), VerifyErro
     Ok((imprint.hashed_message.as_bytes().to_vec(), nonce))
 }
 
-/// The DER TSTInfo inside a timestamp token.
-fn tst_info(ci: &ContentInfo) -> Result<Vec<u8>, VerifyError> {
-    let sd: SignedData = ci
-        .content
+fn signed_data(ci: &ContentInfo) -> Result<SignedData, VerifyError> {
+    ci.content
         .decode_as()
-        .map_err(|e| err(format!("SignedData: {e}")))?;
+        .map_err(|e| err(format!("SignedData: {e}")))
+}
+
+fn message_imprint(tst_parts: &[Any]) -> Result<MessageImprint, VerifyError> {
+    tst_parts
+        .get(2)
+        .ok_or_else(|| err("TSTInfo has no messageImprint"))?
+        .decode_as()
+        .map_err(|e| err(format!("messageImprint: {e}")))
+}
+
+/// The DER TSTInfo inside a timestamp token's SignedData.
+fn tst_info(sd: &SignedData) -> Result<Vec<u8>, VerifyError> {
     let econtent = sd
         .encap_content_info
         .econtent
@@ -172,26 +178,10 @@ pub fn verify_timestamp(
     root: &TrustedRoot,
 ) -> Result<i64, VerifyError> {
     let ci = token(ts)?;
-    let sd: SignedData = ci
-        .content
-        .decode_as()
-        .map_err(|e| err(format!("SignedData: {e}")))?;
-    let econtent = sd
-        .encap_content_info
-        .econtent
-        .as_ref()
-        .ok_or_else(|| err("token has no TSTInfo"))?;
-    let tst_der = econtent
-        .decode_as::<OctetString>()
-        .map_err(|e| err(format!("TSTInfo wrapper: {e}")))?
-        .as_bytes()
-        .to_vec();
+    let sd = signed_data(&ci)?;
+    let tst_der = tst_info(&sd)?;
     let tst: Vec<Any> = Vec::from_der(&tst_der).map_err(|e| err(format!("TSTInfo: {e}")))?;
-    let imprint: MessageImprint = tst
-        .get(2)
-        .ok_or_else(|| err("TSTInfo has no messageImprint"))?
-        .decode_as()
-        .map_err(|e| err(format!("messageImprint: {e}")))?;
+    let imprint = message_imprint(&tst)?;
     let gen_time: GeneralizedTime = tst
         .get(4)
         .ok_or_else(|| err("TSTInfo has no genTime"))?
