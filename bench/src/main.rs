@@ -3,7 +3,8 @@
 //! `sigil-bench log` measures durable hashedrekord appends against `sigil-server log` on
 //! PostgreSQL: entries are signed before the clock starts (the server's work is measured, not the
 //! generator's), N keep-alive clients post them, and the same run measures the ECDSA P-256
-//! verify rate of this machine as the ceiling the log is compared with.
+//! verify rate of this machine as the ceiling the log is compared with. `sigil-bench verify`
+//! compares `sigil verify-blob` with sigstore-python on the same bundles (see `verify.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +21,8 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Parser, Subcommand};
+
+mod verify;
 use serde_json::json;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey};
 use sigil_tests::{Postgres, ServerProcess, free_port, workspace_bin};
@@ -35,6 +38,8 @@ struct Cli {
 enum Command {
     /// Append rate and latency of the transparency log on PostgreSQL.
     Log(LogArgs),
+    /// `sigil verify-blob` vs `sigstore verify identity` on the same bundle, per artifact size.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -84,6 +89,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Log(args) => bench_log(args).await,
+            Command::Verify(args) => verify::bench_verify(args).await,
         }
     });
     match result {
@@ -383,7 +389,7 @@ async fn batch_stats(http: &reqwest::Client, url: &str) -> Result<(f64, f64)> {
 }
 
 /// The 1-minute load average: on a shared machine, how much else wanted the cores.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))

@@ -2,6 +2,7 @@
 //!
 //! Verification ([`verify`]) is pure and offline: bundle + trusted root + artifact + policy.
 
+pub mod artifact;
 pub mod browser_login;
 pub mod config;
 pub mod log_v2;

@@ -487,8 +487,11 @@ fn run(cmd: Cmd) -> Result<()> {
             output,
             trust,
         } => {
-            let data = read(&file)?;
-            let v = verify(&bundle, &Artifact::Bytes(&data), &identity, &trust)?;
+            let b = load_bundle(&bundle)?;
+            let policy = identity.policy()?;
+            let artifact = sigil::artifact::load(&file, &b, &policy)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let v = verify_with(&b, &artifact.as_artifact(), &policy, &trust)?;
             report(&v, output);
             Ok(())
         }
@@ -538,9 +541,17 @@ fn run(cmd: Cmd) -> Result<()> {
             output,
             trust,
         } => {
-            let data = file.as_deref().map(read).transpose()?;
-            let artifact = data.as_deref().map_or(Artifact::None, Artifact::Bytes);
-            let v = verify(&bundle, &artifact, &identity, &trust)?;
+            let b = load_bundle(&bundle)?;
+            let policy = identity.policy()?;
+            let loaded = match &file {
+                Some(f) => Some(
+                    sigil::artifact::load(f, &b, &policy)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let artifact = loaded.as_ref().map_or(Artifact::None, |a| a.as_artifact());
+            let v = verify_with(&b, &artifact, &policy, &trust)?;
             if v.payload_type.as_deref() != Some(IN_TOTO_PAYLOAD_TYPE) {
                 bail!("bundle is not an in-toto attestation");
             }
@@ -667,20 +678,18 @@ fn verify_loaded(
     identity: &IdentityArgs,
     trust: &TrustArgs,
 ) -> Result<Verified> {
-    let root: TrustedRoot = trust.sources().trusted_root()?;
-    let policy = identity.policy()?;
-    verify_bundle(b, artifact, &root, &policy, &Options::default())
-        .map_err(|e| anyhow!("verification failed: {e}"))
+    verify_with(b, artifact, &identity.policy()?, trust)
 }
 
-fn verify(
-    bundle: &Path,
+fn verify_with(
+    b: &Bundle,
     artifact: &Artifact<'_>,
-    identity: &IdentityArgs,
+    policy: &Policy,
     trust: &TrustArgs,
 ) -> Result<Verified> {
-    let b = load_bundle(bundle)?;
-    verify_loaded(&b, artifact, identity, trust)
+    let root: TrustedRoot = trust.sources().trusted_root()?;
+    verify_bundle(b, artifact, &root, policy, &Options::default())
+        .map_err(|e| anyhow!("verification failed: {e}"))
 }
 
 fn report(v: &Verified, output: Output) {

@@ -18,6 +18,12 @@ use x509_cert::spki as spki_alg;
 
 const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 const MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+const TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+const SIGNING_CERTIFICATE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.12");
+const SIGNING_CERTIFICATE_V2: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
@@ -163,6 +169,22 @@ fn token(der_bytes: &[u8]) -> Result<ContentInfo, VerifyError> {
     }
     let resp: Vec<Any> =
         Vec::from_der(der_bytes).map_err(|e| err(format!("not a TimeStampResp: {e}")))?;
+    let status = resp
+        .first()
+        .and_then(|s| s.decode_as::<Vec<Any>>().ok())
+        .and_then(|s| s.first().and_then(|v| v.decode_as::<u8>().ok()));
+    // 0 granted, 1 grantedWithMods; anything else is a refusal whatever else it carries.
+    if !matches!(status, Some(0 | 1)) {
+        return Err(err(format!(
+            "TimeStampResp status is {status:?}, not granted"
+        )));
+    }
+    if resp.len() != 2 {
+        return Err(err(format!(
+            "TimeStampResp has {} parts; expected status and timeStampToken",
+            resp.len()
+        )));
+    }
     let tok = resp
         .get(1)
         .ok_or_else(|| err("TimeStampResp has no timeStampToken (the TSA refused?)"))?;
@@ -179,8 +201,17 @@ pub fn verify_timestamp(
 ) -> Result<i64, VerifyError> {
     let ci = token(ts)?;
     let sd = signed_data(&ci)?;
+    if sd.encap_content_info.econtent_type != TST_INFO {
+        return Err(err(format!(
+            "token content type is {}, not TSTInfo",
+            sd.encap_content_info.econtent_type
+        )));
+    }
     let tst_der = tst_info(&sd)?;
     let tst: Vec<Any> = Vec::from_der(&tst_der).map_err(|e| err(format!("TSTInfo: {e}")))?;
+    if tst.first().and_then(|v| v.decode_as::<u8>().ok()) != Some(1) {
+        return Err(err("TSTInfo version is not 1"));
+    }
     let imprint = message_imprint(&tst)?;
     let gen_time: GeneralizedTime = tst
         .get(4)
@@ -206,6 +237,12 @@ pub fn verify_timestamp(
         )));
     }
 
+    if sd.signer_infos.0.len() != 1 {
+        return Err(err(format!(
+            "token has {} signers; exactly one is expected",
+            sd.signer_infos.0.len()
+        )));
+    }
     let si = sd
         .signer_infos
         .0
@@ -216,6 +253,15 @@ pub fn verify_timestamp(
         .signed_attrs
         .as_ref()
         .ok_or_else(|| err("signer has no signed attributes"))?;
+    let content_type = attrs
+        .iter()
+        .find(|a| a.oid == CONTENT_TYPE)
+        .and_then(|a| a.values.iter().next())
+        .and_then(|v| v.decode_as::<ObjectIdentifier>().ok());
+    if content_type != Some(TST_INFO) {
+        return Err(err("signed contentType attribute is not TSTInfo"));
+    }
+    let ess = ess_cert_hash(attrs)?;
     let md_alg = digest_for(&si.digest_alg.oid)
         .ok_or_else(|| err(format!("unsupported digest {}", si.digest_alg.oid)))?;
     let md = attrs
@@ -272,6 +318,20 @@ pub fn verify_timestamp(
             ));
             continue;
         }
+        let leaf_hash = match ess.0 {
+            EssHash::Sha1 => sigil_core::crypto::sha1_for_legacy_ids(&leaf.der),
+            EssHash::Sha2(a) => a.digest(&leaf.der),
+        };
+        if leaf_hash != ess.1 {
+            reasons.push(format!(
+                "{label}: the signing-certificate attribute names another certificate"
+            ));
+            continue;
+        }
+        if let Err(r) = check_embedded_certs(&sd, &chain) {
+            reasons.push(format!("{label}: {r}"));
+            continue;
+        }
         if let Err(r) = check_tsa_chain(&chain, t) {
             reasons.push(format!("{label}: {r}"));
             continue;
@@ -286,6 +346,58 @@ pub fn verify_timestamp(
             reasons.join("; ")
         }
     )))
+}
+
+enum EssHash {
+    Sha1,
+    Sha2(DigestAlgorithm),
+}
+
+/// The certificate hash of the signed ESS signing-certificate attribute (v2, RFC 5035, or v1,
+/// RFC 2634), which binds the signature to the TSA's certificate; RFC 3161 requires one.
+fn ess_cert_hash(
+    attrs: &cms::signed_data::SignedAttributes,
+) -> Result<(EssHash, Vec<u8>), VerifyError> {
+    let bad = |w: &str| err(format!("signing-certificate attribute: {w}"));
+    let (v2, attr) = match (
+        attrs.iter().find(|a| a.oid == SIGNING_CERTIFICATE_V2),
+        attrs.iter().find(|a| a.oid == SIGNING_CERTIFICATE),
+    ) {
+        (Some(a), _) => (true, a),
+        (None, Some(a)) => (false, a),
+        (None, None) => {
+            return Err(err(
+                "signer has no signing-certificate attribute (RFC 3161 requires it)",
+            ));
+        }
+    };
+    let value = attr.values.iter().next().ok_or_else(|| bad("empty"))?;
+    let outer: Vec<Any> = value.decode_as().map_err(|e| bad(&e.to_string()))?;
+    let certs: Vec<Any> = outer
+        .first()
+        .ok_or_else(|| bad("no certificate IDs"))?
+        .decode_as()
+        .map_err(|e| bad(&e.to_string()))?;
+    let id: Vec<Any> = certs
+        .first()
+        .ok_or_else(|| bad("no certificate IDs"))?
+        .decode_as()
+        .map_err(|e| bad(&e.to_string()))?;
+    let (alg, hash) = match (v2, id.first()) {
+        (true, Some(a)) if a.tag() == der::Tag::Sequence => {
+            let alg: AlgorithmIdentifierOwned = a.decode_as().map_err(|e| bad(&e.to_string()))?;
+            let d = digest_for(&alg.oid)
+                .ok_or_else(|| bad(&format!("unsupported hash {}", alg.oid)))?;
+            (EssHash::Sha2(d), id.get(1))
+        }
+        (true, first) => (EssHash::Sha2(DigestAlgorithm::Sha256), first),
+        (false, first) => (EssHash::Sha1, first),
+    };
+    let hash: OctetString = hash
+        .ok_or_else(|| bad("no certificate hash"))?
+        .decode_as()
+        .map_err(|e| bad(&e.to_string()))?;
+    Ok((alg, hash.as_bytes().to_vec()))
 }
 
 /// The DER of the first signer's signed attributes as they appear in `signed_data`, retagged
@@ -316,6 +428,28 @@ fn signed_attrs_der(signed_data: &Any) -> Result<Vec<u8>, VerifyError> {
         }
     }
     Err(err("signer has no signed attributes"))
+}
+
+/// Certificates the token carries are not trusted on their own; each must be one of the trusted
+/// TSA chain's, byte for byte, or the token is refused rather than carrying unchecked data.
+fn check_embedded_certs(sd: &SignedData, chain: &[ParsedCert]) -> Result<(), String> {
+    let Some(set) = &sd.certificates else {
+        return Ok(());
+    };
+    for c in set.0.iter() {
+        let der = match c {
+            cms::cert::CertificateChoices::Certificate(cert) => cert
+                .to_der()
+                .map_err(|e| format!("embedded certificate: {e}"))?,
+            _ => return Err("the token embeds a certificate of an unsupported kind".into()),
+        };
+        if !chain.iter().any(|t| t.der == der) {
+            return Err(
+                "the token embeds a certificate that is not in the trusted TSA chain".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn check_tsa_chain(chain: &[ParsedCert], t: i64) -> Result<(), String> {

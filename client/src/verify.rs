@@ -14,7 +14,7 @@ use serde_json::Value;
 use sigil_core::bundle::{
     Bundle, BundleError, Content, Envelope, MessageSignature, SigningMaterial, TransparencyLogEntry,
 };
-use sigil_core::bundle::{HashAlgorithm, IN_TOTO_PAYLOAD_TYPE};
+use sigil_core::bundle::{BundleVersion, HashAlgorithm, IN_TOTO_PAYLOAD_TYPE};
 use sigil_core::certs;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, PublicKey, sha256};
 use sigil_core::merkle::{self, Hash};
@@ -170,6 +170,18 @@ pub struct Verified {
     pub statement: Option<Value>,
 }
 
+/// The signing certificate or key, in the forms log entry bodies carry it.
+struct Signer<'a> {
+    key: &'a PublicKey,
+    /// Certificate DER, or the key's SPKI DER.
+    der: &'a [u8],
+    pem: String,
+    is_certificate: bool,
+}
+
+/// Most RFC 3161 timestamps a bundle may carry (as the reference clients allow).
+pub const MAX_TIMESTAMPS: usize = 32;
+
 /// Verifies `bundle` for `artifact` against `root` and `policy`.
 pub fn verify_bundle(
     bundle: &Bundle,
@@ -179,6 +191,7 @@ pub fn verify_bundle(
     opts: &Options,
 ) -> Result<Verified, VerifyError> {
     bundle.validate()?;
+    let version = bundle.version()?;
     let content = bundle.content()?;
 
     // The key that must have signed, and the certificate it came from (if any).
@@ -207,23 +220,31 @@ pub fn verify_bundle(
         Some(c) => certs::pem_encode("CERTIFICATE", &c.der),
         None => certs::pem_encode("PUBLIC KEY", signer_key.spki_der()),
     };
-    let signer_der: &[u8] = match &leaf {
-        Some(c) => &c.der,
-        None => signer_key.spki_der(),
+    let signer = Signer {
+        key: &signer_key,
+        der: match &leaf {
+            Some(c) => &c.der,
+            None => signer_key.spki_der(),
+        },
+        pem: signer_pem,
+        is_certificate: leaf.is_some(),
     };
 
-    // Signing time: the log's integrated time. It is only trusted once the entries verify below,
-    // but the certificate is checked first so that a bad certificate is reported as such.
     let entries = &bundle.verification_material.tlog_entries;
     if entries.len() < opts.min_tlog_entries {
         return Err(VerifyError::NoTlogEntry);
     }
-    let mut times: Vec<i64> = entries
-        .iter()
-        .map(|e| e.integrated_time)
-        .filter(|t| *t > 0)
-        .collect();
-    // RFC 3161 timestamps over the signature (Rekor v2 entries carry no time of their own).
+    // One entry, as the reference clients require: a second one would be evidence nobody checks
+    // against a policy of its own.
+    if entries.len() > 1 {
+        return Err(VerifyError::Entry(format!(
+            "bundle has {} tlog entries; exactly one is supported",
+            entries.len()
+        )));
+    }
+
+    // Trusted times: RFC 3161 timestamps over the signature, then integrated times vouched for
+    // by a verified SET. An integrated time without a SET is unsigned and never used.
     let signature_bytes: &[u8] = match content {
         Content::MessageSignature(ms) => &ms.signature,
         Content::Dsse(env) => env
@@ -232,29 +253,73 @@ pub fn verify_bundle(
             .map(|s| s.sig.as_slice())
             .unwrap_or_default(),
     };
+    let mut tsa_times = Vec::new();
+    let mut has_timestamp_data = false;
     if let Some(tvd) = &bundle.verification_material.timestamp_verification_data {
-        for ts in &tvd.rfc3161_timestamps {
-            times.push(crate::tsa::verify_timestamp(
-                &ts.signed_timestamp,
+        let ts = &tvd.rfc3161_timestamps;
+        has_timestamp_data = !ts.is_empty();
+        if ts.len() > MAX_TIMESTAMPS {
+            return Err(VerifyError::Timestamp(format!(
+                "bundle carries {} timestamps; at most {MAX_TIMESTAMPS} are accepted",
+                ts.len()
+            )));
+        }
+        for (i, t) in ts.iter().enumerate() {
+            if ts
+                .iter()
+                .take(i)
+                .any(|o| o.signed_timestamp == t.signed_timestamp)
+            {
+                return Err(VerifyError::Timestamp(format!(
+                    "timestamp #{i} is a duplicate of an earlier one"
+                )));
+            }
+            tsa_times.push(crate::tsa::verify_timestamp(
+                &t.signed_timestamp,
                 signature_bytes,
                 root,
             )?);
         }
     }
+
+    // Transparency log entries: trusted log, body rebuilt from the bundle, proof and/or SET.
+    let mut verified_entries = Vec::with_capacity(entries.len());
+    let mut times = tsa_times.clone();
+    for e in entries {
+        check_kind_version(e)?;
+        let v = verify_entry(e, root, &tsa_times, version)?;
+        if v.set {
+            times.push(e.integrated_time);
+        } else if version >= BundleVersion::V02 && !has_timestamp_data {
+            return Err(VerifyError::SigningTime(format!(
+                "tlog entry {} has no signed entry timestamp and the bundle no RFC 3161 timestamp",
+                e.log_index
+            )));
+        }
+        verified_entries.push(v);
+    }
+
     let signing_time = match times.first() {
         Some(t) => *t,
         None if leaf.is_none() => 0,
         None => {
             return Err(VerifyError::SigningTime(
-                "neither a tlog integrated time nor an RFC 3161 timestamp".into(),
+                "neither a signed entry timestamp (SET) nor an RFC 3161 timestamp".into(),
             ));
         }
     };
 
-    // Certificate: chain, SCT, profile, validity, identity.
+    // Certificate: chain, SCT, profile, validity at every trusted time, identity.
     let identity = match (&leaf, policy) {
         (Some(c), p) => {
-            let chain = x509::verify_chain(c, root, signing_time)?;
+            let mut chain = None;
+            for t in &times {
+                chain = Some(x509::verify_chain(c, root, *t)?);
+            }
+            let chain = chain.ok_or_else(|| {
+                VerifyError::SigningTime("no trusted time to check the certificate at".into())
+            })?;
+            check_bundled_chain(bundle, root, chain.ca_index)?;
             x509::check_leaf_profile(c)?;
             if opts.require_sct {
                 verify_sct(c, &chain.issuer, root)?;
@@ -276,12 +341,10 @@ pub fn verify_bundle(
         (None, _) => None,
     };
 
-    // Transparency log entries: trusted log, body rebuilt from the bundle, proof and/or SET.
-    let mut verified_entries = Vec::with_capacity(entries.len());
+    // Each entry's body is the one this bundle implies (after the certificate, so that a bad
+    // certificate is reported as such rather than as a body mismatch).
     for e in entries {
-        let log = find_log(root, e)?;
-        check_body(e, content, artifact, &signer_pem, signer_der)?;
-        verified_entries.push(verify_entry(e, log)?);
+        check_body(e, content, artifact, &signer)?;
     }
 
     // The signature over the artifact.
@@ -307,22 +370,64 @@ pub fn verify_bundle(
     })
 }
 
+/// Certificates a v0.1/v0.2 bundle carries after the leaf are never trusted on their own; they
+/// must be the trusted CA's own chain (in order, possibly shortened), or the bundle is refused.
+fn check_bundled_chain(
+    bundle: &Bundle,
+    root: &TrustedRoot,
+    ca_index: usize,
+) -> Result<(), VerifyError> {
+    let Ok(SigningMaterial::Certificate { chain, .. }) = bundle.signing_material() else {
+        return Ok(());
+    };
+    let trusted = root
+        .certificate_authorities
+        .get(ca_index)
+        .map(|ca| ca.cert_chain.certificates.as_slice())
+        .unwrap_or_default();
+    if chain.len() > trusted.len() || chain.iter().zip(trusted).any(|(a, b)| a != b) {
+        return Err(VerifyError::Certificate(format!(
+            "the bundle's x509CertificateChain carries {} certificate(s) after the leaf that are not \
+             the trusted CA's chain",
+            chain.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Entry kinds and versions this verifier knows how to rebuild from a bundle.
+fn check_kind_version(e: &TransparencyLogEntry) -> Result<(), VerifyError> {
+    let kv = &e.kind_version;
+    match (kv.kind.as_str(), kv.version.as_str()) {
+        ("hashedrekord", "0.0.1" | "0.0.2") | ("dsse", "0.0.1") | ("intoto", "0.0.2") => Ok(()),
+        (k, v) => Err(VerifyError::Entry(format!(
+            "unsupported tlog entry kind {k:?} version {v:?}"
+        ))),
+    }
+}
+
+/// The trusted log that issued entry `e`: its key ID must name a log of the trusted root whose
+/// key was valid at the entry's trusted time(s) — the SET's integrated time, else every RFC 3161
+/// time (Rekor v2 entries carry no time of their own).
 fn find_log<'a>(
     root: &'a TrustedRoot,
     e: &'a TransparencyLogEntry,
+    times: &[i64],
 ) -> Result<&'a TransparencyLogInstance, VerifyError> {
     let id = &e.log_id.key_id;
     let mut candidates = root.tlogs_by_id(id).peekable();
     if candidates.peek().is_none() {
         return Err(VerifyError::UnknownLog(hex::encode(id)));
     }
-    let t = e.integrated_time;
-    // Rekor v2 entries carry no integrated time; any key with this ID then qualifies.
     candidates
-        .find(|l| t == 0 || l.public_key.valid_at(t))
+        .find(|l| times.iter().all(|t| l.public_key.valid_at(*t)))
         .ok_or_else(|| VerifyError::LogKeyNotValid {
             log_id: hex::encode(id),
-            time: fmt_time(t),
+            time: times
+                .iter()
+                .map(|t| fmt_time(*t))
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
@@ -335,24 +440,62 @@ fn log_key(log: &TransparencyLogInstance) -> Result<PublicKey, VerifyError> {
     })
 }
 
-/// Verifies the entry's inclusion evidence: proof + checkpoint, and/or SET.
+/// Verifies entry `e`: its log is trusted, its inclusion proof (always, when present) leads to
+/// the root the proof names and that root to the log's signed checkpoint, and its SET signs the
+/// body, integrated time, log ID and index.
 fn verify_entry(
     e: &TransparencyLogEntry,
-    log: &TransparencyLogInstance,
+    root: &TrustedRoot,
+    tsa_times: &[i64],
+    version: BundleVersion,
 ) -> Result<VerifiedEntry, VerifyError> {
-    let key = log_key(log)?;
+    // v0.2 and later carry a proof with a signed checkpoint in every entry; v0.1 bundles (and
+    // cosign's image signature annotations, read as v0.1) may rest on the SET alone.
+    let proof_required = version >= BundleVersion::V02;
     let body = &e.canonicalized_body;
     if body.is_empty() {
         return Err(VerifyError::Entry("canonicalizedBody is empty".into()));
     }
-    let leaf = merkle::leaf_hash(body);
-    let mut has_proof = false;
-    if let Some(p) = &e.inclusion_proof
-        && p.checkpoint.is_some()
-    {
-        verify_inclusion_proof(&leaf, p, &key)?;
-        has_proof = true;
+    if e.integrated_time != 0 && e.inclusion_promise.is_none() {
+        return Err(VerifyError::Entry(format!(
+            "integratedTime {} is not covered by a signed entry timestamp (SET); \
+             remove it or include the SET",
+            e.integrated_time
+        )));
     }
+    if e.integrated_time < 0 {
+        return Err(VerifyError::Entry(format!(
+            "negative integratedTime {}",
+            e.integrated_time
+        )));
+    }
+    let times = if e.inclusion_promise.is_some() {
+        vec![e.integrated_time]
+    } else {
+        tsa_times.to_vec()
+    };
+    let log = find_log(root, e, &times)?;
+    let key = log_key(log)?;
+    let leaf = merkle::leaf_hash(body);
+    let what = format!(
+        "tlog entry at logIndex {} (UUID {})",
+        e.log_index,
+        hex::encode(leaf)
+    );
+
+    let has_proof = match &e.inclusion_proof {
+        Some(p) => {
+            verify_inclusion_proof(&leaf, e, p, &key, proof_required)
+                .map_err(|err| annotate(err, &what))?;
+            true
+        }
+        None if proof_required => {
+            return Err(VerifyError::InclusionProof(format!(
+                "{what} has no inclusion proof"
+            )));
+        }
+        None => false,
+    };
     let mut has_set = false;
     if let Some(promise) = &e.inclusion_promise {
         let index = u64::try_from(e.log_index)
@@ -385,6 +528,15 @@ fn verify_entry(
     })
 }
 
+/// Prefixes an inclusion-proof or checkpoint error with the entry it is about.
+fn annotate(err: VerifyError, what: &str) -> VerifyError {
+    match err {
+        VerifyError::InclusionProof(m) => VerifyError::InclusionProof(format!("{what}: {m}")),
+        VerifyError::Checkpoint(m) => VerifyError::Checkpoint(format!("{what}: {m}")),
+        other => other,
+    }
+}
+
 fn verify_log_signature(key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), String> {
     key.verify(msg, sig).map_err(|e| e.to_string())
 }
@@ -397,10 +549,26 @@ fn to_hash(b: &[u8], what: &str) -> Result<Hash, VerifyError> {
 
 fn verify_inclusion_proof(
     leaf: &Hash,
+    e: &TransparencyLogEntry,
     p: &sigil_core::bundle::InclusionProof,
     key: &PublicKey,
+    checkpoint_required: bool,
 ) -> Result<(), VerifyError> {
     let ip = |s: String| VerifyError::InclusionProof(s);
+    // A sharded Rekor v1 numbers entries globally (shard offset + index in the shard's tree) and
+    // its SET signs that global index; without a SET nothing else binds the entry's index, so it
+    // must be the proof's.
+    let index_fits = if e.inclusion_promise.is_some() {
+        p.log_index <= e.log_index
+    } else {
+        p.log_index == e.log_index
+    };
+    if !index_fits {
+        return Err(ip(format!(
+            "the proof is for logIndex {}, which cannot be the entry's (logIndex {})",
+            p.log_index, e.log_index
+        )));
+    }
     let index =
         u64::try_from(p.log_index).map_err(|_| ip(format!("negative logIndex {}", p.log_index)))?;
     let size =
@@ -415,15 +583,17 @@ fn verify_inclusion_proof(
         .map_err(|e| ip(format!("index {index} in tree of size {size}: {e}")))?;
     if computed != root {
         return Err(ip(format!(
-            "computed root {} does not match the proof's rootHash {} (index {index}, size {size})",
+            "the entry's leaf hash and proof give root {}, not the proof's rootHash {} (index {index}, size {size})",
             hex::encode(computed),
             hex::encode(root)
         )));
     }
-    let cp = p
-        .checkpoint
-        .as_ref()
-        .ok_or_else(|| ip("no checkpoint".into()))?;
+    let Some(cp) = p.checkpoint.as_ref() else {
+        if checkpoint_required {
+            return Err(ip("the proof has no signed checkpoint".into()));
+        }
+        return Ok(());
+    };
     let (size_cp, root_cp) = verify_checkpoint(cp.envelope.as_bytes(), key)?;
     if size_cp != size || root_cp != root {
         return Err(VerifyError::Checkpoint(format!(
@@ -621,6 +791,37 @@ fn short(s: &str) -> String {
     }
 }
 
+/// Refuses fields of the body object at `at` (a top-level key, or "" for the body itself) that
+/// the verifier does not check.
+fn only_fields(body: &Value, at: &str, allowed: &[&str]) -> Result<(), VerifyError> {
+    let obj = if at.is_empty() {
+        Some(body)
+    } else {
+        body.get(at)
+    };
+    let Some(Value::Object(map)) = obj else {
+        return Err(VerifyError::Entry(format!(
+            "canonicalizedBody{} is not a JSON object",
+            if at.is_empty() {
+                String::new()
+            } else {
+                format!(".{at}")
+            }
+        )));
+    };
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(VerifyError::Entry(format!(
+            "canonicalizedBody{} has an unexpected field {k:?}",
+            if at.is_empty() {
+                String::new()
+            } else {
+                format!(".{at}")
+            }
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Decodes base64 PEM text from a body field and returns the DER of its first block.
 fn pem_field_der(b64: &str) -> Option<Vec<u8>> {
     let pem = STANDARD.decode(b64).ok()?;
@@ -636,11 +837,12 @@ fn check_body(
     e: &TransparencyLogEntry,
     content: Content<'_>,
     artifact: &Artifact<'_>,
-    signer_pem: &str,
-    signer_der: &[u8],
+    signer: &Signer<'_>,
 ) -> Result<(), VerifyError> {
+    let (signer_pem, signer_der) = (signer.pem.as_str(), signer.der);
     let body: Value = serde_json::from_slice(&e.canonicalized_body)
         .map_err(|err| VerifyError::Entry(format!("canonicalizedBody is not JSON: {err}")))?;
+    only_fields(&body, "", &["apiVersion", "kind", "spec"])?;
     let kind = get_str(&body, &["kind"]);
     let version = get_str(&body, &["apiVersion"]);
     if kind != e.kind_version.kind || version != e.kind_version.version {
@@ -680,77 +882,37 @@ fn check_body(
         }
         (Content::MessageSignature(ms), "hashedrekord", "0.0.2") => {
             let (alg, digest) = message_digest(ms, artifact)?;
-            let spec = body
-                .pointer("/spec/hashedRekordV002")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let want_alg = match alg {
-                DigestAlgorithm::Sha256 => "SHA2_256",
-                DigestAlgorithm::Sha384 => "SHA2_384",
-                DigestAlgorithm::Sha512 => "SHA2_512",
-            };
-            let checks = [
-                (
-                    "spec.hashedRekordV002.data.algorithm",
-                    want_alg.to_owned(),
-                    get_str(&spec, &["data", "algorithm"]),
-                ),
-                (
-                    "spec.hashedRekordV002.data.digest",
-                    STANDARD.encode(&digest),
-                    get_str(&spec, &["data", "digest"]),
-                ),
-                (
-                    "spec.hashedRekordV002.signature.content",
-                    STANDARD.encode(&ms.signature),
-                    get_str(&spec, &["signature", "content"]),
-                ),
-            ];
-            check_v2_fields(&checks)?;
-            check_v2_verifier(&spec, signer_der)
+            check_v2_body(&body, alg, &digest, &ms.signature, signer)
         }
         (Content::Dsse(env), "hashedrekord", "0.0.2") => {
             // Rekor v2 has no DSSE kind: clients log an envelope as a hashedrekord over the
-            // SHA-256 of its pre-authentication encoding, with the DSSE signature.
+            // digest of its pre-authentication encoding, with the DSSE signature. The digest is
+            // the signing key's (SHA-256 for P-256, SHA-384 for P-384).
             let sig = env
                 .signatures
                 .first()
                 .ok_or(VerifyError::Bundle(BundleError::DsseSignatureCount(0)))?;
-            let spec = body
-                .pointer("/spec/hashedRekordV002")
-                .cloned()
-                .unwrap_or(Value::Null);
-            // The digest is the signing key's (SHA-256 for P-256, SHA-384 for P-384).
-            let (name, alg) = match get_str(&spec, &["data", "algorithm"]) {
-                "SHA2_384" => ("SHA2_384", DigestAlgorithm::Sha384),
-                "SHA2_512" => ("SHA2_512", DigestAlgorithm::Sha512),
-                _ => ("SHA2_256", DigestAlgorithm::Sha256),
-            };
-            let checks = [
-                (
-                    "spec.hashedRekordV002.data.algorithm",
-                    name.to_owned(),
-                    get_str(&spec, &["data", "algorithm"]),
-                ),
-                (
-                    "spec.hashedRekordV002.data.digest",
-                    STANDARD.encode(alg.digest(&env.pae())),
-                    get_str(&spec, &["data", "digest"]),
-                ),
-                (
-                    "spec.hashedRekordV002.signature.content",
-                    STANDARD.encode(&sig.sig),
-                    get_str(&spec, &["signature", "content"]),
-                ),
-            ];
-            check_v2_fields(&checks)?;
-            check_v2_verifier(&spec, signer_der)
+            let alg = signer
+                .key
+                .algorithm()
+                .default_digest()
+                .unwrap_or(DigestAlgorithm::Sha256);
+            check_v2_body(&body, alg, &alg.digest(&env.pae()), &sig.sig, signer)
         }
         (Content::Dsse(env), "dsse", "0.0.1") => {
             let sig = env
                 .signatures
                 .first()
                 .ok_or(VerifyError::Bundle(BundleError::DsseSignatureCount(0)))?;
+            only_fields(
+                &body,
+                "spec",
+                &["envelopeHash", "payloadHash", "signatures"],
+            )?;
+            let alg = get_str(&body, &["spec", "payloadHash", "algorithm"]);
+            if alg != "sha256" {
+                return Err(mismatch("spec.payloadHash.algorithm", "sha256", alg));
+            }
             let want_hash = hex::encode(sha256(&env.payload));
             let got_hash = get_str(&body, &["spec", "payloadHash", "value"]);
             if got_hash != want_hash {
@@ -761,6 +923,14 @@ fn check_body(
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
+            // The log entry must list exactly the envelope's signatures.
+            if sigs.len() != env.signatures.len() {
+                return Err(mismatch(
+                    "spec.signatures",
+                    format!("{} signature(s)", env.signatures.len()),
+                    format!("{} signature(s)", sigs.len()),
+                ));
+            }
             let want_sig = STANDARD.encode(&sig.sig);
             let hit = sigs.iter().find(|s| get_str(s, &["signature"]) == want_sig);
             let Some(hit) = hit else {
@@ -806,6 +976,13 @@ fn check_body(
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
+            if sigs.len() != env.signatures.len() {
+                return Err(mismatch(
+                    "spec.content.envelope.signatures",
+                    format!("{} signature(s)", env.signatures.len()),
+                    format!("{} signature(s)", sigs.len()),
+                ));
+            }
             // intoto 0.0.2 double-encodes signatures: base64 of the envelope's base64 text.
             let want_sig = STANDARD.encode(STANDARD.encode(&sig.sig));
             let hit = sigs.iter().find(|s| get_str(s, &["sig"]) == want_sig);
@@ -831,36 +1008,78 @@ fn check_body(
     }
 }
 
-/// Each (field, expected, found) of a Rekor v2 body must agree.
-fn check_v2_fields(checks: &[(&str, String, &str)]) -> Result<(), VerifyError> {
-    for (field, want, got) in checks {
-        if want != got {
-            return Err(mismatch(field, short(want), short(got)));
-        }
-    }
-    Ok(())
-}
-
-/// The Rekor v2 body's verifier is the bundle's signing certificate or key.
-fn check_v2_verifier(spec: &Value, signer_der: &[u8]) -> Result<(), VerifyError> {
-    let verifier = spec
-        .pointer("/signature/verifier")
+/// The Rekor v2 hashedrekord 0.0.2 body must be exactly the one the bundle implies: digest and
+/// algorithm, signature, the signing certificate or key and its key details, and nothing else.
+fn check_v2_body(
+    body: &Value,
+    alg: DigestAlgorithm,
+    digest: &[u8],
+    signature: &[u8],
+    signer: &Signer<'_>,
+) -> Result<(), VerifyError> {
+    let alg_name = match alg {
+        DigestAlgorithm::Sha256 => "SHA2_256",
+        DigestAlgorithm::Sha384 => "SHA2_384",
+        DigestAlgorithm::Sha512 => "SHA2_512",
+    };
+    let spec = body
+        .pointer("/spec/hashedRekordV002")
         .cloned()
         .unwrap_or(Value::Null);
-    let raw = get_str(&verifier, &["x509Certificate", "rawBytes"]);
-    let raw = if raw.is_empty() {
-        get_str(&verifier, &["publicKey", "rawBytes"])
-    } else {
-        raw
+    // RSA keys name their padding and size in keyDetails; any RSA variant fits an RSA key.
+    let details = match signer.key.algorithm() {
+        KeyAlgorithm::Rsa { .. } => {
+            let got = get_str(&spec, &["signature", "verifier", "keyDetails"]);
+            if got.starts_with("PKIX_RSA_") {
+                got.to_owned()
+            } else {
+                KeyAlgorithm::Rsa { bits: 2048 }.key_details().to_owned()
+            }
+        }
+        a => a.key_details().to_owned(),
     };
-    if STANDARD.decode(raw).ok().as_deref() != Some(signer_der) {
-        return Err(mismatch(
-            "spec.hashedRekordV002.signature.verifier",
-            "the bundle's signing certificate/key",
-            "a different key",
-        ));
+    let material = if signer.is_certificate {
+        "x509Certificate"
+    } else {
+        "publicKey"
+    };
+    let expected = serde_json::json!({
+        "apiVersion": "0.0.2",
+        "kind": "hashedrekord",
+        "spec": {"hashedRekordV002": {
+            "data": {"algorithm": alg_name, "digest": STANDARD.encode(digest)},
+            "signature": {
+                "content": STANDARD.encode(signature),
+                "verifier": {material: {"rawBytes": STANDARD.encode(signer.der)}, "keyDetails": details},
+            },
+        }},
+    });
+    if *body == expected {
+        return Ok(());
     }
-    Ok(())
+    // Name the first field that differs.
+    let want_spec = expected
+        .pointer("/spec/hashedRekordV002")
+        .cloned()
+        .unwrap_or(Value::Null);
+    for path in [
+        &["data", "algorithm"][..],
+        &["data", "digest"],
+        &["signature", "content"],
+        &["signature", "verifier", material, "rawBytes"],
+        &["signature", "verifier", "keyDetails"],
+    ] {
+        let (a, b) = (get_str(&want_spec, path), get_str(&spec, path));
+        if a != b {
+            let field = format!("spec.hashedRekordV002.{}", path.join("."));
+            return Err(mismatch(&field, short(a), short(b)));
+        }
+    }
+    Err(mismatch(
+        "canonicalizedBody",
+        "exactly the hashedrekord 0.0.2 fields the bundle implies",
+        "other or extra fields",
+    ))
 }
 
 /// Verifies the leaf's embedded SCTs against the trusted CT logs: at least one must verify.

@@ -202,6 +202,12 @@ fn chain_to(
 /// the codeSigning extended key usage.
 pub fn check_leaf_profile(leaf: &ParsedCert) -> Result<(), VerifyError> {
     let tbs = &leaf.cert.tbs_certificate;
+    if leaf.is_ca() {
+        return Err(VerifyError::Certificate(
+            "the signing certificate is a CA certificate (basicConstraints cA is true)".into(),
+        ));
+    }
+    check_extensions(leaf).map_err(VerifyError::Certificate)?;
     match tbs.get::<KeyUsage>() {
         Ok(Some((_, ku))) if ku.0.contains(KeyUsages::DigitalSignature) => {}
         _ => {
@@ -216,6 +222,51 @@ pub fn check_leaf_profile(leaf: &ParsedCert) -> Result<(), VerifyError> {
             "leaf certificate lacks the codeSigning extended key usage".into(),
         )),
     }
+}
+
+/// Extensions a certificate may mark critical: the ones this verifier enforces. An unknown
+/// critical extension means a constraint nobody checks, so the certificate is refused (RFC 5280
+/// §4.2), as are duplicate extensions and a signature algorithm that differs between the
+/// certificate and its TBS part.
+pub fn check_extensions(c: &ParsedCert) -> Result<(), String> {
+    const KNOWN_CRITICAL: [der::asn1::ObjectIdentifier; 4] = [
+        oid::BASIC_CONSTRAINTS,
+        oid::KEY_USAGE,
+        oid::EXTENDED_KEY_USAGE,
+        oid::SUBJECT_ALT_NAME,
+    ];
+    let tbs = &c.cert.tbs_certificate;
+    if tbs.signature != c.cert.signature_algorithm {
+        return Err(format!(
+            "{:?}: the TBS signature algorithm differs from the certificate's",
+            c.subject()
+        ));
+    }
+    let exts = tbs.extensions.as_deref().unwrap_or_default();
+    for (i, e) in exts.iter().enumerate() {
+        if exts.iter().take(i).any(|o| o.extn_id == e.extn_id) {
+            return Err(format!(
+                "{:?}: extension {} appears twice",
+                c.subject(),
+                e.extn_id
+            ));
+        }
+        // A precertificate is what the CT log saw, never a certificate to use (RFC 6962 §3.1).
+        if e.extn_id == oid::CT_PRECERT_POISON {
+            return Err(format!(
+                "{:?}: is a precertificate (CT poison extension)",
+                c.subject()
+            ));
+        }
+        if e.critical && !KNOWN_CRITICAL.contains(&e.extn_id) {
+            return Err(format!(
+                "{:?}: unknown critical extension {}",
+                c.subject(),
+                e.extn_id
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.

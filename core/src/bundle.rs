@@ -3,7 +3,8 @@
 //! Protobuf-JSON rules: camelCase field names, int64 as decimal strings (numbers are accepted too),
 //! bytes as standard base64 (URL-safe and unpadded are accepted), enums by name. A few fields are
 //! always emitted even at their default value (`logIndex`, `inclusionProof.hashes`) because real
-//! clients reject bundles without them.
+//! clients reject bundles without them. A field the schema does not know is refused rather than
+//! ignored: a verifier must check everything a bundle carries.
 
 use serde::{Deserialize, Serialize};
 
@@ -128,7 +129,7 @@ use protojson::{bytes as b64, int64};
 /// A Sigstore bundle: the verification material plus exactly one of a message signature or a
 /// DSSE envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Bundle {
     pub media_type: String,
     pub verification_material: VerificationMaterial,
@@ -232,6 +233,12 @@ impl Bundle {
                 what: "an inclusion promise (SET) in every tlog entry",
             });
         }
+        if v < BundleVersion::V03 && vm.certificate.is_some() {
+            return Err(BundleError::VersionRequirement {
+                version: v.name(),
+                what: "x509CertificateChain (a single certificate field is v0.3)",
+            });
+        }
         if v >= BundleVersion::V03 && vm.x509_certificate_chain.is_some() {
             return Err(BundleError::VersionRequirement {
                 version: v.name(),
@@ -287,7 +294,7 @@ impl Bundle {
 
 /// Everything needed to verify the signature besides the artifact and the trust root.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerificationMaterial {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<X509Certificate>,
@@ -303,7 +310,7 @@ pub struct VerificationMaterial {
 
 /// A DER certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509Certificate {
     #[serde(with = "b64")]
     pub raw_bytes: Vec<u8>,
@@ -311,7 +318,7 @@ pub struct X509Certificate {
 
 /// A certificate chain, leaf first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509CertificateChain {
     #[serde(default)]
     pub certificates: Vec<X509Certificate>,
@@ -319,7 +326,7 @@ pub struct X509CertificateChain {
 
 /// A reference to a public key known to the verifier out of band.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublicKeyIdentifier {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
@@ -327,7 +334,7 @@ pub struct PublicKeyIdentifier {
 
 /// RFC 3161 timestamps over the signature.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimestampVerificationData {
     #[serde(default)]
     pub rfc3161_timestamps: Vec<Rfc3161SignedTimestamp>,
@@ -335,7 +342,7 @@ pub struct TimestampVerificationData {
 
 /// One DER `TimeStampResp`/`TimeStampToken`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rfc3161SignedTimestamp {
     #[serde(with = "b64")]
     pub signed_timestamp: Vec<u8>,
@@ -372,7 +379,7 @@ impl HashAlgorithm {
 
 /// A digest and its algorithm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HashOutput {
     pub algorithm: HashAlgorithm,
     #[serde(with = "b64")]
@@ -381,7 +388,7 @@ pub struct HashOutput {
 
 /// A signature over an artifact's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessageSignature {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_digest: Option<HashOutput>,
@@ -391,7 +398,7 @@ pub struct MessageSignature {
 
 /// A DSSE envelope (JSON field names per the DSSE spec: `payloadType`, `keyid`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Envelope {
     #[serde(with = "b64")]
     pub payload: Vec<u8>,
@@ -402,6 +409,7 @@ pub struct Envelope {
 
 /// One DSSE signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DsseSignature {
     #[serde(with = "b64")]
     pub sig: Vec<u8>,
@@ -433,7 +441,7 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// A log's identity: SHA-256 of its public key's SPKI DER.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogId {
     #[serde(with = "b64")]
     pub key_id: Vec<u8>,
@@ -441,7 +449,7 @@ pub struct LogId {
 
 /// Rekor entry kind and version, e.g. `hashedrekord` / `0.0.1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KindVersion {
     pub kind: String,
     pub version: String,
@@ -449,7 +457,7 @@ pub struct KindVersion {
 
 /// The log's signed promise to include the entry (Rekor v1 SET).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InclusionPromise {
     #[serde(with = "b64")]
     pub signed_entry_timestamp: Vec<u8>,
@@ -457,14 +465,14 @@ pub struct InclusionPromise {
 
 /// A signed checkpoint (C2SP signed note text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Checkpoint {
     pub envelope: String,
 }
 
 /// An RFC 6962 inclusion proof of the entry in a tree, with the checkpoint that signs the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InclusionProof {
     #[serde(with = "int64", default)]
     pub log_index: i64,
@@ -480,7 +488,7 @@ pub struct InclusionProof {
 
 /// One transparency-log entry as carried in a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransparencyLogEntry {
     #[serde(with = "int64", default)]
     pub log_index: i64,

@@ -150,6 +150,11 @@ impl DigestAlgorithm {
         digest::digest(self.lc(), data).as_ref().to_vec()
     }
 
+    /// An incremental hasher, for inputs read in pieces (large artifacts).
+    pub fn hasher(&self) -> Hasher {
+        Hasher(digest::Context::new(self.lc()))
+    }
+
     fn lc(&self) -> &'static digest::Algorithm {
         match self {
             DigestAlgorithm::Sha256 => &digest::SHA256,
@@ -178,6 +183,27 @@ impl FromStr for DigestAlgorithm {
     fn from_str(s: &str) -> Result<Self, CryptoError> {
         DigestAlgorithm::parse(s)
     }
+}
+
+/// An incremental digest: feed it with `update`, then `finish`.
+pub struct Hasher(digest::Context);
+
+impl Hasher {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.0.finish().as_ref().to_vec()
+    }
+}
+
+/// SHA-1 of `data`, only to compare with identifiers older formats fix to SHA-1 (RFC 2634 ESS
+/// certificate IDs); never for signatures.
+pub fn sha1_for_legacy_ids(data: &[u8]) -> Vec<u8> {
+    digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data)
+        .as_ref()
+        .to_vec()
 }
 
 /// SHA-256 of `data`.

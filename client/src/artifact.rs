@@ -1,0 +1,118 @@
+//! Reading an artifact for verification: hashed in pieces as it is read, in the one algorithm
+//! the bundle needs, so a large file costs one pass of the hash and no copy in memory. The bytes
+//! themselves are read only where a signature covers them directly (Ed25519 over the message).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use sigil_core::bundle::{Bundle, Content, HashAlgorithm, SigningMaterial};
+use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm};
+
+use crate::verify::{Artifact, Policy};
+
+/// Size of each read: large enough that syscalls are noise next to hashing.
+const CHUNK: usize = 1 << 20;
+
+/// An artifact as the verifier will see it, owning its data.
+#[derive(Debug)]
+pub enum LoadedArtifact {
+    Bytes(Vec<u8>),
+    Digest {
+        algorithm: DigestAlgorithm,
+        digest: Vec<u8>,
+    },
+}
+
+impl LoadedArtifact {
+    /// Borrowed, for [`crate::verify::verify_bundle`].
+    pub fn as_artifact(&self) -> Artifact<'_> {
+        match self {
+            LoadedArtifact::Bytes(b) => Artifact::Bytes(b),
+            LoadedArtifact::Digest { algorithm, digest } => Artifact::Digest {
+                algorithm: *algorithm,
+                digest: digest.clone(),
+            },
+        }
+    }
+}
+
+/// Hashes the file at `path` with `algorithm`, reading it in pieces.
+pub fn hash_file(path: &Path, algorithm: DigestAlgorithm) -> std::io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut h = algorithm.hasher();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(h.finish())
+}
+
+/// Loads the artifact at `path` in the form `bundle` needs under `policy`.
+pub fn load(path: &Path, bundle: &Bundle, policy: &Policy) -> std::io::Result<LoadedArtifact> {
+    let algorithm = match bundle.content() {
+        Ok(Content::MessageSignature(ms)) => {
+            if signs_message_itself(bundle, policy) {
+                return std::fs::read(path).map(LoadedArtifact::Bytes);
+            }
+            match ms.message_digest.as_ref().map(|d| d.algorithm) {
+                Some(HashAlgorithm::Sha2_384) => DigestAlgorithm::Sha384,
+                Some(HashAlgorithm::Sha2_512) => DigestAlgorithm::Sha512,
+                _ => DigestAlgorithm::Sha256,
+            }
+        }
+        // In-toto subjects name their digests; SHA-256 unless the statement only has SHA-512.
+        Ok(Content::Dsse(env)) => {
+            let p = String::from_utf8_lossy(&env.payload);
+            if !p.contains("\"sha256\"") && p.contains("\"sha512\"") {
+                DigestAlgorithm::Sha512
+            } else {
+                DigestAlgorithm::Sha256
+            }
+        }
+        // The verifier reports what is wrong with the bundle; the bytes are enough for that.
+        Err(_) => return std::fs::read(path).map(LoadedArtifact::Bytes),
+    };
+    Ok(LoadedArtifact::Digest {
+        algorithm,
+        digest: hash_file(path, algorithm)?,
+    })
+}
+
+/// Whether the signature is over the message rather than its digest (Ed25519).
+fn signs_message_itself(bundle: &Bundle, policy: &Policy) -> bool {
+    let key_alg = match (bundle.signing_material(), policy) {
+        (Ok(SigningMaterial::Certificate { leaf, .. }), _) => {
+            crate::x509::ParsedCert::from_der(leaf).map(|c| c.key.algorithm())
+        }
+        (_, Policy::Key(k)) => Ok(k.algorithm()),
+        _ => return false,
+    };
+    matches!(key_alg, Ok(KeyAlgorithm::Ed25519))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_file_matches_one_shot_digest_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a");
+        let data: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        for alg in [
+            DigestAlgorithm::Sha256,
+            DigestAlgorithm::Sha384,
+            DigestAlgorithm::Sha512,
+        ] {
+            assert_eq!(hash_file(&p, alg).unwrap(), alg.digest(&data));
+        }
+    }
+}
