@@ -69,8 +69,12 @@ pub enum CryptoError {
 pub enum KeyAlgorithm {
     EcdsaP256,
     EcdsaP384,
+    /// Verification, and signing for tests and clients; Fulcio's default key policy admits it.
+    EcdsaP521,
     Ed25519,
-    Rsa { bits: usize },
+    Rsa {
+        bits: usize,
+    },
 }
 
 impl KeyAlgorithm {
@@ -79,6 +83,7 @@ impl KeyAlgorithm {
         match self {
             KeyAlgorithm::EcdsaP256 => "PKIX_ECDSA_P256_SHA_256",
             KeyAlgorithm::EcdsaP384 => "PKIX_ECDSA_P384_SHA_384",
+            KeyAlgorithm::EcdsaP521 => "PKIX_ECDSA_P521_SHA_512",
             KeyAlgorithm::Ed25519 => "PKIX_ED25519",
             KeyAlgorithm::Rsa { bits } if *bits >= 4096 => "PKIX_RSA_PKCS1V15_4096_SHA256",
             KeyAlgorithm::Rsa { bits } if *bits >= 3072 => "PKIX_RSA_PKCS1V15_3072_SHA256",
@@ -91,6 +96,7 @@ impl KeyAlgorithm {
         match self {
             KeyAlgorithm::EcdsaP256 | KeyAlgorithm::Rsa { .. } => Some(DigestAlgorithm::Sha256),
             KeyAlgorithm::EcdsaP384 => Some(DigestAlgorithm::Sha384),
+            KeyAlgorithm::EcdsaP521 => Some(DigestAlgorithm::Sha512),
             KeyAlgorithm::Ed25519 => None,
         }
     }
@@ -101,6 +107,7 @@ impl fmt::Display for KeyAlgorithm {
         match self {
             KeyAlgorithm::EcdsaP256 => f.write_str("ECDSA P-256"),
             KeyAlgorithm::EcdsaP384 => f.write_str("ECDSA P-384"),
+            KeyAlgorithm::EcdsaP521 => f.write_str("ECDSA P-521"),
             KeyAlgorithm::Ed25519 => f.write_str("Ed25519"),
             KeyAlgorithm::Rsa { bits } => write!(f, "RSA-{bits}"),
         }
@@ -275,13 +282,22 @@ fn ecdsa_alg(alg: KeyAlgorithm, d: DigestAlgorithm) -> Option<&'static EcdsaVeri
         (KeyAlgorithm::EcdsaP384, DigestAlgorithm::Sha512) => {
             Some(&signature::ECDSA_P384_SHA512_ASN1)
         }
+        (KeyAlgorithm::EcdsaP521, DigestAlgorithm::Sha256) => {
+            Some(&signature::ECDSA_P521_SHA256_ASN1)
+        }
+        (KeyAlgorithm::EcdsaP521, DigestAlgorithm::Sha384) => {
+            Some(&signature::ECDSA_P521_SHA384_ASN1)
+        }
+        (KeyAlgorithm::EcdsaP521, DigestAlgorithm::Sha512) => {
+            Some(&signature::ECDSA_P521_SHA512_ASN1)
+        }
         _ => None,
     }
 }
 
 #[derive(Clone)]
 enum Verifier {
-    /// Parsed for the key's default digest (SHA-256 for P-256, SHA-384 for P-384).
+    /// Parsed for the key's default digest (SHA-256 for P-256, SHA-384 for P-384, SHA-512 for P-521).
     Ecdsa(ParsedPublicKey),
     Ed25519(ParsedPublicKey),
     /// PKCS#1 `RSAPublicKey` DER; a key is bound to one scheme in aws-lc-rs, and RSA may use six.
@@ -313,7 +329,7 @@ impl PartialEq for PublicKey {
 impl Eq for PublicKey {}
 
 impl PublicKey {
-    /// Parse a DER SubjectPublicKeyInfo (ECDSA P-256/P-384, Ed25519, RSA >= 2048 bits).
+    /// Parse a DER SubjectPublicKeyInfo (ECDSA P-256/P-384/P-521, Ed25519, RSA >= 2048 bits).
     pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
         let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
             .map_err(|e| CryptoError::MalformedPublicKey(e.to_string()))?;
@@ -338,12 +354,10 @@ impl PublicKey {
                 } else if curve == OID_P384 {
                     (KeyAlgorithm::EcdsaP384, &signature::ECDSA_P384_SHA384_ASN1)
                 } else if curve == OID_P521 {
-                    return Err(CryptoError::UnsupportedAlgorithm(
-                        "ECDSA P-521 keys are not supported (use P-256 or P-384)".into(),
-                    ));
+                    (KeyAlgorithm::EcdsaP521, &signature::ECDSA_P521_SHA512_ASN1)
                 } else {
                     return Err(CryptoError::UnsupportedAlgorithm(format!(
-                        "EC curve {curve} (supported: P-256, P-384)"
+                        "EC curve {curve} (supported: P-256, P-384, P-521)"
                     )));
                 };
             let parsed = ParsedPublicKey::new(lc, key_bits).map_err(|e| malformed("ECDSA", e))?;
@@ -565,16 +579,17 @@ fn ecdsa_signing(alg: KeyAlgorithm) -> Option<&'static EcdsaSigningAlgorithm> {
     match alg {
         KeyAlgorithm::EcdsaP256 => Some(&signature::ECDSA_P256_SHA256_ASN1_SIGNING),
         KeyAlgorithm::EcdsaP384 => Some(&signature::ECDSA_P384_SHA384_ASN1_SIGNING),
+        KeyAlgorithm::EcdsaP521 => Some(&signature::ECDSA_P521_SHA512_ASN1_SIGNING),
         _ => None,
     }
 }
 
 impl SigningKey {
-    /// Generate a fresh key (ECDSA P-256/P-384, Ed25519, or RSA 2048/3072/4096/8192).
+    /// Generate a fresh key (ECDSA P-256/P-384/P-521, Ed25519, or RSA 2048/3072/4096/8192).
     pub fn generate(alg: KeyAlgorithm) -> Result<Self, CryptoError> {
         let gen_err = |_| CryptoError::KeyGeneration(format!("{alg} key generation failed"));
         let inner = match alg {
-            KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
+            KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 | KeyAlgorithm::EcdsaP521 => {
                 let lc = ecdsa_signing(alg).ok_or_else(|| {
                     CryptoError::KeyGeneration(format!("{alg} is not an ECDSA algorithm"))
                 })?;
@@ -653,9 +668,10 @@ impl SigningKey {
             let alg = match curve {
                 Some(c) if c == OID_P256 => KeyAlgorithm::EcdsaP256,
                 Some(c) if c == OID_P384 => KeyAlgorithm::EcdsaP384,
+                Some(c) if c == OID_P521 => KeyAlgorithm::EcdsaP521,
                 Some(c) => {
                     return Err(CryptoError::UnsupportedAlgorithm(format!(
-                        "EC curve {c} (supported: P-256, P-384)"
+                        "EC curve {c} (supported: P-256, P-384, P-521)"
                     )));
                 }
                 None => {
@@ -710,7 +726,11 @@ impl SigningKey {
 
     /// Load a SEC1 `ECPrivateKey` (what `openssl ecparam -genkey` writes).
     pub fn from_sec1_der(der: &[u8]) -> Result<Self, CryptoError> {
-        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
+        for alg in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::EcdsaP521,
+        ] {
             if let Some(lc) = ecdsa_signing(alg)
                 && let Ok(k) = EcdsaKeyPair::from_private_key_der(lc, der)
             {
@@ -718,7 +738,7 @@ impl SigningKey {
             }
         }
         Err(CryptoError::MalformedPrivateKey(
-            "not a P-256 or P-384 SEC1 EC private key".into(),
+            "not a P-256, P-384 or P-521 SEC1 EC private key".into(),
         ))
     }
 

@@ -491,7 +491,7 @@ pub fn verify_sct(
     let bad = |e: crate::crypto::CryptoError| SctError::BadSignature(e.to_string());
     let sig = &sct.signature;
     let expected_sig_alg = match log_key.algorithm() {
-        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => 3,
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 | KeyAlgorithm::EcdsaP521 => 3,
         KeyAlgorithm::Rsa { .. } => 1,
         KeyAlgorithm::Ed25519 => 7,
     };

@@ -303,6 +303,7 @@ fn openssl_keys_and_signatures_interoperate() {
     for (private, public) in [
         ("p256.sec1.pem", "p256.pub.pem"),
         ("p384.pkcs8.pem", "p384.pub.pem"),
+        ("p521.pkcs8.pem", "p521.pub.pem"),
         ("ed25519.pkcs8.pem", "ed25519.pub.pem"),
         ("rsa2048.pkcs8.pem", "rsa2048.pub.pem"),
     ] {
@@ -323,7 +324,7 @@ fn small_rsa_and_unsupported_curves_are_refused_clearly() {
     let msg = err.to_string();
     assert!(msg.contains("1024") && msg.contains("2048"), "{msg}");
 
-    let err = PublicKey::from_pem(&key_str("p521.pub.pem")).unwrap_err();
+    let err = PublicKey::from_pem(&key_str("secp256k1.pub.pem")).unwrap_err();
     assert!(matches!(err, CryptoError::UnsupportedAlgorithm(_)));
     assert!(err.to_string().contains("P-521"), "{err}");
 
@@ -405,4 +406,28 @@ fn key_ids_and_details() {
         "PKIX_RSA_PKCS1V15_3072_SHA256"
     );
     assert_eq!(KeyAlgorithm::Rsa { bits: 4096 }.to_string(), "RSA-4096");
+}
+
+#[test]
+fn p521_keys_verify_openssl_signatures_and_sign() {
+    let msg = key_file("message.txt");
+    let pk = PublicKey::from_pem(&key_str("p521.pub.pem")).unwrap();
+    assert_eq!(pk.algorithm(), KeyAlgorithm::EcdsaP521);
+    assert_eq!(pk.algorithm().key_details(), "PKIX_ECDSA_P521_SHA_512");
+    let sig = key_file("p521-sha512.sig");
+    pk.verify(&msg, &sig).unwrap();
+    pk.verify_prehashed(
+        DigestAlgorithm::Sha512,
+        &DigestAlgorithm::Sha512.digest(&msg),
+        &sig,
+    )
+    .unwrap();
+    assert!(pk.verify(&flip(&msg, 0), &sig).is_err());
+
+    let fresh = SigningKey::generate(KeyAlgorithm::EcdsaP521).unwrap();
+    let again = SigningKey::from_pkcs8_pem(&fresh.to_pkcs8_pem().unwrap()).unwrap();
+    assert_eq!(again.public_key(), fresh.public_key());
+    let d = DigestAlgorithm::Sha512.digest(&msg);
+    let s = fresh.sign_prehashed(DigestAlgorithm::Sha512, &d).unwrap();
+    fresh.public_key().verify(&msg, &s).unwrap();
 }

@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::Router;
+use crate::routes::Api;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -47,6 +46,7 @@ fn key_details(k: &PublicKey) -> &'static str {
     match k.algorithm() {
         KeyAlgorithm::EcdsaP256 => "PKIX_ECDSA_P256_SHA_256",
         KeyAlgorithm::EcdsaP384 => "PKIX_ECDSA_P384_SHA_384",
+        KeyAlgorithm::EcdsaP521 => "PKIX_ECDSA_P521_SHA_512",
         KeyAlgorithm::Ed25519 => "PKIX_ED25519",
         KeyAlgorithm::Rsa { .. } => "PKIX_RSA_PKCS1V15_2048_SHA256",
     }
@@ -172,13 +172,13 @@ pub fn pretty(v: &Value) -> Vec<u8> {
 }
 
 /// `GET /api/v1/trust/*.json`.
-pub fn router(trust: Arc<TrustInputs>) -> Router {
-    Router::new()
-        .route("/api/v1/trust/trusted_root.json", get(trusted_root))
-        .route("/api/v1/trust/signing_config.json", get(signing_config))
-        .route(
+pub fn router(trust: Arc<TrustInputs>) -> Api {
+    Api::new()
+        .get("/api/v1/trust/trusted_root.json", trusted_root)
+        .get("/api/v1/trust/signing_config.json", signing_config)
+        .get(
             "/api/v1/trust/client_trust_config.json",
-            get(client_trust_config),
+            client_trust_config,
         )
         .with_state(trust)
 }

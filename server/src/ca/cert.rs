@@ -56,6 +56,7 @@ pub fn signature_algorithm(alg: KeyAlgorithm) -> Result<AlgorithmIdentifierOwned
     let (oid, null_params) = match alg {
         KeyAlgorithm::EcdsaP256 => (oid::ECDSA_WITH_SHA256, false),
         KeyAlgorithm::EcdsaP384 => (oid::ECDSA_WITH_SHA384, false),
+        KeyAlgorithm::EcdsaP521 => (oid::ECDSA_WITH_SHA512, false),
         KeyAlgorithm::Ed25519 => (oid::ED25519, false),
         KeyAlgorithm::Rsa { .. } => (oid::SHA256_WITH_RSA, true),
     };

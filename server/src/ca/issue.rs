@@ -205,7 +205,8 @@ impl Ca {
     }
 }
 
-/// Fulcio's key policy: ECDSA P-256/P-384, Ed25519, RSA 2048–4096 bits in whole bytes.
+/// Fulcio's default key policy (`client-signing-algorithms`): ECDSA P-256/P-384/P-521, Ed25519,
+/// RSA 2048–4096 bits in whole bytes.
 fn check_key_policy(key: &PublicKey) -> Result<(), CaError> {
     match key.algorithm() {
         KeyAlgorithm::Rsa { bits } if bits > 4096 || bits % 8 != 0 => {
@@ -219,7 +220,7 @@ fn check_key_policy(key: &PublicKey) -> Result<(), CaError> {
 
 fn key_error(e: sigil_core::crypto::CryptoError) -> CaError {
     CaError::bad_request(format!(
-        "public key not accepted: {e} (accepted: ECDSA P-256 or P-384, Ed25519, RSA 2048-4096)"
+        "public key not accepted: {e} (accepted: ECDSA P-256, P-384 or P-521, Ed25519, RSA 2048-4096)"
     ))
 }
 
@@ -289,7 +290,7 @@ pub fn verify_csr(bytes: &[u8]) -> Result<PublicKey, CaError> {
         return Err(bad(&format!("unsupported signature algorithm {alg}")));
     };
     let family_ok = match key.algorithm() {
-        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => [
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 | KeyAlgorithm::EcdsaP521 => [
             oid::ECDSA_WITH_SHA256,
             oid::ECDSA_WITH_SHA384,
             oid::ECDSA_WITH_SHA512,

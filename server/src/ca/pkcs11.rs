@@ -521,6 +521,9 @@ impl Pkcs11Signer {
             KeyAlgorithm::EcdsaP384 => {
                 session.sign(&Mechanism::Ecdsa, key, &DigestAlgorithm::Sha384.digest(msg))
             }
+            KeyAlgorithm::EcdsaP521 => {
+                session.sign(&Mechanism::Ecdsa, key, &DigestAlgorithm::Sha512.digest(msg))
+            }
             KeyAlgorithm::Ed25519 => session.sign(
                 &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
                 key,
@@ -543,7 +546,9 @@ impl Pkcs11Signer {
                 Ok(sig) => {
                     self.put_back(session);
                     return match self.public.algorithm() {
-                        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => ecdsa_raw_to_der(&sig),
+                        KeyAlgorithm::EcdsaP256
+                        | KeyAlgorithm::EcdsaP384
+                        | KeyAlgorithm::EcdsaP521 => ecdsa_raw_to_der(&sig),
                         _ => Ok(sig),
                     };
                 }
@@ -692,6 +697,12 @@ pub fn generate_key(cfg: &TokenConfig, alg: KeyAlgorithm) -> Result<PublicKey, C
         KeyAlgorithm::EcdsaP384 => {
             public_t.push(Attribute::EcParams(der_oid(oid::SECP384R1)?));
             Mechanism::EccKeyPairGen
+        }
+        KeyAlgorithm::EcdsaP521 => {
+            return Err(CaError::Config(
+                "CA keys are ECDSA P-256/P-384, Ed25519 or RSA; P-521 is accepted for clients only"
+                    .into(),
+            ));
         }
         KeyAlgorithm::Ed25519 => {
             public_t.push(Attribute::EcParams(der_oid(oid::ED25519)?));

@@ -17,14 +17,13 @@
 
 use std::sync::Arc;
 
+use crate::routes::Api;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
@@ -60,11 +59,11 @@ impl RekorV2State {
 }
 
 /// Routes of the Rekor v2 API.
-pub fn router(state: Arc<RekorV2State>) -> Router {
-    Router::new()
-        .route("/api/v2/log/entries", post(create_entry))
-        .route("/api/v2/checkpoint", get(checkpoint))
-        .route("/api/v2/tile/{*path}", get(tile))
+pub fn router(state: Arc<RekorV2State>) -> Api {
+    Api::new()
+        .post("/api/v2/log/entries", create_entry)
+        .get("/api/v2/checkpoint", checkpoint)
+        .get("/api/v2/tile/{*path}", tile)
         .with_state(state)
 }
 
@@ -144,6 +143,7 @@ fn digest_for(
     let family_ok = match key.algorithm() {
         KeyAlgorithm::EcdsaP256 => details == "PKIX_ECDSA_P256_SHA_256",
         KeyAlgorithm::EcdsaP384 => details == "PKIX_ECDSA_P384_SHA_384",
+        KeyAlgorithm::EcdsaP521 => details == "PKIX_ECDSA_P521_SHA_512",
         KeyAlgorithm::Rsa { .. } => details.starts_with("PKIX_RSA_PKCS1V15_"),
         KeyAlgorithm::Ed25519 => {
             return Err(invalid(
