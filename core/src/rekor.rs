@@ -1,7 +1,7 @@
 //! Rekor v1 entry kinds: validation, signature verification and the canonical bodies Rekor
 //! stores (RFC 8785 JSON), so that clients rebuilding a body from a bundle get the same bytes.
 //!
-//! Supported: `hashedrekord` 0.0.1, `dsse` 0.0.1, `intoto` 0.0.2.
+//! Supported: `hashedrekord` 0.0.1, `dsse` 0.0.1, `intoto` 0.0.1 and 0.0.2.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
@@ -13,7 +13,7 @@ use crate::jcs;
 use crate::merkle::{Hash, leaf_hash};
 
 /// The kinds and versions accepted, for error messages.
-pub const SUPPORTED_KINDS: &str = "hashedrekord 0.0.1, dsse 0.0.1, intoto 0.0.2";
+pub const SUPPORTED_KINDS: &str = "hashedrekord 0.0.1, dsse 0.0.1, intoto 0.0.1, intoto 0.0.2";
 
 /// Why a proposed entry was rejected. Every variant is the caller's to fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,6 +70,7 @@ pub fn canonicalize(proposed: &Value) -> Result<CanonicalEntry, EntryError> {
     match (kind, version) {
         ("hashedrekord", "0.0.1") => hashedrekord(spec),
         ("dsse", "0.0.1") => dsse(spec),
+        ("intoto", "0.0.1") => intoto_v001(spec),
         ("intoto", "0.0.2") => intoto(spec),
         (k, v) => Err(EntryError::Unsupported {
             kind: k.to_string(),
@@ -151,11 +152,7 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
             let leaf = leaf.ok_or(EntryError::Missing(field))?;
             let spki = certs::spki_der(&leaf).map_err(|e| invalid(field, e))?;
             let key = PublicKey::from_spki_der(&spki).map_err(|e| invalid(field, e))?;
-            let subjects = certs::subject_alt_names(&leaf)
-                .iter()
-                .filter(|s| !matches!(s, San::Other(_)))
-                .map(|s| s.value().to_string())
-                .collect();
+            let subjects = rekor_subjects(&leaf);
             Ok(Verifier {
                 key,
                 canonical_pem,
@@ -175,6 +172,35 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
             format!("expected a PEM CERTIFICATE or PUBLIC KEY, found {other:?}"),
         )),
     }
+}
+
+/// The SAN values Rekor indexes a certificate under (and `subject` searches match): e-mail
+/// addresses, URIs, otherName UTF8Strings (Fulcio's username SAN), DNS names, IP addresses.
+fn rekor_subjects(cert: &x509_cert::Certificate) -> Vec<String> {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let mut out: Vec<String> = certs::subject_alt_names(cert)
+        .iter()
+        .map(|s: &San| s.value().to_string())
+        .collect();
+    if let Ok(Some((_, san))) = cert.tbs_certificate.get::<SubjectAltName>() {
+        for name in &san.0 {
+            match name {
+                GeneralName::DnsName(d) => out.push(d.to_string()),
+                GeneralName::IpAddress(ip) => {
+                    let b = ip.as_bytes();
+                    let addr = <[u8; 4]>::try_from(b)
+                        .map(std::net::IpAddr::from)
+                        .or_else(|_| <[u8; 16]>::try_from(b).map(std::net::IpAddr::from));
+                    if let Ok(a) = addr {
+                        out.push(a.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn key_search_keys(v: &Verifier, keys: &mut Vec<String>) {
@@ -443,6 +469,98 @@ fn dsse(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
     finish("dsse", "0.0.1", spec, keys)
 }
 
+/// Digests of the materials of a SLSA v0.2 provenance statement (what Rekor indexes for intoto
+/// 0.0.1 besides the subjects).
+fn statement_material_keys(payload_type: &str, payload: &[u8], keys: &mut Vec<String>) {
+    if payload_type != "application/vnd.in-toto+json" {
+        return;
+    }
+    let Ok(stmt) = serde_json::from_slice::<Value>(payload) else {
+        return;
+    };
+    let materials = stmt
+        .get("predicate")
+        .and_then(|p| p.get("materials"))
+        .and_then(Value::as_array);
+    for m in materials.into_iter().flatten() {
+        if let Some(d) = m.get("digest").and_then(Value::as_object) {
+            for (alg, v) in d {
+                if let Some(v) = v.as_str() {
+                    keys.push(format!("{alg}:{v}").to_lowercase());
+                }
+            }
+        }
+    }
+}
+
+/// Does `sig` sign `message` with `key`? ECDSA keys are also tried with SHA-256 whatever their
+/// curve: Rekor checks intoto 0.0.1 envelopes with a SHA-256 verifier for every key.
+fn verify_dsse_signature(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+    if key.verify(message, sig).is_ok() {
+        return true;
+    }
+    matches!(
+        key.algorithm(),
+        crate::crypto::KeyAlgorithm::EcdsaP384 | crate::crypto::KeyAlgorithm::EcdsaP521
+    ) && key
+        .verify_prehashed(
+            DigestAlgorithm::Sha256,
+            &crate::crypto::sha256(message),
+            sig,
+        )
+        .is_ok()
+}
+
+/// `intoto` 0.0.1: the DSSE envelope as a JSON string and one verification key. Rekor stores
+/// only the key and the hashes of the envelope and of its payload, computed here (hashes the
+/// client sends are ignored); at least one envelope signature must verify with the key.
+fn intoto_v001(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
+    let pem = b64_field(spec, "publicKey", "spec.publicKey")?;
+    let verifier = parse_verifier(&pem, "spec.publicKey")?;
+    let content = obj_field(spec, "content", "spec.content")?;
+    let envelope_str = str_field(content, "envelope", "spec.content.envelope")?;
+    if envelope_str.is_empty() {
+        return Err(EntryError::Missing("spec.content.envelope"));
+    }
+    let envelope_json: Value = serde_json::from_str(envelope_str)
+        .map_err(|e| invalid("spec.content.envelope", format!("not valid JSON: {e}")))?;
+    let env = parse_envelope(&envelope_json, "spec.content.envelope")?;
+    if env.payload.is_empty() || env.payload_type.is_empty() {
+        return Err(invalid(
+            "spec.content.envelope",
+            "payload and payloadType must not be empty",
+        ));
+    }
+    let message = pae(&env.payload_type, &env.payload);
+    if !env
+        .signatures
+        .iter()
+        .any(|(_, _, sig)| verify_dsse_signature(&verifier.key, &message, sig))
+    {
+        return Err(EntryError::Signature(format!(
+            "none of the {} envelope signature(s) verifies with spec.publicKey",
+            env.signatures.len()
+        )));
+    }
+    let envelope_hash = hex::encode(crate::crypto::sha256(envelope_str.as_bytes()));
+    let payload_hash = hex::encode(crate::crypto::sha256(&env.payload));
+    let mut keys = vec![
+        format!("sha256:{envelope_hash}"),
+        format!("sha256:{payload_hash}"),
+    ];
+    key_search_keys(&verifier, &mut keys);
+    statement_subject_keys(&env.payload_type, &env.payload, &mut keys);
+    statement_material_keys(&env.payload_type, &env.payload, &mut keys);
+    let spec = json!({
+        "content": {
+            "hash": {"algorithm": "sha256", "value": envelope_hash},
+            "payloadHash": {"algorithm": "sha256", "value": payload_hash},
+        },
+        "publicKey": STANDARD.encode(verifier.canonical_pem.as_bytes()),
+    });
+    finish("intoto", "0.0.1", spec, keys)
+}
+
 fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
     let content = obj_field(spec, "content", "spec.content")?;
     let env = obj_field(content, "envelope", "spec.content.envelope")?;
@@ -545,4 +663,92 @@ pub fn parse_uuid_or_entry_id(s: &str) -> Option<Hash> {
     };
     let bytes = hex::decode(hex_part).ok()?;
     bytes.try_into().ok()
+}
+
+/// A reference to a Rekor v1 entry as clients give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryRef {
+    /// 64 hex digits: the leaf hash, in whichever tree holds it.
+    Uuid(Hash),
+    /// 80 hex digits: the tree (shard) ID, then the leaf hash.
+    EntryId { tree_id: i64, leaf: Hash },
+}
+
+impl EntryRef {
+    pub fn leaf(&self) -> Hash {
+        match self {
+            EntryRef::Uuid(h) | EntryRef::EntryId { leaf: h, .. } => *h,
+        }
+    }
+}
+
+/// Parse a UUID or entry ID with Rekor's rules: the tree ID of an entry ID is a positive
+/// 64-bit signed integer in 16 hex digits; anything else is a malformed ID.
+pub fn parse_entry_ref(s: &str) -> Result<EntryRef, String> {
+    let bytes = hex::decode(s).map_err(|_| {
+        format!("{s:?} is not hexadecimal: give a 64-hex UUID or an 80-hex entry ID")
+    })?;
+    match bytes.len() {
+        32 => bytes
+            .try_into()
+            .map(EntryRef::Uuid)
+            .map_err(|_| "UUID must be 32 bytes".to_string()),
+        40 => {
+            let (tree, leaf) = bytes.split_at(8);
+            let tree: [u8; 8] = tree
+                .try_into()
+                .map_err(|_| "tree ID must be 8 bytes".to_string())?;
+            let tree_id = i64::from_be_bytes(tree);
+            if tree_id <= 0 {
+                return Err(format!(
+                    "{} is not a valid tree ID (a positive 64-bit integer)",
+                    hex::encode(tree)
+                ));
+            }
+            let leaf: Hash = leaf
+                .try_into()
+                .map_err(|_| "UUID must be 32 bytes".to_string())?;
+            Ok(EntryRef::EntryId { tree_id, leaf })
+        }
+        n => Err(format!(
+            "an entry UUID has 64 hex digits and an entry ID 80, this has {}",
+            n * 2
+        )),
+    }
+}
+
+/// The search-index key of a hash as Rekor's `/api/v1/index/retrieve` takes it: `alg:hex`, or
+/// bare hex whose length names the algorithm (40 sha1, 64 sha256, 96 sha384, 128 sha512).
+pub fn search_hash_key(input: &str) -> Result<String, String> {
+    let lower = input.to_ascii_lowercase();
+    let (alg, hex_part) = match lower.split_once(':') {
+        Some((alg, h)) => (alg, h),
+        None => match lower.len() {
+            40 => ("sha1", lower.as_str()),
+            64 => ("sha256", lower.as_str()),
+            96 => ("sha384", lower.as_str()),
+            128 => ("sha512", lower.as_str()),
+            n => {
+                return Err(format!(
+                    "hash {input:?} has {n} characters: give <sha1|sha256|sha384|sha512>:<hex> \
+                     or 40, 64, 96 or 128 hex digits"
+                ));
+            }
+        },
+    };
+    let want = match alg {
+        "sha1" => 40,
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        other => {
+            return Err(format!(
+                "hash algorithm {other:?} is not one of sha1, sha256, sha384, sha512"
+            ));
+        }
+    };
+    if hex_part.len() != want || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("a {alg} hash is {want} hex digits, got {input:?}"));
+    }
+    Ok(format!("{alg}:{hex_part}"))
 }

@@ -141,8 +141,10 @@ impl LogEngine {
         let row = match db.load_log(log_id).await? {
             Some(row) => row,
             None => {
-                // Positive 63-bit tree id, as Rekor prints them.
-                let tree_id = i64::try_from(rand::random::<u64>() >> 1).unwrap_or(1);
+                // A random positive 63-bit tree ID, like a Trillian tree's (0 is not a valid one).
+                let tree_id = i64::try_from(rand::random::<u64>() >> 1)
+                    .unwrap_or(1)
+                    .max(1);
                 let origin = format!("{origin_prefix} - {tree_id}");
                 let note = sign_head(&origin, 0, merkle::empty_root(), signer.as_ref())?;
                 db.create_log(log_id, tree_id, merkle::empty_root(), &note, now_ms())

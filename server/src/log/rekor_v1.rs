@@ -1,23 +1,23 @@
 //! The Rekor v1 API (what cosign 2, sigstore-python/-js with `majorApiVersion: 1` and rekor-cli
 //! speak) on top of the log engine.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::routes::Api;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sigil_core::crypto::{SigningKey, sha256};
 use sigil_core::merkle::Hash;
-use sigil_core::rekor::{self, EntryError};
+use sigil_core::rekor::{self, EntryError, EntryRef};
 
 use super::engine::{EngineError, LogEngine, Submission};
 use crate::error::AppError;
@@ -55,20 +55,66 @@ pub struct RekorState {
     pub max_search_results: i64,
 }
 
+impl RekorState {
+    /// The tree ID of the active shard: a random positive 63-bit integer drawn when the log was
+    /// created and kept in the database (`logs.tree_id`); the 16-hex prefix of every entry ID.
+    fn tree_id(&self) -> i64 {
+        self.engine.tree_id()
+    }
+
+    /// The public key of the shard with this tree ID, if this log has it. One shard today; a
+    /// log that rotates its tree keeps the previous ones here (and in `inactiveShards`), and
+    /// `tree_id`-addressed reads go to the shard named.
+    fn shard_public_key(&self, tree_id: i64) -> Option<&str> {
+        (tree_id == self.tree_id()).then_some(self.key.public_pem.as_str())
+    }
+
+    /// A `treeID` query parameter as Rekor takes it (decimal); `None` when absent or empty.
+    fn requested_tree(&self, raw: Option<&str>) -> Result<Option<i64>, AppError> {
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        let id = raw
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| raw.parse::<i64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                AppError::bad_request(format!(
+                    "treeID must be a decimal 64-bit integer, got {raw:?}"
+                ))
+            })?;
+        if self.shard_public_key(id).is_none() {
+            return Err(AppError::bad_request(format!(
+                "{id} is not a tree ID of this log (its tree is {})",
+                self.tree_id()
+            )));
+        }
+        Ok(Some(id))
+    }
+
+    /// The leaf an entry reference names in this log's shards: `Ok(None)` for an entry ID of a
+    /// tree this log does not have (not found), `Err` for a malformed reference.
+    fn resolve(&self, id: &str) -> Result<Option<Hash>, AppError> {
+        match rekor::parse_entry_ref(id).map_err(AppError::BadRequest)? {
+            EntryRef::Uuid(leaf) => Ok(Some(leaf)),
+            EntryRef::EntryId { tree_id, leaf } => Ok(self.shard_public_key(tree_id).map(|_| leaf)),
+        }
+    }
+}
+
 /// Routes of the Rekor v1 API.
-pub fn router(state: Arc<RekorState>) -> Router {
-    Router::new()
-        .route("/api/v1/log", get(get_log))
-        .route("/api/v1/log/publicKey", get(get_public_key))
-        .route("/api/v1/log/proof", get(get_proof))
-        .route(
-            "/api/v1/log/entries",
-            post(create_entry).get(get_entry_by_index),
-        )
-        .route("/api/v1/log/entries/{id}", get(get_entry_by_uuid))
-        .route("/api/v1/log/entries/retrieve", post(retrieve_entries))
-        .route("/api/v1/log/entries/retrieve/", post(retrieve_entries))
-        .route("/api/v1/index/retrieve", post(search_index))
+pub fn router(state: Arc<RekorState>) -> Api {
+    Api::new()
+        .get("/api/v1/log", get_log)
+        .get("/api/v1/log/publicKey", get_public_key)
+        .get("/api/v1/log/proof", get_proof)
+        .post("/api/v1/log/entries", create_entry)
+        .get("/api/v1/log/entries", get_entry_by_index)
+        .get("/api/v1/log/entries/{id}", get_entry_by_uuid)
+        .post("/api/v1/log/entries/retrieve", retrieve_entries)
+        .post("/api/v1/log/entries/retrieve/", retrieve_entries)
+        .post("/api/v1/index/retrieve", search_index)
         .with_state(state)
 }
 
@@ -119,12 +165,26 @@ async fn get_log(State(s): State<Arc<RekorState>>) -> Json<Value> {
     }))
 }
 
-async fn get_public_key(State(s): State<Arc<RekorState>>) -> Response {
-    (
+#[derive(Deserialize)]
+struct TreeQuery {
+    #[serde(rename = "treeID")]
+    tree_id: Option<String>,
+}
+
+async fn get_public_key(
+    State(s): State<Arc<RekorState>>,
+    q: Result<Query<TreeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let pem = match s.requested_tree(q.tree_id.as_deref())? {
+        Some(id) => s.shard_public_key(id).unwrap_or_default(),
+        None => s.key.public_pem.as_str(),
+    };
+    Ok((
         [(header::CONTENT_TYPE, "application/x-pem-file")],
-        s.key.public_pem.clone(),
+        pem.to_string(),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -133,6 +193,8 @@ struct ProofQuery {
     first_size: Option<String>,
     #[serde(rename = "lastSize")]
     last_size: Option<String>,
+    #[serde(rename = "treeID")]
+    tree_id: Option<String>,
 }
 
 fn parse_size(v: &Option<String>, name: &str) -> Result<Option<u64>, AppError> {
@@ -150,6 +212,8 @@ async fn get_proof(
     q: Result<Query<ProofQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
+    // One shard: a valid treeID can only name the active tree.
+    s.requested_tree(q.tree_id.as_deref())?;
     let first = parse_size(&q.first_size, "firstSize")?.unwrap_or(1);
     let last = parse_size(&q.last_size, "lastSize")?
         .ok_or_else(|| AppError::bad_request("lastSize is required"))?;
@@ -177,8 +241,7 @@ async fn create_entry(
     let proposed = body_json(body)?;
     // Verification happens here, outside the sequencer, on the handler's task.
     let canonical = rekor::canonicalize(&proposed).map_err(entry_error)?;
-    let uuid = canonical.uuid();
-    let entry_id = rekor::entry_id(tree_id_u64(&s), &uuid);
+    let entry_id = rekor::entry_id(tree_id_u64(&s), &canonical.uuid());
     let appended = match s
         .engine
         .append(Submission {
@@ -217,7 +280,8 @@ async fn create_entry(
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/log/entries/{entry_id}")) {
         headers.insert(header::LOCATION, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{uuid}\"")) {
+    // As Rekor: the entry ID, unquoted.
+    if let Ok(v) = HeaderValue::from_str(&entry_id) {
         headers.insert(header::ETAG, v);
     }
     Ok((
@@ -229,7 +293,7 @@ async fn create_entry(
 }
 
 fn tree_id_u64(s: &RekorState) -> u64 {
-    u64::try_from(s.engine.tree_id()).unwrap_or(0)
+    u64::try_from(s.tree_id()).unwrap_or(0)
 }
 
 /// A Rekor `LogEntry` with its signed entry timestamp and an inclusion proof in the latest
@@ -345,14 +409,9 @@ async fn get_entry_by_uuid(
     State(s): State<Arc<RekorState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let leaf = rekor::parse_uuid_or_entry_id(&id).ok_or_else(|| {
-        AppError::bad_request(format!(
-            "{id:?} is not an entry UUID (64 hex digits) or entry ID (80 hex digits)"
-        ))
-    })?;
-    let row = fetch_leaf(&s, &leaf)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no entry with UUID {}", hex::encode(leaf))))?;
+    let not_found = || AppError::not_found(format!("no entry {id} in this log"));
+    let leaf = s.resolve(&id)?.ok_or_else(not_found)?;
+    let row = fetch_leaf(&s, &leaf).await?.ok_or_else(not_found)?;
     Ok(Json(entry_json(&s, &row).await?))
 }
 
@@ -381,10 +440,10 @@ async fn retrieve_entries(
         let u = u
             .as_str()
             .ok_or_else(|| AppError::bad_request("entryUUIDs must be strings"))?;
-        let leaf = rekor::parse_uuid_or_entry_id(u).ok_or_else(|| {
-            AppError::bad_request(format!("{u:?} is not an entry UUID or entry ID"))
-        })?;
-        rows.extend(fetch_leaf(&s, &leaf).await?);
+        // An entry ID of a tree this log does not have matches nothing, as in Rekor.
+        if let Some(leaf) = s.resolve(u)? {
+            rows.extend(fetch_leaf(&s, &leaf).await?);
+        }
     }
     for i in list("logIndexes")? {
         let i = i
@@ -405,59 +464,112 @@ async fn retrieve_entries(
     Ok(Json(Value::Array(out)))
 }
 
-async fn search_index(
-    State(s): State<Arc<RekorState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, AppError> {
-    let req = body_json(body)?;
+/// How the criteria of a search combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operator {
+    And,
+    Or,
+}
+
+/// A non-empty string field of a search query; empty strings count as absent, as in Rekor.
+fn query_str<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, AppError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(v)) if v.is_empty() => Ok(None),
+        Some(Value::String(v)) => Ok(Some(v)),
+        Some(_) => Err(AppError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+/// Longest `subject` Rekor takes (its index key width).
+const MAX_SUBJECT_LEN: usize = 512;
+
+/// The search keys of an `/api/v1/index/retrieve` query and how to combine them. Each criterion
+/// is one key; `or` (Rekor's default) answers the union of their entries, `and` the
+/// intersection.
+fn search_keys(req: &Value) -> Result<(Vec<String>, Operator), AppError> {
     let obj = req.as_object().ok_or_else(|| {
-        AppError::bad_request("body must be an object {hash?, publicKey?, email?}")
+        AppError::bad_request(
+            "body must be an object {hash?, publicKey?, email?, subject?, operator?}",
+        )
     })?;
-    let mut keys = Vec::new();
-    if let Some(h) = obj.get("hash").and_then(Value::as_str) {
-        let h = h.to_lowercase();
-        let (alg, hex_part) = h.split_once(':').unwrap_or(("sha256", h.as_str()));
-        let ok_len = match alg {
-            "sha256" => 64,
-            "sha384" => 96,
-            "sha512" => 128,
-            _ => 0,
-        };
-        if hex_part.len() != ok_len || hex::decode(hex_part).is_err() {
+    let operator = match query_str(obj, "operator")? {
+        None | Some("or") => Operator::Or,
+        Some("and") => Operator::And,
+        Some(other) => {
             return Err(AppError::bad_request(format!(
-                "hash must be <sha256|sha384|sha512>:<hex digest>, got {h:?}"
+                "operator must be \"and\" or \"or\" (the default), got {other:?}"
             )));
         }
-        keys.push(format!("{alg}:{hex_part}"));
+    };
+    let mut keys = Vec::new();
+    if let Some(h) = query_str(obj, "hash")? {
+        keys.push(rekor::search_hash_key(h).map_err(AppError::BadRequest)?);
     }
-    if let Some(pk) = obj.get("publicKey") {
-        let content = pk
-            .get("content")
-            .and_then(Value::as_str)
-            .ok_or_else(|| AppError::bad_request("publicKey.content (base64 PEM) is required"))?;
-        let pem = STANDARD
-            .decode(content)
-            .map_err(|e| AppError::bad_request(format!("publicKey.content is not base64: {e}")))?;
-        let v = rekor::parse_verifier(&pem, "publicKey.content").map_err(entry_error)?;
-        keys.push(format!(
-            "sha256:{}",
-            hex::encode(sha256(v.canonical_pem.as_bytes()))
-        ));
+    match obj.get("publicKey") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(pk)) => {
+            match query_str(pk, "format")? {
+                None | Some("x509") => {}
+                Some(other) => {
+                    return Err(AppError::bad_request(format!(
+                        "publicKey.format {other:?} is not supported by this log: only x509 \
+                         (PEM public keys and certificates) is"
+                    )));
+                }
+            }
+            let content = query_str(pk, "content")?.ok_or_else(|| {
+                AppError::bad_request("publicKey.content (base64 of a PEM key) is required")
+            })?;
+            let pem = STANDARD.decode(content).map_err(|e| {
+                AppError::bad_request(format!("publicKey.content is not base64: {e}"))
+            })?;
+            let v = rekor::parse_verifier(&pem, "publicKey.content").map_err(entry_error)?;
+            keys.push(format!(
+                "sha256:{}",
+                hex::encode(sha256(v.canonical_pem.as_bytes()))
+            ));
+        }
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "publicKey must be an object {format, content}",
+            ));
+        }
     }
-    if let Some(email) = obj.get("email").and_then(Value::as_str) {
-        if !email.contains('@') {
+    if let Some(email) = query_str(obj, "email")? {
+        let (local, domain) = email.split_once('@').unwrap_or_default();
+        if local.is_empty() || domain.is_empty() || email.chars().any(char::is_whitespace) {
             return Err(AppError::bad_request(format!(
                 "email {email:?} is not an e-mail address"
             )));
         }
         keys.push(email.to_lowercase());
     }
+    if let Some(subject) = query_str(obj, "subject")? {
+        if subject.len() > MAX_SUBJECT_LEN {
+            return Err(AppError::bad_request(format!(
+                "subject is {} bytes long; at most {MAX_SUBJECT_LEN}",
+                subject.len()
+            )));
+        }
+        keys.push(subject.to_lowercase());
+    }
     if keys.is_empty() {
         return Err(AppError::bad_request(
-            "give at least one of hash, publicKey or email",
+            "give at least one of hash, publicKey, email or subject",
         ));
     }
-    // Several criteria: entries matching all of them (Rekor's default "and").
+    Ok((keys, operator))
+}
+
+async fn search_index(
+    State(s): State<Arc<RekorState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let (keys, operator) = search_keys(&body_json(body)?)?;
     let mut result: Option<Vec<Hash>> = None;
     for k in &keys {
         let found = s
@@ -466,15 +578,25 @@ async fn search_index(
             .search(s.engine.log_id(), k, s.max_search_results)
             .await
             .map_err(AppError::internal)?;
-        result = Some(match result {
-            None => found,
-            Some(prev) => prev.into_iter().filter(|h| found.contains(h)).collect(),
+        result = Some(match (result, operator) {
+            (None, _) => found,
+            (Some(prev), Operator::And) => {
+                let found: HashSet<Hash> = found.into_iter().collect();
+                prev.into_iter().filter(|h| found.contains(h)).collect()
+            }
+            (Some(mut prev), Operator::Or) => {
+                let mut seen: HashSet<Hash> = prev.iter().copied().collect();
+                prev.extend(found.into_iter().filter(|h| seen.insert(*h)));
+                prev
+            }
         });
     }
     let tree = tree_id_u64(&s);
+    let cap = usize::try_from(s.max_search_results).unwrap_or(usize::MAX);
     let ids: Vec<String> = result
         .unwrap_or_default()
         .iter()
+        .take(cap)
         .map(|h| rekor::entry_id(tree, &hex::encode(h)))
         .collect();
     Ok(Json(json!(ids)))

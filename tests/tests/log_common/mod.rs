@@ -1044,6 +1044,17 @@ pub fn rsa_hashedrekord(
 
 /// A self-signed ECDSA P-256 X.509 certificate with an e-mail SAN, signed by `key` (DER).
 pub fn test_certificate(key: &SigningKey, email: &str) -> Result<Vec<u8>> {
+    test_certificate_with_sans(key, &[TestSan::Email(email)])
+}
+
+/// A SAN of a test certificate.
+pub enum TestSan<'a> {
+    Email(&'a str),
+    Uri(&'a str),
+}
+
+/// A self-signed P-256 test certificate for `key` with these SANs.
+pub fn test_certificate_with_sans(key: &SigningKey, sans: &[TestSan]) -> Result<Vec<u8>> {
     use der::Encode;
     use der::asn1::{BitString, Ia5String, OctetString, UtcTime};
     use x509_cert::Certificate;
@@ -1066,7 +1077,16 @@ pub fn test_certificate(key: &SigningKey, email: &str) -> Result<Vec<u8>> {
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let name = Name::from_str("CN=sigil log test,O=sigil")?;
-    let san = SubjectAltName(vec![GeneralName::Rfc822Name(Ia5String::new(email)?)]);
+    let san = SubjectAltName(
+        sans.iter()
+            .map(|s| {
+                Ok(match s {
+                    TestSan::Email(e) => GeneralName::Rfc822Name(Ia5String::new(*e)?),
+                    TestSan::Uri(u) => GeneralName::UniformResourceIdentifier(Ia5String::new(*u)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+    );
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: SerialNumber::new(&[0x01, 0x42])?,
