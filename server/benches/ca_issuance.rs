@@ -5,6 +5,8 @@
 //! servers' work: OIDC verify, PoP verify, precert, add-pre-chain (chain check, durable append,
 //! SCT), SCT verify, final certificate. Prints certs/s, latency percentiles and the same-run
 //! ECDSA P-256 sign/verify ceiling.
+// Its mock OpenID provider is a plain router, not part of the served API.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,7 +183,12 @@ async fn run() -> Result<(), BoxErr> {
     .await?;
     let roots = vec![keys.chain_der().last().cloned().ok_or("no root")?];
     let ct_state = CtState::new(engine, SigningKey::from_pkcs8_pem(&ct_pem)?, roots);
-    let ct_url = serve(sigil_server::log::ct::router(Arc::new(ct_state))).await?;
+    let ct_url = serve(
+        sigil_server::log::ct::router(Arc::new(ct_state))
+            .into_parts()
+            .0,
+    )
+    .await?;
 
     let config = CaConfig {
         issuers: vec![IssuerConfig::exact(issuer.clone(), IssuerType::Email)],
@@ -190,7 +197,7 @@ async fn run() -> Result<(), BoxErr> {
         ..CaConfig::default()
     };
     let ca = Arc::new(Ca::new(config, keys)?);
-    let ca_url = serve(sigil_server::ca::router(ca)).await?;
+    let ca_url = serve(sigil_server::ca::router(ca).into_parts().0).await?;
 
     // Requests made ahead: a token, a fresh P-256 key and its proof each.
     eprintln!("preparing {total} requests…");

@@ -11,7 +11,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sigil_core::crypto::{KeyAlgorithm, PublicKey, SigningKey};
 use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -22,6 +21,7 @@ use crate::config::{Config, resolve};
 use crate::log::ct::CtState;
 use crate::log::engine::{EngineConfig, LogEngine};
 use crate::log::rekor_v1::{LogKey, RekorState};
+use crate::routes::{Api, Route};
 use crate::storage::Db;
 use crate::trust::TrustInputs;
 
@@ -32,6 +32,8 @@ pub const CT_LOG_ID: &str = "ctlog";
 /// A built service: the router and what `up` prints.
 pub struct Service {
     pub router: Router,
+    /// Every route `router` serves (what `/api/openapi.json` documents).
+    pub routes: Vec<Route>,
     pub trust: Arc<TrustInputs>,
     pub engines: Vec<LogEngine>,
     pub db: Db,
@@ -82,7 +84,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         queue_capacity: cfg.log.queue_capacity,
         ..EngineConfig::default()
     };
-    let mut router = Router::new();
+    let mut router = Api::new();
     let mut engines = Vec::new();
     let mut trust = TrustInputs {
         base_url: cfg.server.public_url.clone(),
@@ -219,14 +221,13 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
 
     let trust = Arc::new(trust);
     router = router.merge(crate::trust::router(trust.clone()));
+    let (router, routes) = router
+        .get("/healthz", || async { "ok" })
+        .merge(Api::new().get("/readyz", readyz).with_state(db.clone()))
+        .get("/metrics", metrics)
+        .get("/api/openapi.json", crate::openapi::serve)
+        .into_parts();
     let router = router
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(
-            Router::new()
-                .route("/readyz", get(readyz))
-                .with_state(db.clone()),
-        )
-        .route("/metrics", get(metrics))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -239,6 +240,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     Ok(Service {
         router,
+        routes,
         trust,
         engines,
         db,

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::routes::Api;
 use anyhow::Context;
-use axum::Router;
 use sigil_core::crypto::KeyAlgorithm;
 
 use crate::ca::{Ca, CaConfig, CaKeys, CaNames, IssuerConfig, IssuerType, SctMode};
@@ -21,7 +21,7 @@ fn passphrase(cfg: &Config) -> anyhow::Result<Option<String>> {
 }
 
 /// The CA's routes and its chain (intermediate first, root last, DER).
-pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<(Router, Vec<Vec<u8>>)> {
+pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<(Api, Vec<Vec<u8>>)> {
     let keys = match cfg.ca.backend.as_str() {
         "ephemeral" => CaKeys::ephemeral(&CaNames::default())?,
         "pkcs11" => crate::ca_token::keys(cfg, data_dir)?,

@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::routes::Api;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -124,12 +123,12 @@ impl DevOidc {
 }
 
 /// Routes under `/oidc`.
-pub fn router(state: Arc<DevOidc>) -> Router {
-    Router::new()
-        .route("/oidc/.well-known/openid-configuration", get(discovery))
-        .route("/oidc/jwks", get(jwks))
-        .route("/oidc/token", post(token))
-        .route("/oidc/authorize", get(authorize))
+pub fn router(state: Arc<DevOidc>) -> Api {
+    Api::new()
+        .get("/oidc/.well-known/openid-configuration", discovery)
+        .get("/oidc/jwks", jwks)
+        .post("/oidc/token", token)
+        .get("/oidc/authorize", authorize)
         .with_state(state)
 }
 

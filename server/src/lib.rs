@@ -10,6 +10,8 @@ pub mod error;
 pub mod init;
 pub mod log;
 pub mod metrics;
+pub mod openapi;
+pub mod routes;
 pub mod storage;
 pub mod trust;
 pub mod tsa;

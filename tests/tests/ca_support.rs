@@ -90,6 +90,7 @@ impl TestKey {
                     json!({"kty": "EC", "crv": crv, "x": b64(&bits[1..1 + len]), "y": b64(&bits[1 + len..])}),
                 )
             }
+            KeyAlgorithm::EcdsaP521 => panic!("ES512 ID tokens are not used by these tests"),
             KeyAlgorithm::Ed25519 => (
                 Algorithm::EdDSA,
                 EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
@@ -240,7 +241,7 @@ impl CtLog {
             SigningKey::from_pkcs8_pem(&key.to_pkcs8_pem().unwrap()).unwrap(),
             roots,
         );
-        let url = serve(router(Arc::new(state))).await;
+        let url = serve(router(Arc::new(state)).into_parts().0).await;
         CtLog { url, key, dir }
     }
 
@@ -272,7 +273,7 @@ impl TestCa {
             None
         };
         let ca = Arc::new(Ca::new(config, keys.clone()).unwrap());
-        let url = serve(sigil_server::ca::router(ca.clone())).await;
+        let url = serve(sigil_server::ca::router(ca.clone()).into_parts().0).await;
         TestCa {
             url,
             ca,
@@ -344,6 +345,7 @@ pub fn csr_pem(key: &SigningKey, signer: &SigningKey) -> String {
     let oid = match signer.algorithm() {
         KeyAlgorithm::EcdsaP256 => sigil_core::oid::ECDSA_WITH_SHA256,
         KeyAlgorithm::EcdsaP384 => sigil_core::oid::ECDSA_WITH_SHA384,
+        KeyAlgorithm::EcdsaP521 => sigil_core::oid::ECDSA_WITH_SHA512,
         KeyAlgorithm::Ed25519 => sigil_core::oid::ED25519,
         KeyAlgorithm::Rsa { .. } => sigil_core::oid::SHA256_WITH_RSA,
     };

@@ -43,7 +43,9 @@ async fn serve(db_url: &str, key_pem: &str, config: EngineConfig) -> Server {
     let engine = LogEngine::open(db, rekor_v2::LOG_ID, "sigil-v2", signer, config)
         .await
         .unwrap();
-    let router = rekor_v2::router(Arc::new(RekorV2State::new(engine, &key.public_key())));
+    let router = rekor_v2::router(Arc::new(RekorV2State::new(engine, &key.public_key())))
+        .into_parts()
+        .0;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {

@@ -44,7 +44,7 @@ impl Tsa {
             "second run keeps the keys"
         );
         let authority = tsa::setup::load(&key, &chain).unwrap();
-        let router = tsa::router(Arc::new(authority));
+        let router = tsa::router(Arc::new(authority)).into_parts().0;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {

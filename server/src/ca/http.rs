@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::routes::Api;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
@@ -20,15 +19,15 @@ use super::error::CaError;
 use super::issue::{Ca, KeyProof};
 
 /// The CA's routes. The body limit comes from the configuration.
-pub fn router(ca: Arc<Ca>) -> Router {
+pub fn router(ca: Arc<Ca>) -> Api {
     let limit = ca.config().max_body_bytes;
-    Router::new()
-        .route("/api/v2/signingCert", post(signing_cert_v2))
-        .route("/api/v2/trustBundle", get(trust_bundle))
-        .route("/api/v2/configuration", get(configuration))
-        .route("/api/v1/signingCert", post(signing_cert_v1))
-        .route("/api/v1/rootCert", get(root_cert))
-        .layer(DefaultBodyLimit::max(limit))
+    Api::new()
+        .post("/api/v2/signingCert", signing_cert_v2)
+        .get("/api/v2/trustBundle", trust_bundle)
+        .get("/api/v2/configuration", configuration)
+        .post("/api/v1/signingCert", signing_cert_v1)
+        .get("/api/v1/rootCert", root_cert)
+        .map_router(|r| r.layer(DefaultBodyLimit::max(limit)))
         .with_state(ca)
 }
 

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::routes::Api;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use der::{Decode, Encode};
@@ -53,15 +52,15 @@ impl CtState {
 }
 
 /// RFC 6962 routes under `/ct/v1/`.
-pub fn router(state: Arc<CtState>) -> Router {
-    Router::new()
-        .route("/ct/v1/add-pre-chain", post(add_pre_chain))
-        .route("/ct/v1/add-chain", post(add_chain))
-        .route("/ct/v1/get-sth", get(get_sth))
-        .route("/ct/v1/get-sth-consistency", get(get_sth_consistency))
-        .route("/ct/v1/get-proof-by-hash", get(get_proof_by_hash))
-        .route("/ct/v1/get-entries", get(get_entries))
-        .route("/ct/v1/get-roots", get(get_roots))
+pub fn router(state: Arc<CtState>) -> Api {
+    Api::new()
+        .post("/ct/v1/add-pre-chain", add_pre_chain)
+        .post("/ct/v1/add-chain", add_chain)
+        .get("/ct/v1/get-sth", get_sth)
+        .get("/ct/v1/get-sth-consistency", get_sth_consistency)
+        .get("/ct/v1/get-proof-by-hash", get_proof_by_hash)
+        .get("/ct/v1/get-entries", get_entries)
+        .get("/ct/v1/get-roots", get_roots)
         .with_state(state)
 }
 

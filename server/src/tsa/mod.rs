@@ -16,13 +16,13 @@ pub mod token;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::Router;
+use crate::routes::Api;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 
 pub use token::{TimestampAuthority, TimestampRequest, TsaError};
 
@@ -32,13 +32,14 @@ pub const QUERY_CONTENT_TYPE: &str = "application/timestamp-query";
 pub const REPLY_CONTENT_TYPE: &str = "application/timestamp-reply";
 
 /// Routes of the TSA.
-pub fn router(tsa: Arc<TimestampAuthority>) -> Router {
-    Router::new()
-        .route(
+pub fn router(tsa: Arc<TimestampAuthority>) -> Api {
+    Api::new()
+        .method_router(
+            "POST",
             "/api/v1/timestamp",
             post(timestamp).layer(DefaultBodyLimit::max(token::MAX_QUERY_BYTES)),
         )
-        .route("/api/v1/timestamp/certchain", get(certchain))
+        .get("/api/v1/timestamp/certchain", certchain)
         .with_state(tsa)
 }
 
