@@ -228,6 +228,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         .get("/api/openapi.json", crate::openapi::serve)
         .into_parts();
     let router = router
+        .fallback(no_route)
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -274,6 +275,14 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Unknown paths get the same JSON error as everything else.
+async fn no_route(uri: axum::http::Uri) -> crate::error::AppError {
+    crate::error::AppError::not_found(format!(
+        "no such endpoint: {}; /api/openapi.json lists them",
+        uri.path()
+    ))
 }
 
 async fn readyz(State(db): State<Db>) -> Response {

@@ -106,5 +106,14 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
         unmarked.is_empty(),
         "x-sigil-extension wrong: {unmarked:#?}"
     );
+
+    // Undocumented paths and undecodable path parameters get the JSON error too.
+    for (path, status) in [("/no/such/endpoint", 404), ("/api/v2/tile/%FF", 400)] {
+        let resp = reqwest::get(format!("{url}{path}")).await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], status, "{path}: {body}");
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
     task.abort();
 }

@@ -448,6 +448,7 @@ async fn tree_ids_entry_ids_etag_and_location() {
             format!("/api/v1/log/entries/{}", "zz".repeat(32)),
             400,
         ),
+        ("not UTF-8", "/api/v1/log/entries/%FF".into(), 400),
     ];
     let mut failures = Vec::new();
     for (case, path, status) in &gets {

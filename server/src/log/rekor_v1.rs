@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::routes::Api;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -407,11 +407,18 @@ async fn fetch_leaf(s: &RekorState, leaf: &Hash) -> Result<Option<EntryRow>, App
 
 async fn get_entry_by_uuid(
     State(s): State<Arc<RekorState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let not_found = || AppError::not_found(format!("no entry {id} in this log"));
-    let leaf = s.resolve(&id)?.ok_or_else(not_found)?;
-    let row = fetch_leaf(&s, &leaf).await?.ok_or_else(not_found)?;
+    let Path(id) = id.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let leaf = s.resolve(&id)?.ok_or_else(|| {
+        AppError::not_found(format!(
+            "no entry {id}: its tree ID is not this log's; entry IDs here start with {:016x}",
+            s.tree_id()
+        ))
+    })?;
+    let row = fetch_leaf(&s, &leaf)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no entry with UUID {}", hex::encode(leaf))))?;
     Ok(Json(entry_json(&s, &row).await?))
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::routes::Api;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -454,9 +454,10 @@ fn tile_exists(tile: &TileId, size: u64) -> bool {
 
 async fn tile(
     State(s): State<Arc<RekorV2State>>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let Path(path) = path.map_err(|e| AppError::bad_request(e.body_text()))?;
     let parsed = parse_tile_path(&format!("tile/{path}"))
         .map_err(|e| AppError::bad_request(format!("tile/{path}: {e}")))?;
     let size = s.engine.head().size;
