@@ -22,6 +22,7 @@ import argparse
 import base64
 import binascii
 import copy
+import dataclasses
 import datetime
 import json
 import logging
@@ -186,8 +187,14 @@ class Base:
     key_path: Path | None
     mutants: list[Mutant] = field(default_factory=list)
 
-    def add(self, what: str, op: str, bundle: Any, **kw: Any) -> None:
-        self.mutants.append(Mutant(f"{self.name}/{what}/{op}", bundle, **kw))
+    def add(self, what: str, op: str, bundle: Any, security: bool | None = None, **kw: Any) -> None:
+        if security is None:
+            security = must_reject(self, what, op)
+        self.mutants.append(Mutant(f"{self.name}/{what}/{op}", bundle, security=security, **kw))
+
+    def has_set(self) -> bool:
+        entries = self.bundle.get("verificationMaterial", {}).get("tlogEntries", [])
+        return bool(entries and entries[0].get("inclusionPromise"))
 
     def edited(self, path: Path_, fn: Callable[[Any], Any]) -> Any:
         doc = copy.deepcopy(self.bundle)
@@ -211,11 +218,14 @@ def signing_time(base: Base) -> datetime.datetime:
 
 def value_mutants(base: Base, path: Path_, value: Any, others: list[Base]) -> None:
     what = fmt_path(path)
-    optional = optional_field(base, path)
-    base.add(what, "delete", (lambda d: (remove(d, path), d)[1])(copy.deepcopy(base.bundle)), security=not optional)
-    base.add(what, "null", base.edited(path, lambda _: None), security=not optional)
+    # proto3 JSON omits default values (0, "", []): dropping one re-encodes the same bundle.
+    default = value in ("0", 0, "", []) and not isinstance(value, bool)
+    deleted = copy.deepcopy(base.bundle)
+    remove(deleted, path)
+    base.add(what, "reencode-omitted-default" if default else "delete", deleted)
+    base.add(what, "reencode-null-default" if default else "null", base.edited(path, lambda _: None))
     if isinstance(value, str):
-        base.add(what, "empty", base.edited(path, lambda _: ""), security=not optional)
+        base.add(what, "empty", base.edited(path, lambda _: ""))
         if is_b64(path):
             raw = b64d(value)
             base.add(what, "bitflip", base.edited(path, lambda _: b64e(flip(raw))))
@@ -238,23 +248,22 @@ def value_mutants(base: Base, path: Path_, value: Any, others: list[Base]) -> No
             base.add(what, "reencode-number", base.edited(path, lambda _: n), security=False)
             base.add(what, "not-a-number", base.edited(path, lambda _: value + "x"))
         else:
-            base.add(what, "bitflip", base.edited(path, lambda _: flip_str(value)), security=not optional)
-            base.add(what, "truncated", base.edited(path, lambda _: value[:-1]), security=not optional)
+            base.add(what, "bitflip", base.edited(path, lambda _: flip_str(value)))
+            base.add(what, "truncated", base.edited(path, lambda _: value[:-1]))
     elif isinstance(value, int) and not isinstance(value, bool):
         base.add(what, "plus1", base.edited(path, lambda _: value + 1))
         base.add(what, "minus1", base.edited(path, lambda _: value - 1))
         base.add(what, "reencode-string", base.edited(path, lambda _: str(value)), security=False)
     elif isinstance(value, list):
-        base.add(what, "empty", base.edited(path, lambda _: []), security=not optional)
         if value:
-            dup_security = not (what.endswith("rfc3161Timestamps") or what == "tlogEntries")
-            base.add(what, "duplicate-first", base.edited(path, lambda v: v + v[:1]), security=dup_security)
+            base.add(what, "empty", base.edited(path, lambda _: []))
+            base.add(what, "duplicate-first", base.edited(path, lambda v: v + v[:1]))
             if len(value) > 1:
                 base.add(what, "reversed", base.edited(path, lambda v: list(reversed(v))))
                 base.add(what, "drop-last", base.edited(path, lambda v: v[:-1]))
     elif isinstance(value, dict):
-        base.add(what, "empty", base.edited(path, lambda _: {}), security=not optional)
-        base.add(what, "unknown-field", base.edited(path, lambda v: {**v, "sigilUnknownField": "x"}), security=False)
+        base.add(what, "empty", base.edited(path, lambda _: {}))
+        base.add(what, "unknown-field", base.edited(path, lambda v: {**v, "sigilUnknownField": "x"}))
     # The same field from other bases (e.g. a proof from a different position of the same log).
     swapped = 0
     for other in others:
@@ -270,21 +279,34 @@ def value_mutants(base: Base, path: Path_, value: Any, others: list[Base]) -> No
             break
 
 
-def optional_field(base: Base, path: Path_) -> bool:
-    """Material whose absence a verifier may tolerate (security=False for deletions)."""
-    what = fmt_path(path)
-    if what in ("publicKey.hint", "messageSignature.messageDigest", "mediaType"):
-        return True
-    if what.endswith("inclusionPromise") or what.endswith("inclusionPromise.signedEntryTimestamp"):
-        return True
-    if what in ("timestampVerificationData", "timestampVerificationData.rfc3161Timestamps"):
-        return True
-    if what.startswith("dsseEnvelope.signatures[") and what.endswith(".keyid"):
-        return True
-    if what.endswith("kindVersion") or what.endswith("kindVersion.kind") or what.endswith("kindVersion.version"):
-        # The body names its kind and version itself; the copy in the bundle may be missing.
+DELETIONS = ("delete", "null", "empty")
+
+
+def must_reject(base: Base, what: str, op: str) -> bool:
+    """Whether a verifier must reject this mutation whatever it is verified with: it changes
+    signed bytes, proofs, keys, signatures, bodies, ids, indexes or a time a verdict rests on.
+    Re-encodings, unknown fields, the advisory key hint and material whose removal leaves a
+    complete bundle are not; sigstore-python judges those where it can."""
+    if op.startswith("reencode-") or op in ("unknown-field", "foreign-added", "no-final-newline"):
         return False
-    return False
+    if what.startswith("publicKey") or what.startswith("mediaType") and not op.startswith("v0.1-proof"):
+        return False
+    if op == "name-changed":  # a note signature's name is not signed; the key hint picks the key
+        return False
+    if what in ("tlogEntries", "timestampVerificationData.rfc3161Timestamps") and op == "duplicate-first":
+        return False
+    if what.startswith("timestampVerificationData"):
+        # With a signed entry timestamp the log gives the time; the TSA's is then a second source.
+        return not base.has_set()
+    if what.endswith("integratedTime"):
+        return base.has_set()  # without a SET nothing binds it and nothing may use it
+    if what.endswith("inclusionPromise") and op in DELETIONS:
+        return False
+    if what in ("messageSignature.messageDigest",) and op in DELETIONS:
+        return False
+    if what.startswith("dsseEnvelope.signatures[") and what.endswith(".keyid"):
+        return False
+    return True
 
 
 def body_mutants(base: Base, path: Path_, value: str) -> None:
@@ -430,9 +452,57 @@ def bundle_mutants(base: Base, others: list[Base]) -> None:
         doc["verificationMaterial"]["tlogEntries"][0]["inclusionProof"].pop("checkpoint", None)
         doc["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"] = []
         base.add("tlogEntries[0].inclusionProof", "no-checkpoint-no-hashes", doc)
+    legacy_mutants(base, others)
     # Syntax-level: not JSON at all, and JSON that is not an object.
     base.add("(document)", "truncated", base.bundle_text[: len(base.bundle_text) // 2])
     base.add("(document)", "array", [base.bundle])
+
+
+def legacy_mutants(base: Base, others: list[Base]) -> None:
+    """The older bundle formats: the leaf in `x509CertificateChain` (v0.2, v0.1), each mutated."""
+    vm = base.bundle.get("verificationMaterial", {})
+    leaf = vm.get("certificate")
+    if not leaf:
+        return
+    legacy = copy.deepcopy(base.bundle)
+    legacy["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.2"
+    lvm = legacy["verificationMaterial"]
+    del lvm["certificate"]
+    lvm["x509CertificateChain"] = {"certificates": [copy.deepcopy(leaf)]}
+    base.add("certificate", "reencode-v0.2-chain", legacy, security=False)
+    sub = dataclasses.replace(base, bundle=legacy)  # shares base.mutants
+    chain_path: Path_ = ("verificationMaterial", "x509CertificateChain")
+    for path, value in list(walk(legacy)):
+        if path[: len(chain_path)] == chain_path:
+            value_mutants(sub, path, value, [])
+    ca_certs = [c for ca in base.root.get("certificateAuthorities", []) for c in ca["certChain"]["certificates"]]
+    with_ca = copy.deepcopy(legacy)
+    with_ca["verificationMaterial"]["x509CertificateChain"]["certificates"] += copy.deepcopy(ca_certs)
+    base.add("x509CertificateChain.certificates", "with-ca-certs", with_ca, security=False)
+    for other in others:
+        ol = other.bundle.get("verificationMaterial", {}).get("certificate")
+        if ol and ol != leaf:
+            d = copy.deepcopy(legacy)
+            d["verificationMaterial"]["x509CertificateChain"]["certificates"].insert(0, copy.deepcopy(ol))
+            base.add("x509CertificateChain.certificates", f"leaf-of-{other.name}-first", d)
+            break
+    v01 = copy.deepcopy(legacy)
+    v01["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+    base.add("mediaType", "reencode-v0.1-chain", v01, security=False)
+    entries = v01["verificationMaterial"].get("tlogEntries", [])
+    if entries and "inclusionProof" in entries[0]:
+        d = copy.deepcopy(v01)
+        d["verificationMaterial"]["tlogEntries"][0]["inclusionProof"].pop("checkpoint", None)
+        base.add("mediaType", "v0.1-proof-without-checkpoint", d)
+        for other in others:
+            oe = other.bundle.get("verificationMaterial", {}).get("tlogEntries", [])
+            if oe and "inclusionProof" in oe[0] and oe[0].get("logId") == entries[0].get("logId"):
+                d = copy.deepcopy(v01)
+                proof = copy.deepcopy(oe[0]["inclusionProof"])
+                proof.pop("checkpoint", None)
+                d["verificationMaterial"]["tlogEntries"][0]["inclusionProof"] = proof
+                base.add("mediaType", f"v0.1-proof-of-{other.name}-without-checkpoint", d)
+                break
 
 
 def policy_mutants(base: Base) -> None:
@@ -507,19 +577,21 @@ def root_mutants(base: Base) -> None:
     has_ts = bool(base.bundle.get("verificationMaterial", {}).get("timestampVerificationData", {}).get("rfc3161Timestamps"))
     add("timestampAuthorities", "removed", edit(lambda d: d.__setitem__("timestampAuthorities", [])), has_ts)
     if each("timestampAuthorities"):
-        add("timestampAuthorities", "validFor-start-after-signing", edit(lambda d: set_valid(d, "timestampAuthorities", when + hour, None)), has_ts)
-        add("timestampAuthorities", "validFor-end-before-signing", edit(lambda d: set_valid(d, "timestampAuthorities", when - 10 * hour, when - hour)), has_ts)
+        # A timestamp that no longer verifies matters where it is the only source of time.
+        only_time = has_ts and not base.has_set()
+        add("timestampAuthorities", "validFor-start-after-signing", edit(lambda d: set_valid(d, "timestampAuthorities", when + hour, None)), only_time)
+        add("timestampAuthorities", "validFor-end-before-signing", edit(lambda d: set_valid(d, "timestampAuthorities", when - 10 * hour, when - hour)), only_time)
 
         def tsa_leaf_flip(d: Any) -> None:
             for ta in d["timestampAuthorities"]:
                 c = ta["certChain"]["certificates"][0]
                 c["rawBytes"] = b64e(flip(b64d(c["rawBytes"]), 0.85))
-        add("timestampAuthorities", "leaf-cert-bitflip", edit(tsa_leaf_flip), has_ts)
+        add("timestampAuthorities", "leaf-cert-bitflip", edit(tsa_leaf_flip), only_time)
 
         def tsa_chain_root_only(d: Any) -> None:
             for ta in d["timestampAuthorities"]:
                 ta["certChain"]["certificates"] = ta["certChain"]["certificates"][-1:]
-        add("timestampAuthorities", "chain-root-only", edit(tsa_chain_root_only), has_ts)
+        add("timestampAuthorities", "chain-root-only", edit(tsa_chain_root_only), only_time)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,7 +625,7 @@ class Oracle:
             self._cli._verify_common(verifier, self._digest(artifact), b, pol)
             return True, ""
         except Exception as e:  # every failure is a rejection; keep what it said
-            return False, f"{type(e).__name__}: {e}"[:400]
+            return False, " ".join(f"{type(e).__name__}: {e}".split())[:400]
 
 
 # ---------------------------------------------------------------------------------------------
