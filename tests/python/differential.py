@@ -453,6 +453,9 @@ def bundle_mutants(base: Base, others: list[Base]) -> None:
         doc["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"] = []
         base.add("tlogEntries[0].inclusionProof", "no-checkpoint-no-hashes", doc)
     legacy_mutants(base, others)
+    # Another base's whole (valid) bundle, for this base's artifact and identity.
+    for other in others[:2]:
+        base.add("(document)", f"swap-{other.name}", copy.deepcopy(other.bundle))
     # Syntax-level: not JSON at all, and JSON that is not an object.
     base.add("(document)", "truncated", base.bundle_text[: len(base.bundle_text) // 2])
     base.add("(document)", "array", [base.bundle])
