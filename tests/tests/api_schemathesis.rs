@@ -90,7 +90,9 @@ async fn generated_requests_get_documented_answers() {
         .args(["--report", "junit", "--report-dir"])
         .arg(report.path())
         .arg("--no-color")
-        .env("SCHEMATHESIS_TELEMETRY", "false");
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        // Its caches (.hypothesis, .schemathesis) go to the temp dir, not the checkout.
+        .current_dir(report.path());
     let out = run(cmd, Duration::from_secs(600)).await.unwrap();
     let text = out.stdout();
     // Schemathesis counts a path with and without its trailing slash as one operation.
