@@ -293,7 +293,7 @@ def must_reject(base: Base, what: str, op: str) -> bool:
         return False
     if op == "name-changed":  # a note signature's name is not signed; the key hint picks the key
         return False
-    if what in ("tlogEntries", "timestampVerificationData.rfc3161Timestamps") and op == "duplicate-first":
+    if what in ("tlogEntries", "timestampVerificationData.rfc3161Timestamps", "x509CertificateChain.certificates") and op == "duplicate-first":
         return False
     if what.startswith("timestampVerificationData"):
         # With a signed entry timestamp the log gives the time; the TSA's is then a second source.

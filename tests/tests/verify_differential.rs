@@ -1,10 +1,11 @@
 //! Differential verification against sigstore-python 4.5.1: valid bundles of every kind Sigil and
-//! sigstore-python produce against one `sigil-server up`, systematic mutants of each (every field
+//! sigstore-python produce against one `sigil-server up` (and sigstore-js's intoto 0.0.2
+//! attestation), systematic mutants of each (every field
 //! of the bundle, the entry body, checkpoint, certificate and timestamp DER, the trusted root, the
 //! policy and the artifact; made and verified with sigstore-python's API by
 //! `tests/python/differential.py`), each mutant then verified with `sigil verify-bundle`.
 //! Every mutant sigstore-python rejects, Sigil must reject too. Bases sigstore-python cannot verify
-//! (key-based) use the mutation's own verdict instead: a mutant changing anything a verifier must
+//! (key-based, intoto 0.0.2) use the mutation's own verdict instead: a mutant changing anything a verifier must
 //! check has to be rejected. Re-encodings the protobuf JSON mapping allows (`reencode-*` mutants:
 //! int64 as a number, URL-safe or unpadded base64, omitted default values, the older bundle
 //! formats) may be accepted even where sigstore-python's parser refuses them.
@@ -27,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sigil_tests::{
-    CmdResult, ExtraIssuer, OidcProvider, SigilStack, StackOptions, run, venv_tool, workspace_bin,
-    workspace_root,
+    CmdResult, ExtraIssuer, OidcProvider, SigilStack, StackOptions, js_dir, run, venv_tool,
+    workspace_bin, workspace_root,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -47,6 +48,8 @@ enum Producer {
     SigilKey,
     PythonSign,
     PythonAttest,
+    /// `@sigstore/cli attest`: an intoto 0.0.2 entry on Rekor v1.
+    JsAttest,
 }
 
 struct BaseSpec {
@@ -54,6 +57,8 @@ struct BaseSpec {
     producer: Producer,
     /// `--rekor-version`; None: the client's default (Rekor v2 + TSA for both clients).
     rekor: Option<&'static str>,
+    /// Whether sigstore-python 4.5.1 verifies this kind (then it is the oracle for its mutants).
+    python_verifies: bool,
 }
 
 const BASES: &[BaseSpec] = &[
@@ -61,51 +66,67 @@ const BASES: &[BaseSpec] = &[
         name: "sigil-v2-tsa",
         producer: Producer::SigilSignBlob,
         rekor: None,
+        python_verifies: true,
     },
     BaseSpec {
         name: "sigil-v1",
         producer: Producer::SigilSignBlob,
         rekor: Some("1"),
+        python_verifies: true,
     },
     BaseSpec {
         name: "sigil-attest-v1",
         producer: Producer::SigilAttest,
         rekor: Some("1"),
+        python_verifies: true,
     },
     BaseSpec {
         name: "sigil-attest-v2",
         producer: Producer::SigilAttest,
         rekor: None,
+        python_verifies: true,
     },
     BaseSpec {
         name: "sigil-key-v2",
         producer: Producer::SigilKey,
         rekor: None,
+        python_verifies: false,
     },
     BaseSpec {
         name: "sigil-key-v1",
         producer: Producer::SigilKey,
         rekor: Some("1"),
+        python_verifies: false,
     },
     BaseSpec {
         name: "python-v2-tsa",
         producer: Producer::PythonSign,
         rekor: None,
+        python_verifies: true,
     },
     BaseSpec {
         name: "python-v1",
         producer: Producer::PythonSign,
         rekor: Some("1"),
+        python_verifies: true,
     },
     BaseSpec {
         name: "python-attest-v1",
         producer: Producer::PythonAttest,
         rekor: Some("1"),
+        python_verifies: true,
     },
     BaseSpec {
         name: "python-attest-v2",
         producer: Producer::PythonAttest,
         rekor: Some("2"),
+        python_verifies: true,
+    },
+    BaseSpec {
+        name: "js-attest-intoto",
+        producer: Producer::JsAttest,
+        rekor: None,
+        python_verifies: false,
     },
 ];
 
@@ -128,16 +149,27 @@ fn sigstore(trust_config: &Path) -> tokio::process::Command {
     cmd
 }
 
+/// What every base is signed with.
+#[derive(Clone)]
+struct Signing {
+    /// HOME of the sigil processes.
+    home: PathBuf,
+    client_trust_config: PathBuf,
+    trusted_root: PathBuf,
+    issuer: String,
+    /// The stack's URL (sigstore-js takes the CA and log URLs).
+    url: String,
+}
+
 /// Signs one base with its producer into `dir` and writes its `case.json`.
-async fn make_base(
-    spec: &BaseSpec,
-    dir: &Path,
-    home: &Path,
-    ctc: &Path,
-    trusted_root: &Path,
-    token: &str,
-    issuer: &str,
-) -> Result<(), String> {
+async fn make_base(spec: &BaseSpec, dir: &Path, env: &Signing, token: &str) -> Result<(), String> {
+    let (home, ctc, issuer, url) = (
+        env.home.as_path(),
+        env.client_trust_config.as_path(),
+        env.issuer.as_str(),
+        env.url.as_str(),
+    );
+    let trusted_root = env.trusted_root.as_path();
     std::fs::create_dir_all(dir).unwrap();
     let artifact = dir.join("artifact.txt");
     std::fs::write(&artifact, format!("differential base {}\n", spec.name)).unwrap();
@@ -193,6 +225,29 @@ async fn make_base(
         Producer::PythonSign => {
             let mut cmd = sigstore(ctc);
             cmd.arg("sign");
+            cmd
+        }
+        Producer::JsAttest => {
+            let digest = hex::encode(sigil_core::crypto::sha256(
+                &std::fs::read(&artifact).unwrap(),
+            ));
+            let statement = dir.join("statement.json");
+            let body = json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "artifact.txt", "digest": {"sha256": digest}}],
+                "predicateType": SLSA_V1,
+                "predicate": serde_json::from_slice::<Value>(SLSA_V1_PREDICATE).unwrap(),
+            });
+            std::fs::write(&statement, body.to_string()).unwrap();
+            let js = js_dir().map_err(|e| e.to_string())?;
+            let mut cmd = tokio::process::Command::new(js.join("node_modules/.bin/sigstore"));
+            cmd.arg("attest")
+                .arg(&statement)
+                .args(["--fulcio-url", url, "--rekor-url", url])
+                .args(["--timeout", "30", "--output-file"])
+                .arg(&bundle)
+                .env("CI", "true")
+                .env("SIGSTORE_ID_TOKEN", token);
             cmd
         }
         Producer::PythonAttest => {
@@ -300,21 +355,19 @@ async fn sigil_rejects_every_mutant_sigstore_python_rejects() {
     let bases_dir = work.join("bases");
     let issuer = idp.issuer().to_string();
 
+    let signing_env = Signing {
+        home: scratch.clone(),
+        client_trust_config: ctc.clone(),
+        trusted_root: trust.trusted_root.clone(),
+        issuer: issuer.clone(),
+        url: stack.url().to_string(),
+    };
     // The bases, signed concurrently (each keyless one with a fresh token).
     let mut signing = tokio::task::JoinSet::new();
     for (i, spec) in BASES.iter().enumerate() {
         let token = idp.token("differential", Some(IDENTITY)).await.unwrap();
-        let (dir, home, ctc, root, issuer) = (
-            bases_dir.join(spec.name),
-            scratch.clone(),
-            ctc.clone(),
-            trust.trusted_root.clone(),
-            issuer.clone(),
-        );
-        signing.spawn(async move {
-            let spec = &BASES[i];
-            make_base(spec, &dir, &home, &ctc, &root, &token, &issuer).await
-        });
+        let (dir, env) = (bases_dir.join(spec.name), signing_env.clone());
+        signing.spawn(async move { make_base(&BASES[i], &dir, &env, &token).await });
     }
     let mut failures: Vec<String> = Vec::new();
     while let Some(r) = signing.join_next().await {
@@ -402,8 +455,8 @@ async fn sigil_rejects_every_mutant_sigstore_python_rejects() {
                 o.base, o.sigil_message
             ));
         }
-        let keyless = !o.base.starts_with("sigil-key");
-        if keyless && !o.python_accepts {
+        let supported = BASES.iter().any(|b| b.name == o.base && b.python_verifies);
+        if supported && !o.python_accepts {
             failures.push(format!(
                 "base {} does not verify with sigstore-python: {}",
                 o.base, o.python_message
