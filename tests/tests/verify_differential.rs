@@ -493,7 +493,8 @@ async fn sigil_rejects_every_mutant_sigstore_python_rejects() {
             .rsplit('/')
             .next()
             .is_some_and(|op| op.starts_with("reencode-"));
-        let must_reject = if oracle.get(&o.base).copied().unwrap_or(false) {
+        let judged_by_python = oracle.get(&o.base).copied().unwrap_or(false);
+        let must_reject = if judged_by_python {
             !o.python_accepts && !reencoded
         } else {
             o.security
@@ -503,10 +504,13 @@ async fn sigil_rejects_every_mutant_sigstore_python_rejects() {
         }
         if o.sigil_accepts && must_reject {
             c.false_accepts += 1;
-            let why = if o.python_accepts {
-                "security-relevant mutation (no sigstore-python oracle for this base)".to_string()
-            } else {
+            let why = if judged_by_python {
                 format!("sigstore-python: {}", o.python_message)
+            } else {
+                format!(
+                    "must-reject mutation (sigstore-python cannot verify this base; it says: {})",
+                    o.python_message
+                )
             };
             false_accepts.push(format!("{}\n    {why}", o.name));
         } else if !o.sigil_accepts && o.python_accepts {
