@@ -27,6 +27,7 @@ const SIGNING_CERTIFICATE_V2: ObjectIdentifier =
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
@@ -277,7 +278,23 @@ pub fn verify_timestamp(
     // reorder the SET.
     let signed = signed_attrs_der(&ci.content)?;
     let sig = si.signature.as_bytes();
-    let sig_alg = digest_for(&si.signature_algorithm.oid).unwrap_or(md_alg);
+    check_unsigned_parts(&sd, si, md_alg)?;
+    // The signature algorithm names its digest, or (rsaEncryption, Ed25519) leaves it to the
+    // signer's digest algorithm; any other is refused rather than guessed.
+    let sig_alg = match digest_for(&si.signature_algorithm.oid) {
+        Some(d) => d,
+        None if si.signature_algorithm.oid == RSA_ENCRYPTION
+            || si.signature_algorithm.oid == oid::ED25519 =>
+        {
+            md_alg
+        }
+        None => {
+            return Err(err(format!(
+                "unsupported signature algorithm {}",
+                si.signature_algorithm.oid
+            )));
+        }
+    };
 
     // Some trusted timestamp authority, valid at genTime, must have signed it.
     let mut reasons = Vec::new();
@@ -305,6 +322,12 @@ pub fn verify_timestamp(
             }
         };
         let Some(leaf) = chain.first() else { continue };
+        if !signer_is(&si.sid, leaf) {
+            reasons.push(format!(
+                "{label}: the token's signer identifier names another certificate"
+            ));
+            continue;
+        }
         // The signer's digest algorithm applies to RSA too (TSAs often sign SHA-512 with RSA).
         let ok = match leaf.key.algorithm() {
             sigil_core::crypto::KeyAlgorithm::Ed25519 => leaf.key.verify(&signed, sig),
@@ -428,6 +451,71 @@ fn signed_attrs_der(signed_data: &Any) -> Result<Vec<u8>, VerifyError> {
         }
     }
     Err(err("signer has no signed attributes"))
+}
+
+/// The parts of the token outside the signature must say what the signature does: SignedData
+/// version 3 (RFC 5652 §5.1, TSTInfo content), a digestAlgorithms set naming only the signer's
+/// digest, no revocation data or unsigned attributes this verifier would ignore.
+fn check_unsigned_parts(
+    sd: &SignedData,
+    si: &cms::signed_data::SignerInfo,
+    md_alg: DigestAlgorithm,
+) -> Result<(), VerifyError> {
+    if sd.version != cms::content_info::CmsVersion::V3 {
+        return Err(err(format!(
+            "SignedData version is {:?}, not 3",
+            sd.version
+        )));
+    }
+    if sd.digest_algorithms.len() != 1
+        || sd
+            .digest_algorithms
+            .iter()
+            .any(|a| digest_for(&a.oid) != Some(md_alg))
+    {
+        return Err(err(
+            "SignedData digestAlgorithms does not name exactly the signer's digest",
+        ));
+    }
+    if sd.crls.is_some() {
+        return Err(err(
+            "the token carries revocation data, which is not checked",
+        ));
+    }
+    if si.unsigned_attrs.is_some() {
+        return Err(err(
+            "the signer has unsigned attributes, which are not checked",
+        ));
+    }
+    let want_version = match si.sid {
+        cms::signed_data::SignerIdentifier::IssuerAndSerialNumber(_) => {
+            cms::content_info::CmsVersion::V1
+        }
+        cms::signed_data::SignerIdentifier::SubjectKeyIdentifier(_) => {
+            cms::content_info::CmsVersion::V3
+        }
+    };
+    if si.version != want_version {
+        return Err(err(format!(
+            "SignerInfo version {:?} does not fit its signer identifier",
+            si.version
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the signer identifier names `cert` (issuer and serial, or subject key identifier).
+fn signer_is(sid: &cms::signed_data::SignerIdentifier, cert: &ParsedCert) -> bool {
+    let tbs = &cert.cert.tbs_certificate;
+    match sid {
+        cms::signed_data::SignerIdentifier::IssuerAndSerialNumber(ias) => {
+            ias.issuer == tbs.issuer && ias.serial_number == tbs.serial_number
+        }
+        cms::signed_data::SignerIdentifier::SubjectKeyIdentifier(ski) => matches!(
+            tbs.get::<x509_cert::ext::pkix::SubjectKeyIdentifier>(),
+            Ok(Some((_, own))) if own.0 == ski.0
+        ),
+    }
 }
 
 /// Certificates the token carries are not trusted on their own; each must be one of the trusted

@@ -283,12 +283,18 @@ pub fn verify_bundle(
     }
 
     // Transparency log entries: trusted log, body rebuilt from the bundle, proof and/or SET.
-    let mut verified_entries = Vec::with_capacity(entries.len());
+    let mut entry_logs = Vec::with_capacity(entries.len());
     let mut times = tsa_times.clone();
     for e in entries {
         check_kind_version(e)?;
-        let v = verify_entry(e, root, &tsa_times, version)?;
-        if v.set {
+        // A SET that fails over a body the bundle does not imply: the body is what is wrong.
+        let v = verify_entry_log(e, root, &tsa_times).map_err(|err| match err {
+            VerifyError::Set(_) => check_body(e, content, artifact, &signer)
+                .err()
+                .unwrap_or(err),
+            other => other,
+        })?;
+        if v.has_set {
             times.push(e.integrated_time);
         } else if version >= BundleVersion::V02 && !has_timestamp_data {
             return Err(VerifyError::SigningTime(format!(
@@ -296,7 +302,7 @@ pub fn verify_bundle(
                 e.log_index
             )));
         }
-        verified_entries.push(v);
+        entry_logs.push(v);
     }
 
     let signing_time = match times.first() {
@@ -342,9 +348,11 @@ pub fn verify_bundle(
     };
 
     // Each entry's body is the one this bundle implies (after the certificate, so that a bad
-    // certificate is reported as such rather than as a body mismatch).
-    for e in entries {
+    // certificate is reported as such rather than as a body mismatch), and its inclusion proof.
+    let mut verified_entries = Vec::with_capacity(entries.len());
+    for (e, l) in entries.iter().zip(&entry_logs) {
         check_body(e, content, artifact, &signer)?;
+        verified_entries.push(verify_entry_proof(e, l, version)?);
     }
 
     // The signature over the artifact.
@@ -440,18 +448,21 @@ fn log_key(log: &TransparencyLogInstance) -> Result<PublicKey, VerifyError> {
     })
 }
 
-/// Verifies entry `e`: its log is trusted, its inclusion proof (always, when present) leads to
-/// the root the proof names and that root to the log's signed checkpoint, and its SET signs the
-/// body, integrated time, log ID and index.
-fn verify_entry(
-    e: &TransparencyLogEntry,
-    root: &TrustedRoot,
+/// The trusted log of an entry, and whether its SET verified.
+struct EntryLog<'a> {
+    log: &'a TransparencyLogInstance,
+    key: PublicKey,
+    has_set: bool,
+}
+
+/// First half of an entry's checks, before the certificate (whose validity needs the SET's
+/// time): its log is trusted and valid at the entry's time, and its SET, if any, signs the body,
+/// integrated time, log ID and index.
+fn verify_entry_log<'a>(
+    e: &'a TransparencyLogEntry,
+    root: &'a TrustedRoot,
     tsa_times: &[i64],
-    version: BundleVersion,
-) -> Result<VerifiedEntry, VerifyError> {
-    // v0.2 and later carry a proof with a signed checkpoint in every entry; v0.1 bundles (and
-    // cosign's image signature annotations, read as v0.1) may rest on the SET alone.
-    let proof_required = version >= BundleVersion::V02;
+) -> Result<EntryLog<'a>, VerifyError> {
     let body = &e.canonicalized_body;
     if body.is_empty() {
         return Err(VerifyError::Entry("canonicalizedBody is empty".into()));
@@ -476,26 +487,6 @@ fn verify_entry(
     };
     let log = find_log(root, e, &times)?;
     let key = log_key(log)?;
-    let leaf = merkle::leaf_hash(body);
-    let what = format!(
-        "tlog entry at logIndex {} (UUID {})",
-        e.log_index,
-        hex::encode(leaf)
-    );
-
-    let has_proof = match &e.inclusion_proof {
-        Some(p) => {
-            verify_inclusion_proof(&leaf, e, p, &key, proof_required)
-                .map_err(|err| annotate(err, &what))?;
-            true
-        }
-        None if proof_required => {
-            return Err(VerifyError::InclusionProof(format!(
-                "{what} has no inclusion proof"
-            )));
-        }
-        None => false,
-    };
     let mut has_set = false;
     if let Some(promise) = &e.inclusion_promise {
         let index = u64::try_from(e.log_index)
@@ -514,6 +505,42 @@ fn verify_entry(
         })?;
         has_set = true;
     }
+    Ok(EntryLog { log, key, has_set })
+}
+
+/// Second half: the inclusion proof, always verified when present (required from bundle v0.2),
+/// leads from the entry's leaf to the root it names, and that root is the log's signed
+/// checkpoint.
+fn verify_entry_proof(
+    e: &TransparencyLogEntry,
+    l: &EntryLog<'_>,
+    version: BundleVersion,
+) -> Result<VerifiedEntry, VerifyError> {
+    // v0.2 and later carry a proof with a signed checkpoint in every entry; v0.1 bundles (and
+    // cosign's image signature annotations, read as v0.1) may rest on the SET alone.
+    let proof_required = version >= BundleVersion::V02;
+    let (log, key, has_set) = (l.log, &l.key, l.has_set);
+    let body = &e.canonicalized_body;
+    let leaf = merkle::leaf_hash(body);
+    let what = format!(
+        "tlog entry at logIndex {} (UUID {})",
+        e.log_index,
+        hex::encode(leaf)
+    );
+
+    let has_proof = match &e.inclusion_proof {
+        Some(p) => {
+            verify_inclusion_proof(&leaf, e, p, key, proof_required)
+                .map_err(|err| annotate(err, &what))?;
+            true
+        }
+        None if proof_required => {
+            return Err(VerifyError::InclusionProof(format!(
+                "{what} has no inclusion proof"
+            )));
+        }
+        None => false,
+    };
     if !has_proof && !has_set {
         return Err(VerifyError::NoInclusionEvidence);
     }

@@ -648,7 +648,7 @@ async fn sign_blob_picks_rekor_v2_and_the_tsa_from_the_signing_config() {
                 v["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] =
                     Value::Array(vec![]);
             }),
-            "neither a tlog integrated time nor an RFC 3161 timestamp",
+            "no signed entry timestamp and the bundle no RFC 3161 timestamp",
         ),
         (
             "proof",
