@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use sigil_core::trust::{ClientTrustConfig, SigningConfig, TrustedRoot};
 
 /// The user's Sigil config dir: `$SIGIL_HOME`, else `$XDG_CONFIG_HOME/sigil`, else `~/.config/sigil`.
@@ -45,10 +45,10 @@ impl TrustSources {
         }
         let p = config_dir()?.join("trusted_root.json");
         if !p.exists() {
-            bail!(
+            return Err(crate::exit::usage(format!(
                 "no trusted root: pass --trusted-root or --trust-config, or run `sigil trust init --url <server>` ({} does not exist)",
                 p.display()
-            );
+            )));
         }
         TrustedRoot::from_json(&read(&p)?).with_context(|| format!("trusted root {}", p.display()))
     }
@@ -66,10 +66,10 @@ impl TrustSources {
         }
         let p = config_dir()?.join("signing_config.json");
         if !p.exists() {
-            bail!(
+            return Err(crate::exit::usage(format!(
                 "no signing config: pass --signing-config or --trust-config, or run `sigil trust init --url <server>` ({} does not exist)",
                 p.display()
-            );
+            )));
         }
         SigningConfig::from_json(&read(&p)?)
             .with_context(|| format!("signing config {}", p.display()))

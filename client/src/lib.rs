@@ -5,10 +5,14 @@
 pub mod artifact;
 pub mod browser_login;
 pub mod config;
+pub mod exit;
+pub mod log_cli;
 pub mod log_v2;
+pub mod logs;
 pub mod oci;
 pub mod oidc;
 pub mod policy;
+pub mod progress;
 pub mod sign;
 pub mod sign_in;
 pub mod tsa;

@@ -101,9 +101,18 @@ pub fn consistency_proof(rekor_url: &str, old: u64, new: u64) -> Result<Vec<Hash
 /// tiles and checked against its verified checkpoint.
 pub fn get_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<V2Entry> {
     let base = rekor_url.trim_end_matches('/');
+    find_entry(base, index, root)?.ok_or_else(|| {
+        anyhow!("the Rekor v2 log at {base} has fewer entries; there is no index {index}")
+    })
+}
+
+/// Entry `index` of the Rekor v2 log, proven as [`get_entry`] does; `None` when the log's
+/// checkpoint has no entry `index`.
+pub fn find_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<Option<V2Entry>> {
+    let base = rekor_url.trim_end_matches('/');
     let (text, size, root_hash, log_id) = checkpoint(base, root)?;
     if index >= size {
-        bail!("the Rekor v2 log at {base} has {size} entries; there is no index {index}");
+        return Ok(None);
     }
     // The entry bundle holding the entry: full, or the partial tile at the tree's right edge.
     let start = index - index % TILE_WIDTH;
@@ -137,7 +146,7 @@ pub fn get_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<V2En
     if computed != root_hash {
         bail!("the entry's inclusion proof does not lead to the checkpoint's root hash");
     }
-    Ok(V2Entry {
+    Ok(Some(V2Entry {
         index,
         body,
         log_id,
@@ -145,5 +154,5 @@ pub fn get_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<V2En
         root_hash,
         proof,
         checkpoint: text,
-    })
+    }))
 }

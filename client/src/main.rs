@@ -16,7 +16,7 @@ use sigil_core::trust::{SigningConfig, TrustedRoot};
 
 /// sigil: sign and verify artifacts with a private Sigstore.
 #[derive(Parser)]
-#[command(name = "sigil", version)]
+#[command(name = "sigil", version, after_help = sigil::exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -205,6 +205,8 @@ enum Cmd {
         /// instead of storing it.
         #[arg(long)]
         print_token: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -216,6 +218,8 @@ enum Cmd {
         /// Sign with this private key (PKCS#8 PEM, encrypted or not) instead of keyless.
         #[arg(long)]
         key: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
         #[command(flatten)]
         token: TokenArgs,
         #[command(flatten)]
@@ -227,6 +231,8 @@ enum Cmd {
     GenerateKeyPair {
         #[arg(long, default_value = "sigil")]
         output_key_prefix: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Verify a file against a bundle, offline.
     VerifyBlob {
@@ -256,6 +262,8 @@ enum Cmd {
         bundle: PathBuf,
         #[arg(long)]
         key: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
         #[command(flatten)]
         token: TokenArgs,
         #[command(flatten)]
@@ -278,10 +286,10 @@ enum Cmd {
         #[command(flatten)]
         trust: TrustArgs,
     },
-    /// Read and check the transparency log.
+    /// Read and check the deployment's transparency logs (Rekor v1 and v2) as one.
     Log {
         #[command(subcommand)]
-        cmd: LogCmd,
+        cmd: sigil::log_cli::LogCmd,
     },
     /// Conformance protocol: sign.
     SignBundle {
@@ -328,45 +336,13 @@ enum TrustCmd {
         /// Air-gapped: a directory holding trusted_root.json and signing_config.json.
         #[arg(long)]
         from: Option<PathBuf>,
-    },
-    /// Show the stored trust files and their fingerprints.
-    Show,
-}
-
-#[derive(Subcommand)]
-enum LogCmd {
-    /// Fetch an entry and verify its inclusion proof.
-    Get {
-        #[arg(long)]
-        index: Option<u64>,
-        #[arg(long)]
-        uuid: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
-        /// Read the Rekor v2 log (from its tiles; by --index only) instead of the v1 log.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2), default_value_t = 1)]
-        rekor_version: u32,
-        #[command(flatten)]
-        trust: TrustArgs,
     },
-    /// Find entries by artifact, digest or identity.
-    Search {
-        #[arg(long)]
-        artifact: Option<PathBuf>,
-        #[arg(long)]
-        sha256: Option<String>,
-        #[arg(long)]
-        identity: Option<String>,
-        #[command(flatten)]
-        trust: TrustArgs,
-    },
-    /// Check the log's checkpoint is consistent with the last one seen.
-    Verify {
-        /// Check the Rekor v2 log (proofs computed from its tiles) instead of the v1 log.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2), default_value_t = 1)]
-        rekor_version: u32,
-        #[command(flatten)]
-        trust: TrustArgs,
+    /// Show the stored trust files and their fingerprints.
+    Show {
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
 }
 
@@ -378,12 +354,20 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    let verifying = verifies(&cli.cmd);
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => sigil::exit::report(&e, verifying),
+    }
+}
+
+/// Whether the command checks evidence: then a failure that is neither a usage nor a network
+/// error means the evidence did not verify (exit code 1).
+fn verifies(cmd: &Cmd) -> bool {
+    match cmd {
+        Cmd::VerifyBlob { .. } | Cmd::VerifyAttestation { .. } | Cmd::VerifyBundle { .. } => true,
+        Cmd::Image(c) => c.verifies(),
+        _ => false,
     }
 }
 
@@ -399,6 +383,7 @@ fn run(cmd: Cmd) -> Result<()> {
             timeout,
             client_id,
             print_token,
+            output,
             trust,
         } => {
             let issuer = match issuer {
@@ -427,22 +412,23 @@ fn run(cmd: Cmd) -> Result<()> {
             }
             let claims = sigil::oidc::unverified_claims(&token)?;
             let p = sigil::oidc::store_token(&token)?;
-            println!(
-                "Logged in as {} (token stored in {})",
-                sigil::oidc::challenge_claim(&claims)?,
-                p.display()
-            );
+            let who = sigil::oidc::challenge_claim(&claims)?;
+            if output == Output::Json {
+                return print_json(&json!({"identity": who, "tokenFile": p}));
+            }
+            println!("Logged in as {who} (token stored in {})", p.display());
             Ok(())
         }
         Cmd::SignBlob {
             file,
             bundle,
             key,
+            output,
             token,
             log,
             trust,
         } => {
-            let data = read(&file)?;
+            let data = sigil::progress::read_file(&file)?;
             let (signer, svc) = signer(key.as_deref(), &token, &trust, &log.versions())?;
             let signed = sign::sign_blob(&signer, &data, &svc.target())?;
             self_check(&signed.bundle, &Artifact::Bytes(&data), &trust, &signer)?;
@@ -458,12 +444,12 @@ fn run(cmd: Cmd) -> Result<()> {
                     ""
                 }
             );
-            println!("Wrote bundle to {}", bundle.display());
-            println!("Log index: {}", signed.log_index);
-            println!("Entry UUID: {}", signed.uuid);
-            Ok(())
+            print_signed(&bundle, &signed, &svc, output)
         }
-        Cmd::GenerateKeyPair { output_key_prefix } => {
+        Cmd::GenerateKeyPair {
+            output_key_prefix,
+            output,
+        } => {
             let pw = sign::password()?;
             let key = SigningKey::generate(KeyAlgorithm::EcdsaP256)?;
             let (kp, pp) = (
@@ -477,6 +463,9 @@ fn run(cmd: Cmd) -> Result<()> {
             }
             std::fs::write(&kp, key.to_encrypted_pkcs8_pem(&pw)?)?;
             std::fs::write(&pp, key.public_key().to_pem())?;
+            if output == Output::Json {
+                return print_json(&json!({"privateKey": kp, "publicKey": pp}));
+            }
             println!("Private key written to {kp}\nPublic key written to {pp}");
             Ok(())
         }
@@ -502,6 +491,7 @@ fn run(cmd: Cmd) -> Result<()> {
             statement,
             bundle,
             key,
+            output,
             token,
             log,
             trust,
@@ -522,16 +512,17 @@ fn run(cmd: Cmd) -> Result<()> {
                         "predicate": pred,
                     }))?
                 }
-                _ => bail!("pass --statement, or FILE with --predicate"),
+                _ => {
+                    return Err(sigil::exit::usage(
+                        "pass --statement, or FILE with --predicate",
+                    ));
+                }
             };
             let (signer, svc) = signer(key.as_deref(), &token, &trust, &log.versions())?;
             let signed = sign::sign_dsse(&signer, IN_TOTO_PAYLOAD_TYPE, &stmt, &svc.target())?;
             self_check(&signed.bundle, &Artifact::None, &trust, &signer)?;
             write_bundle(&bundle, &signed.bundle)?;
-            println!("Wrote bundle to {}", bundle.display());
-            println!("Log index: {}", signed.log_index);
-            println!("Entry UUID: {}", signed.uuid);
-            Ok(())
+            print_signed(&bundle, &signed, &svc, output)
         }
         Cmd::VerifyAttestation {
             file,
@@ -568,7 +559,7 @@ fn run(cmd: Cmd) -> Result<()> {
             report(&v, output);
             Ok(())
         }
-        Cmd::Log { cmd } => log_cmd(cmd),
+        Cmd::Log { cmd } => sigil::log_cli::run(cmd),
         Cmd::SignBundle {
             staging: _,
             in_toto,
@@ -723,6 +714,54 @@ fn report(v: &Verified, output: Output) {
     }
 }
 
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// How to run this `sigil` again in a printed command: as typed when it came from PATH, else
+/// by its absolute path.
+fn sigil_command() -> String {
+    let arg0 = std::env::args().next().unwrap_or_default();
+    if !arg0.contains('/') && !arg0.is_empty() {
+        return arg0;
+    }
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or(arg0)
+}
+
+/// What sign-blob and attest print: the bundle, the entry, the log that holds it and the
+/// command that fetches it.
+fn print_signed(
+    bundle: &Path,
+    signed: &sign::Signed,
+    svc: &Services,
+    output: Output,
+) -> Result<()> {
+    let fetch = format!("{} log get --uuid {}", sigil_command(), signed.uuid);
+    if output == Output::Json {
+        return print_json(&json!({
+            "bundle": bundle,
+            "logIndex": signed.log_index,
+            "uuid": signed.uuid,
+            "log": {"url": svc.rekor.trim_end_matches('/'), "rekorVersion": svc.rekor_version},
+            "fetchCommand": fetch,
+        }));
+    }
+    println!("Wrote bundle to {}", bundle.display());
+    println!(
+        "Log index: {} (Rekor v{} log {})",
+        signed.log_index,
+        svc.rekor_version,
+        svc.rekor.trim_end_matches('/')
+    );
+    println!("Entry UUID: {}", signed.uuid);
+    println!("Fetch the entry with:");
+    println!("  {fetch}");
+    Ok(())
+}
+
 fn fingerprint(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha256(b)))
 }
@@ -734,6 +773,7 @@ fn trust_cmd(cmd: TrustCmd) -> Result<()> {
             url,
             root_digest,
             from,
+            output,
         } => {
             let (root, signing) = match (&url, &from) {
                 (_, Some(d)) => (
@@ -755,7 +795,11 @@ fn trust_cmd(cmd: TrustCmd) -> Result<()> {
                     };
                     (get("trusted_root.json")?, get("signing_config.json")?)
                 }
-                (None, None) => bail!("pass --url <sigil server> or --from <dir>"),
+                (None, None) => {
+                    return Err(sigil::exit::usage(
+                        "pass --url <sigil server> or --from <dir>",
+                    ));
+                }
             };
             if from.is_some() && root_digest.is_none() {
                 bail!("--from needs --root-digest sha256:<hex> to pin the copied trusted root");
@@ -784,6 +828,10 @@ fn trust_cmd(cmd: TrustCmd) -> Result<()> {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             std::fs::write(dir.join("trusted_root.json"), &root)?;
             std::fs::write(dir.join("signing_config.json"), &signing)?;
+            if output == Output::Json {
+                return print_json(&json!({"fingerprint": fp, "directory": dir,
+                    "pinned": root_digest.is_some()}));
+            }
             println!("Trusted root fingerprint: {fp}");
             println!("Stored trust files in {}", dir.display());
             if root_digest.is_none() {
@@ -793,247 +841,19 @@ fn trust_cmd(cmd: TrustCmd) -> Result<()> {
             }
             Ok(())
         }
-        TrustCmd::Show => {
+        TrustCmd::Show { output } => {
+            let mut files = serde_json::Map::new();
             for name in ["trusted_root.json", "signing_config.json"] {
                 let p = dir.join(name);
-                match std::fs::read(&p) {
-                    Ok(b) => println!("{}: {}", p.display(), fingerprint(&b)),
-                    Err(_) => println!("{}: (missing)", p.display()),
+                let fp = std::fs::read(&p).ok().map(|b| fingerprint(&b));
+                if output == Output::Text {
+                    println!("{}: {}", p.display(), fp.as_deref().unwrap_or("(missing)"));
                 }
+                files.insert(p.display().to_string(), json!(fp));
             }
-            Ok(())
-        }
-    }
-}
-
-fn log_key_for(root: &TrustedRoot, log_id: &[u8]) -> Result<PublicKey> {
-    let log = root
-        .tlogs_by_id(log_id)
-        .next()
-        .ok_or_else(|| anyhow!("log {} is not in the trusted root", hex::encode(log_id)))?;
-    Ok(PublicKey::from_spki_der(&log.public_key.raw_bytes)?)
-}
-
-fn log_cmd(cmd: LogCmd) -> Result<()> {
-    match cmd {
-        LogCmd::Get {
-            index,
-            uuid: _,
-            output,
-            rekor_version: 2,
-            trust,
-        } => {
-            let svc = Services::select(&trust.sources().signing_config()?, now(), &[2])?;
-            let root = trust.sources().trusted_root()?;
-            let Some(index) = index else {
-                bail!("a Rekor v2 log has no lookup by UUID; pass --index (printed by sign-blob)");
-            };
-            let e = sigil::log_v2::get_entry(&svc.rekor, index, &root)?;
-            let body: Value = serde_json::from_slice(&e.body)?;
-            let uuid = hex::encode(sigil_core::merkle::leaf_hash(&e.body));
             if output == Output::Json {
-                let j = json!({"uuid": uuid, "logIndex": e.index, "logID": hex::encode(&e.log_id),
-                    "treeSize": e.tree_size, "body": body, "inclusionProofVerified": true});
-                println!("{}", serde_json::to_string_pretty(&j)?);
-            } else {
-                println!("LogID: {}", hex::encode(&e.log_id));
-                println!("Index: {}", e.index);
-                println!("UUID: {uuid}");
-                println!(
-                    "Inclusion proof: verified against checkpoint of size {} (root {}), from the log's tiles",
-                    e.tree_size,
-                    hex::encode(e.root_hash)
-                );
-                println!("Body: {}", serde_json::to_string_pretty(&body)?);
+                return print_json(&Value::Object(files));
             }
-            Ok(())
-        }
-        LogCmd::Get {
-            index,
-            uuid,
-            output,
-            rekor_version: _,
-            trust,
-        } => {
-            let svc = services(&trust.sources().signing_config()?)?;
-            let root = trust.sources().trusted_root()?;
-            let (id, entry) = match (index, uuid) {
-                (Some(i), _) => sign::get_entry_by_index(&svc.rekor, i)?,
-                (None, Some(u)) => sign::get_entry_by_uuid(&svc.rekor, &u)?,
-                _ => bail!("pass --index or --uuid"),
-            };
-            let tlog = sign::tlog_entry_from_rekor(&entry, "", "")?;
-            let key = log_key_for(&root, &tlog.log_id.key_id)?;
-            let proof = tlog
-                .inclusion_proof
-                .as_ref()
-                .ok_or_else(|| anyhow!("entry has no inclusion proof"))?;
-            let leaf = sigil_core::merkle::leaf_hash(&tlog.canonicalized_body);
-            let hashes: Vec<[u8; 32]> = proof
-                .hashes
-                .iter()
-                .map(|h| h.as_slice().try_into())
-                .collect::<Result<_, _>>()
-                .context("proof hash length")?;
-            let root_hash = sigil_core::merkle::root_from_inclusion_proof(
-                &leaf,
-                u64::try_from(proof.log_index)?,
-                u64::try_from(proof.tree_size)?,
-                &hashes,
-            )?;
-            let cp = proof
-                .checkpoint
-                .as_ref()
-                .ok_or_else(|| anyhow!("inclusion proof has no checkpoint"))?;
-            let (size, cp_root) = sigil::verify::verify_checkpoint(cp.envelope.as_bytes(), &key)?;
-            if cp_root != root_hash || i64::try_from(size)? != proof.tree_size {
-                bail!("inclusion proof does not lead to the signed checkpoint");
-            }
-            let body: Value = serde_json::from_slice(&tlog.canonicalized_body)?;
-            if output == Output::Json {
-                let j = json!({"uuid": id, "logIndex": tlog.log_index, "integratedTime": tlog.integrated_time,
-                    "logID": hex::encode(&tlog.log_id.key_id), "body": body, "inclusionProofVerified": true});
-                println!("{}", serde_json::to_string_pretty(&j)?);
-            } else {
-                println!("LogID: {}", hex::encode(&tlog.log_id.key_id));
-                println!("Index: {}", tlog.log_index);
-                println!(
-                    "IntegratedTime: {}",
-                    sigil::x509::fmt_time(tlog.integrated_time)
-                );
-                println!("UUID: {id}");
-                println!("Inclusion proof: verified against checkpoint of size {size}");
-                println!("Body: {}", serde_json::to_string_pretty(&body)?);
-            }
-            Ok(())
-        }
-        LogCmd::Search {
-            artifact,
-            sha256: hexd,
-            identity,
-            trust,
-        } => {
-            let svc = services(&trust.sources().signing_config()?)?;
-            let query = match (artifact, hexd, identity) {
-                (Some(f), _, _) => {
-                    json!({"hash": format!("sha256:{}", hex::encode(sha256(&read(&f)?)))})
-                }
-                (None, Some(h), _) => {
-                    json!({"hash": format!("sha256:{}", h.trim_start_matches("sha256:").to_lowercase())})
-                }
-                (None, None, Some(e)) => json!({"email": e}),
-                _ => bail!("pass --artifact, --sha256 or --identity"),
-            };
-            let url = format!("{}/api/v1/index/retrieve", svc.rekor.trim_end_matches('/'));
-            let resp = sign::http()?
-                .post(&url)
-                .json(&query)
-                .send()
-                .with_context(|| format!("POST {url}"))?;
-            let status = resp.status();
-            let text = resp.text()?;
-            if !status.is_success() {
-                bail!("{url} answered {status}: {text}");
-            }
-            let uuids: Vec<String> =
-                serde_json::from_str(&text).with_context(|| format!("{url}: {text}"))?;
-            if uuids.is_empty() {
-                println!("No entries found");
-            }
-            for u in uuids {
-                println!("{u}");
-            }
-            Ok(())
-        }
-        LogCmd::Verify {
-            rekor_version,
-            trust,
-        } => {
-            let svc =
-                Services::select(&trust.sources().signing_config()?, now(), &[rekor_version])?;
-            let root = trust.sources().trusted_root()?;
-            let base = svc.rekor.trim_end_matches('/');
-            let (size, root_hash) = if rekor_version == 2 {
-                sigil::log_v2::verified_head(base, &root)?
-            } else {
-                let info: Value = sign::http()?
-                    .get(format!("{base}/api/v1/log"))
-                    .send()?
-                    .error_for_status()?
-                    .json()?;
-                let sth = info
-                    .get("signedTreeHead")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| anyhow!("no signedTreeHead"))?;
-                // The log is the trusted root's entry whose key signs this checkpoint.
-                root.tlogs
-                    .iter()
-                    .filter_map(|l| PublicKey::from_spki_der(&l.public_key.raw_bytes).ok())
-                    .find_map(|k| sigil::verify::verify_checkpoint(sth.as_bytes(), &k).ok())
-                    .ok_or_else(|| {
-                        anyhow!("the log's checkpoint is not signed by a trusted log key")
-                    })?
-            };
-            // v1 and v2 logs may share a base URL: each has its own last-seen checkpoint.
-            let suffix = if rekor_version == 2 { "-v2" } else { "" };
-            let state = config_dir()?.join(format!(
-                "checkpoint-{}{suffix}.json",
-                hex::encode(sha256(base.as_bytes()))
-            ));
-            if let Ok(prev) = std::fs::read(&state) {
-                let prev: Value = serde_json::from_slice(&prev)?;
-                let old_size = prev.get("size").and_then(Value::as_u64).unwrap_or(0);
-                let old_root: [u8; 32] =
-                    hex::decode(prev.get("root").and_then(Value::as_str).unwrap_or(""))?
-                        .try_into()
-                        .map_err(|_| anyhow!("stored checkpoint root is not 32 bytes"))?;
-                if old_size > size {
-                    bail!("the log shrank: last seen size {old_size}, now {size}");
-                }
-                if old_size > 0 && old_size < size {
-                    // Rekor v2 serves no proofs: it is computed from the tiles.
-                    let hashes: Vec<[u8; 32]> = if rekor_version == 2 {
-                        sigil::log_v2::consistency_proof(base, old_size, size)?
-                    } else {
-                        let p: Value = sign::http()?
-                            .get(format!(
-                                "{base}/api/v1/log/proof?firstSize={old_size}&lastSize={size}"
-                            ))
-                            .send()?
-                            .error_for_status()?
-                            .json()?;
-                        p.get("hashes")
-                            .and_then(Value::as_array)
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(Value::as_str)
-                                    .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    };
-                    sigil_core::merkle::verify_consistency(
-                        old_size, size, &old_root, &root_hash, &hashes,
-                    )
-                    .map_err(|e| {
-                        anyhow!(
-                            "checkpoint {size} is not consistent with the last seen {old_size}: {e}"
-                        )
-                    })?;
-                } else if old_size == size && old_root != root_hash {
-                    bail!("same tree size {size} with a different root hash: the log forked");
-                }
-                println!("Consistent with the last seen checkpoint (size {old_size})");
-            }
-            std::fs::create_dir_all(config_dir()?)?;
-            std::fs::write(
-                &state,
-                serde_json::to_vec(&json!({"size": size, "root": hex::encode(root_hash)}))?,
-            )?;
-            println!(
-                "Verified checkpoint: size {size}, root {}",
-                hex::encode(root_hash)
-            );
             Ok(())
         }
     }

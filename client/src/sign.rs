@@ -16,8 +16,20 @@ use sigil_core::certs;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey, sha256};
 use sigil_core::trust::{Service, SigningConfig, select_services};
 
+/// Installs aws-lc-rs as the process's TLS crypto provider, once. reqwest is built without a
+/// provider of its own so that one cryptography library serves the whole program; every HTTP
+/// client this crate builds calls this first.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means another provider was installed first; that one is used.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
 /// A blocking HTTP client with sane timeouts.
 pub fn http() -> Result<reqwest::blocking::Client> {
+    install_crypto_provider();
     Ok(reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))

@@ -203,6 +203,13 @@ fn rekor_subjects(cert: &x509_cert::Certificate) -> Vec<String> {
     out
 }
 
+/// The search keys of a verifier: the SHA-256 of its canonical PEM and its identities, lowercase.
+pub fn verifier_search_keys(v: &Verifier) -> Vec<String> {
+    let mut keys = Vec::new();
+    key_search_keys(v, &mut keys);
+    keys
+}
+
 fn key_search_keys(v: &Verifier, keys: &mut Vec<String>) {
     keys.push(format!(
         "sha256:{}",

@@ -184,10 +184,46 @@ pub fn export(cfg: &Config, data_dir: &Path, only: Option<&str>) -> anyhow::Resu
     })
 }
 
-/// What `up` prints: URLs, the trust-root fingerprint and copy-paste commands.
-pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs) -> String {
+/// The file the banner's commands sign (created by its first command).
+const DEMO_FILE: &str = "sigil-demo.txt";
+
+/// How the banner names the `sigil` client: the binary built beside this server, by its absolute
+/// path, so the commands work as pasted; else `sigil` from PATH.
+pub fn client_command() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("sigil")))
+        .filter(|p| p.is_file())
+        .map(|p| shell_word(&p.display().to_string()))
+        .unwrap_or_else(|| "sigil".into())
+}
+
+/// A word as a POSIX shell reads it back: quoted only when it must be.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// What `up` prints: URLs, the trust-root fingerprint and commands that can be pasted as they
+/// are (`sigil` names the client binary, see [`client_command`]).
+pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs, sigil: &str) -> String {
     let url = &cfg.server.public_url;
     let trust_dir = data_dir.join("trust");
+    let client_trust = shell_word(
+        &trust_dir
+            .join("client_trust_config.json")
+            .display()
+            .to_string(),
+    );
+    let issuer = cfg.dev_issuer_url();
+    let identity = &cfg.dev_oidc.subject;
+    let f = DEMO_FILE;
     let mut s = String::new();
     let _ = writeln!(s, "Sigil is up: a private Sigstore at {url}");
     let _ = writeln!(s, "  transparency log (Rekor v1 API)  {url}/api/v1/log");
@@ -211,9 +247,7 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs) -> String {
     if cfg.dev_oidc.enabled {
         let _ = writeln!(
             s,
-            "  dev OIDC issuer                  {} (identity {})",
-            cfg.dev_issuer_url(),
-            cfg.dev_oidc.subject
+            "  dev OIDC issuer                  {issuer} (identity {identity})"
         );
     }
     let _ = writeln!(
@@ -231,40 +265,53 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs) -> String {
         trust_dir.display()
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "Sign and verify a file with sigil:");
     let _ = writeln!(
         s,
-        "  sigil trust init --url {url} --root-digest sha256:{}",
+        "Sign and verify a file with sigil (paste as they are, in another terminal):"
+    );
+    let _ = writeln!(s, "  echo 'hello from sigil' > {f}");
+    let _ = writeln!(
+        s,
+        "  {sigil} trust init --url {url} --root-digest sha256:{}",
         trust.fingerprint()
     );
     if cfg.dev_oidc.enabled {
-        let _ = writeln!(s, "  sigil login");
+        let _ = writeln!(s, "  {sigil} login");
     }
-    let _ = writeln!(s, "  sigil sign-blob FILE --bundle FILE.sigstore.json");
+    let _ = writeln!(s, "  {sigil} sign-blob {f} --bundle {f}.sigstore.json");
     let _ = writeln!(
         s,
-        "  sigil verify-blob FILE --bundle FILE.sigstore.json --certificate-identity {} --certificate-oidc-issuer {}",
-        cfg.dev_oidc.subject,
-        cfg.dev_issuer_url()
+        "  {sigil} verify-blob {f} --bundle {f}.sigstore.json --certificate-identity {identity} --certificate-oidc-issuer {issuer}"
     );
+    let _ = writeln!(s, "  {sigil} log search --artifact {f}");
     let _ = writeln!(s);
-    let _ = writeln!(s, "With sigstore-python:");
     let _ = writeln!(
         s,
-        "  TOKEN=$(curl -s -X POST {}/token | jq -r .id_token)",
-        cfg.dev_issuer_url()
+        "With sigstore-python (`sigstore` on PATH; it needs curl and jq here):"
     );
     let _ = writeln!(
         s,
-        "  sigstore --trust-config {} sign --identity-token \"$TOKEN\" --bundle FILE.sigstore.json FILE",
-        trust_dir.join("client_trust_config.json").display()
+        "  TOKEN=$(curl -s -X POST {issuer}/token | jq -r .id_token)"
     );
     let _ = writeln!(
         s,
-        "  sigstore --trust-config {} verify identity --bundle FILE.sigstore.json --cert-identity {} --cert-oidc-issuer {} FILE",
-        trust_dir.join("client_trust_config.json").display(),
-        cfg.dev_oidc.subject,
-        cfg.dev_issuer_url()
+        "  sigstore --trust-config {client_trust} sign --identity-token \"$TOKEN\" --bundle {f}.python.sigstore.json {f}"
+    );
+    let _ = writeln!(
+        s,
+        "  sigstore --trust-config {client_trust} verify identity --bundle {f}.python.sigstore.json --cert-identity {identity} --cert-oidc-issuer {issuer} {f}"
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("/a/b-c/sigil"), "/a/b-c/sigil");
+        assert_eq!(shell_word("/my dir/sigil"), "'/my dir/sigil'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
 }

@@ -15,3 +15,14 @@ pub mod routes;
 pub mod storage;
 pub mod trust;
 pub mod tsa;
+
+/// Installs aws-lc-rs as the process's TLS crypto provider, once. reqwest is built without a
+/// provider of its own so that one cryptography library serves the whole program; every HTTP
+/// client this crate builds calls this first.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means another provider was installed first; that one is used.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}

@@ -241,7 +241,8 @@ async fn serve(cfg: Config, data_dir: &Path, print_banner: bool) -> anyhow::Resu
     let service = app::build(&cfg, data_dir).await?;
     init::write_trust_files(&service.trust, data_dir)?;
     if print_banner {
-        println!("{}", init::banner(&cfg, data_dir, &service.trust));
+        let sigil = init::client_command();
+        println!("{}", init::banner(&cfg, data_dir, &service.trust, &sigil));
     }
     tracing::info!(%addr, "sigil-server listening");
     println!("listening on {addr}");

@@ -5,6 +5,7 @@ mod interop;
 mod oidc;
 mod postgres;
 mod process;
+mod registry;
 mod sigil;
 
 pub use interop::{CmdResult, js_dir, record_interop, run, venv_tool};
@@ -13,13 +14,25 @@ pub use sigil::{ExtraIssuer, SigilStack, StackOptions, TrustFiles};
 pub use oidc::{CLIENT_ID, Consent, ID_TOKEN_GRANT, OidcProvider, jwt_parts, oidc_dir};
 pub use postgres::Postgres;
 pub use process::{ServerProcess, free_port, workspace_bin, workspace_root};
+pub use registry::{DockerRegistry, find_tool};
 
 use anyhow::{Context, Result};
 use tempfile::TempDir;
 
+/// Installs aws-lc-rs as the test process's TLS crypto provider (reqwest is built without one,
+/// see the workspace Cargo.toml). The harness's entry points call it, so a test that uses reqwest
+/// after any of them needs nothing more; call it first otherwise.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
 /// A temp dir holding an SQLite database file, and its sqlx URL (`sqlite://...?mode=rwc`, so the
 /// file is created on first connect). The directory is removed when the `TempDir` is dropped.
 pub fn temp_sqlite() -> Result<(TempDir, String)> {
+    install_crypto_provider();
     let dir = tempfile::Builder::new()
         .prefix("sigil-sqlite-")
         .tempdir()

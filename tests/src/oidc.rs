@@ -32,6 +32,7 @@ pub struct OidcProvider {
 impl OidcProvider {
     /// Starts the provider on a free loopback port and waits until it serves discovery.
     pub async fn start() -> Result<OidcProvider> {
+        crate::install_crypto_provider();
         let dir = oidc_dir();
         let script = dir.join("provider.mjs");
         if !dir.join("node_modules").join("oidc-provider").is_dir() {

@@ -44,6 +44,7 @@ pub struct Postgres {
 impl Postgres {
     /// A fresh database on the shared per-process cluster, or on `DATABASE_URL` when set.
     pub async fn start() -> Result<Postgres> {
+        crate::install_crypto_provider();
         if let Ok(url) = std::env::var("DATABASE_URL")
             && !url.is_empty()
         {
@@ -56,6 +57,7 @@ impl Postgres {
     /// A fresh database on a cluster of its own (never `DATABASE_URL`), for tests that stop,
     /// crash or inspect the cluster itself.
     pub async fn start_dedicated() -> Result<Postgres> {
+        crate::install_crypto_provider();
         let cluster = Arc::new(Cluster::init()?);
         Self::on_cluster(cluster).await
     }

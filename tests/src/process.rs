@@ -11,6 +11,7 @@ use tempfile::TempDir;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it).
 pub fn free_port() -> u16 {
+    crate::install_crypto_provider();
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -21,6 +22,7 @@ pub fn free_port() -> u16 {
 
 /// The workspace root (the directory holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {
+    crate::install_crypto_provider();
     // CARGO_MANIFEST_DIR is tests/ at compile time of this crate.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -30,6 +32,7 @@ pub fn workspace_root() -> PathBuf {
 /// `target/<profile>/<name>` of the workspace binaries, found from the running test executable
 /// (`target/<profile>/deps/<test>-<hash>`).
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    crate::install_crypto_provider();
     let exe = std::env::current_exe().context("locating the test executable")?;
     let mut candidates = Vec::new();
     // target/<profile>/deps/<exe> → target/<profile>; also tolerate target/<profile>/<exe>.
@@ -77,6 +80,7 @@ impl ServerProcess {
 
     /// Spawns a prepared command (its stdin is closed, stdout/stderr are captured).
     pub fn spawn_command(mut cmd: Command) -> Result<ServerProcess> {
+        crate::install_crypto_provider();
         let name = Path::new(cmd.get_program())
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

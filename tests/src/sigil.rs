@@ -105,6 +105,7 @@ impl SigilStack {
         process
             .wait_for_url(&format!("{url}/healthz"), Duration::from_secs(60))
             .await?;
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;

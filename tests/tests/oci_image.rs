@@ -13,114 +13,42 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::Digest;
-use sigil_tests::{ServerProcess, SigilStack, TrustFiles, free_port, workspace_bin};
+use sigil_tests::{DockerRegistry, SigilStack, TrustFiles, workspace_bin};
 use tempfile::TempDir;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
-fn find_tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` not found on PATH: apt-get install {package}"))
-}
-
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-/// A `docker-registry` on a free loopback port with filesystem storage in a temp dir.
+/// A `docker-registry` on a free loopback port (see the harness) and a client to inspect it.
 struct Registry {
-    _process: ServerProcess,
-    _dir: TempDir,
+    inner: DockerRegistry,
     host: String,
     http: reqwest::Client,
 }
 
 impl Registry {
     async fn start() -> Registry {
-        let bin = find_tool("docker-registry", "docker-registry");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let mut p =
-            ServerProcess::spawn(&bin, ["serve".as_ref(), config.as_os_str()], &[]).unwrap();
-        p.wait_for_url(&format!("http://{host}/v2/"), Duration::from_secs(30))
-            .await
-            .unwrap();
+        let inner = DockerRegistry::start().await.unwrap();
         Registry {
-            _process: p,
-            _dir: dir,
-            host,
+            host: inner.host.clone(),
+            inner,
             http: reqwest::Client::new(),
         }
     }
 
-    /// Builds an OCI layout with one image whose layer is `content` and copies it to
-    /// `repo:tag` with skopeo.
     fn push_image(&self, repo: &str, tag: &str, content: &str) {
-        let skopeo = find_tool("skopeo", "skopeo");
-        let layout = tempfile::tempdir().unwrap();
-        let blobs = layout.path().join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap();
-        let blob = |b: &[u8]| {
-            let h = sha256_hex(b);
-            std::fs::write(blobs.join(&h), b).unwrap();
-            format!("sha256:{h}")
-        };
-        let layer = content.as_bytes();
-        let layer_digest = blob(layer);
-        let config = serde_json::to_vec(&json!({
-            "architecture": "amd64", "os": "linux", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        }))
-        .unwrap();
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(&config), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-        }))
-        .unwrap();
-        let index = json!({"schemaVersion": 2, "manifests": [{
-            "mediaType": OCI_MANIFEST, "digest": blob(&manifest), "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }]});
-        std::fs::write(layout.path().join("index.json"), index.to_string()).unwrap();
-        std::fs::write(
-            layout.path().join("oci-layout"),
-            r#"{"imageLayoutVersion":"1.0.0"}"#,
-        )
-        .unwrap();
-        let out = Command::new(skopeo)
-            .args(["copy", "--insecure-policy", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:{tag}", layout.path().display()))
-            .arg(format!("docker://{}/{repo}:{tag}", self.host))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.inner.push_image(repo, tag, content).unwrap();
     }
 
     /// The manifest at `reference`: (bytes, digest of the bytes).

@@ -1,11 +1,14 @@
-//! The user journey on `sigil-server up`: the commands `up` prints, run as printed, sign and verify
-//! a file; metrics move; and the same with the log and the CA as separate processes on PostgreSQL.
+//! The user journey: the README's quickstart on a fresh clone with every command `up` prints and
+//! every command of the README's journey pasted as written; the commands `up` prints sign and
+//! verify a file and metrics move; and the log and the CA as separate processes on PostgreSQL.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sigil_tests::{OidcProvider, Postgres, ServerProcess, free_port, workspace_bin};
+use sigil_tests::{
+    OidcProvider, Postgres, ServerProcess, free_port, workspace_bin, workspace_root,
+};
 
 const START: Duration = Duration::from_secs(60);
 
@@ -25,18 +28,105 @@ fn sigil(home: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Split a printed command line into words (the banner quotes nothing that needs a shell).
-fn words(line: &str) -> Vec<String> {
-    line.split_whitespace().map(str::to_string).collect()
+/// Where a user pastes commands: a shell in `cwd`, with a `sigil` home of its own and the
+/// sigstore-python venv's tools on PATH.
+struct Shell {
+    cwd: PathBuf,
+    home: PathBuf,
+    path: String,
 }
 
-/// The banner's placeholders: FILE and FILE.sigstore.json.
-fn substitute(word: &str, dir: &Path, file: &Path) -> String {
-    match word {
-        "FILE" => file.display().to_string(),
-        "FILE.sigstore.json" => dir.join("FILE.sigstore.json").display().to_string(),
-        other => other.to_string(),
+impl Shell {
+    fn new(cwd: &Path, extra_path: &[PathBuf]) -> Shell {
+        std::fs::create_dir_all(cwd).unwrap();
+        let venv = sigil_tests::venv_tool("sigstore")
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let mut dirs: Vec<PathBuf> = extra_path.to_vec();
+        dirs.push(venv);
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        Shell {
+            cwd: cwd.to_path_buf(),
+            home: cwd.join(".sigil-home"),
+            path: std::env::join_paths(dirs)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        }
     }
+
+    /// Runs a pasted command line; (success, stdout + stderr).
+    fn paste(&self, line: &str) -> (bool, String) {
+        let out = Command::new("bash")
+            .args(["-c", line])
+            .current_dir(&self.cwd)
+            .env("PATH", &self.path)
+            .env("SIGIL_HOME", &self.home)
+            .env("SIGIL_NO_LAUNCH_BROWSER", "1")
+            .env_remove("SIGSTORE_ID_TOKEN")
+            .env_remove("SIGIL_TRUST_CONFIG")
+            .env_remove("SIGIL_REKOR_VERSION")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+/// The command lines of the banner's "paste" sections, in order.
+fn banner_commands(banner: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_section = false;
+    for line in banner.lines() {
+        if line.starts_with("Sign and verify a file with sigil")
+            || line.starts_with("With sigstore-python")
+        {
+            in_section = true;
+        } else if line.trim().is_empty() {
+            in_section = false;
+        } else if in_section {
+            out.push(line.trim().to_string());
+        }
+    }
+    out
+}
+
+fn banner_value(banner: &str, label: &str) -> String {
+    banner
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("banner has no {label:?} line:\n{banner}"))
+        .to_string()
+}
+
+/// Pastes every command the banner printed, in order; each must succeed. Returns when the first
+/// signature was verified.
+fn paste_banner(shell: &Shell, banner: &str, server: &ServerProcess) -> Instant {
+    let commands = banner_commands(banner);
+    assert!(
+        commands.iter().any(|c| c.contains(" sign-blob "))
+            && commands.iter().any(|c| c.starts_with("sigstore ")),
+        "the banner lacks sigil or sigstore-python commands:\n{banner}"
+    );
+    let mut first_verified = None;
+    for cmd in &commands {
+        let (ok, out) = shell.paste(cmd);
+        assert!(ok, "`{cmd}` failed:\n{out}\nserver:\n{}", server.output());
+        if cmd.contains(" verify-blob ") {
+            assert!(out.contains("Verified OK"), "{out}");
+            first_verified.get_or_insert_with(Instant::now);
+        }
+    }
+    first_verified.unwrap_or_else(|| panic!("the banner printed no verify-blob command:\n{banner}"))
 }
 
 async fn metric_sum(base: &str, family: &str) -> f64 {
@@ -56,7 +146,6 @@ async fn metric_sum(base: &str, family: &str) -> f64 {
 async fn commands_printed_by_up_sign_and_verify_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let home = dir.path().join("home");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let bin = workspace_bin("sigil-server").unwrap();
@@ -79,61 +168,26 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
         .await
         .unwrap();
     let banner = server.stdout();
+    // The client the banner names is the one built beside the server, by its absolute path.
+    let client = workspace_bin("sigil").unwrap();
+    assert!(
+        banner.contains(&format!("  {} sign-blob ", client.display())),
+        "{banner}"
+    );
 
-    let file = dir.path().join("FILE");
-    std::fs::write(&file, b"an artifact to sign\n").unwrap();
     let certs_before = metric_sum(&base, "sigil_ca_certificates_issued_total").await;
     // `up`'s signing config lists Rekor v2 and the TSA, so `sigil sign-blob` logs there.
     let size_before = metric_sum(&base, "sigil_log_tree_size{log=\"rekor-v2\"}").await;
-
-    let commands: Vec<Vec<String>> = banner
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("sigil "))
-        .map(words)
-        .collect();
-    assert!(
-        commands.len() >= 3,
-        "banner lacks sigil commands:\n{banner}"
-    );
-    let mut verified = false;
-    for cmd in &commands {
-        let args: Vec<String> = cmd
-            .iter()
-            .skip(1)
-            .map(|w| substitute(w, dir.path(), &file))
-            .collect();
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (ok, out) = sigil(&home, &refs);
-        assert!(
-            ok,
-            "`sigil {}` failed:\n{out}\nserver:\n{}",
-            refs.join(" "),
-            server.output()
-        );
-        if refs.first() == Some(&"verify-blob") {
-            assert!(out.contains("Verified OK"), "{out}");
-            verified = true;
-        }
-    }
-    assert!(
-        verified,
-        "the banner printed no verify-blob command:\n{banner}"
-    );
+    let shell = Shell::new(&dir.path().join("work"), &[]);
+    paste_banner(&shell, &banner, &server);
 
     // A modified file must not verify with the same printed command.
-    std::fs::write(&file, b"tampered\n").unwrap();
-    let verify = commands
-        .iter()
-        .find(|c| c.get(1).map(String::as_str) == Some("verify-blob"))
+    std::fs::write(shell.cwd.join("sigil-demo.txt"), b"tampered\n").unwrap();
+    let verify = banner_commands(&banner)
+        .into_iter()
+        .find(|c| c.contains(" verify-blob "))
         .unwrap();
-    let args: Vec<String> = verify
-        .iter()
-        .skip(1)
-        .map(|w| substitute(w, dir.path(), &file))
-        .collect();
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, out) = sigil(&home, &refs);
+    let (ok, out) = shell.paste(&verify);
     assert!(!ok, "a modified file verified:\n{out}");
 
     // Metrics moved with the signing.
@@ -164,6 +218,209 @@ async fn commands_printed_by_up_sign_and_verify_a_file() {
     ] {
         assert!(text.contains(family), "/metrics lacks {family}");
     }
+}
+
+/// The first ```sh block after `heading` in the README, continuation lines joined.
+fn readme_commands(readme: &str, heading: &str) -> Vec<String> {
+    let section = readme
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"))
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .unwrap_or_else(|| panic!("no sh block under {heading:?}"))
+        .0;
+    let mut out: Vec<String> = Vec::new();
+    let mut pending = String::new();
+    for line in block.lines() {
+        match line.strip_suffix('\\') {
+            Some(head) => pending.push_str(head),
+            None => {
+                pending.push_str(line);
+                out.push(std::mem::take(&mut pending).trim().to_string());
+            }
+        }
+    }
+    out.retain(|l| !l.is_empty());
+    out
+}
+
+/// A command line without its trailing comment.
+fn without_comment(line: &str) -> &str {
+    line.split_once("  #").map_or(line, |(c, _)| c).trim()
+}
+
+fn run_checked(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The README's quickstart on a fresh clone, exactly as written: `scripts/up` builds both
+/// binaries and starts `up`; every command `up` prints and every command of the README's user
+/// journey is pasted in order and must succeed.
+///
+/// What differs from a user's first run, to keep CI time sane: the clone builds with the dev
+/// profile (`SIGIL_BUILD_PROFILE=dev`) into a target dir seeded with hard links to this
+/// workspace's compiled dependencies (`target/debug/{deps,build,.fingerprint}`), so only the
+/// workspace's own crates compile; the server listens on a free port rather than 3000
+/// (`SIGIL_SERVER_LISTEN`/`SIGIL_SERVER_PUBLIC_URL`), so the journey's `http://127.0.0.1:3000` and
+/// `localhost:5000` (a registry the test starts, holding `app:v1`) are replaced by the real
+/// addresses, and `<fingerprint printed by up>` by the fingerprint `up` printed. `scripts/test`,
+/// the quickstart's second command, is what runs this test. The clean release build time is
+/// measured separately and written in the README.
+#[tokio::test(flavor = "multi_thread")]
+async fn readme_quickstart_on_a_fresh_clone() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let quickstart: Vec<String> = readme_commands(&readme, "## Quickstart")
+        .iter()
+        .map(|l| without_comment(l).to_string())
+        .collect();
+    assert_eq!(
+        quickstart,
+        ["scripts/up", "scripts/test"],
+        "the README's quickstart keeps exactly two set-up commands"
+    );
+    let journey = readme_commands(&readme, "## The user journey on Sigil");
+
+    // A fresh clone of this commit.
+    let tmp = tempfile::Builder::new()
+        .prefix("sigil-quickstart-")
+        .tempdir()
+        .unwrap();
+    let clone = tmp.path().join("sigil");
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    run_checked(
+        Command::new("git")
+            .args(["clone", "--quiet", "--no-checkout"])
+            .arg(&root)
+            .arg(&clone),
+        "git clone",
+    );
+    run_checked(
+        Command::new("git")
+            .args(["checkout", "--quiet", &head])
+            .current_dir(&clone),
+        "git checkout",
+    );
+
+    // Its own target dir, seeded with this workspace's compiled dependencies.
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let target = tmp.path().join("target");
+    let seeded = target.join("debug");
+    std::fs::create_dir_all(&seeded).unwrap();
+    for d in ["deps", "build", ".fingerprint"] {
+        run_checked(
+            Command::new("cp")
+                .arg("-al")
+                .arg(profile_dir.join(d))
+                .arg(&seeded),
+            "seeding the target dir",
+        );
+    }
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let target_s = target.display().to_string();
+    let build_started = Instant::now();
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &quickstart[0]])
+        .current_dir(&clone)
+        .env("CARGO_TARGET_DIR", &target_s)
+        .env("SIGIL_BUILD_PROFILE", "dev")
+        .env("SIGIL_SERVER_LISTEN", &listen)
+        .env("SIGIL_SERVER_PUBLIC_URL", &base)
+        .env("CARGO_TERM_COLOR", "never");
+    let mut up = ServerProcess::spawn_command(cmd).unwrap();
+    up.wait_for_line("listening on", Duration::from_secs(480))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", up.output()));
+    up.wait_for_url(&format!("{base}/readyz"), START)
+        .await
+        .unwrap();
+    let ready = Instant::now();
+    eprintln!(
+        "scripts/up: built and ready in {:.1?} (dev profile, dependencies shared)",
+        ready - build_started
+    );
+    let banner = up.stdout();
+    assert!(banner.contains(&base), "{banner}");
+    let client_dir = target.join("debug");
+    assert!(
+        banner.contains(&format!("{} sign-blob", client_dir.join("sigil").display())),
+        "the banner names the client scripts/up built:\n{banner}"
+    );
+
+    // Every command up printed, pasted.
+    let shell = Shell::new(&tmp.path().join("user"), std::slice::from_ref(&client_dir));
+    let verified = paste_banner(&shell, &banner, &up);
+    eprintln!(
+        "from `up` ready to the first verified signature: {:.1?} (pasting the banner's commands)",
+        verified - ready
+    );
+
+    // The README's user journey, in order.
+    let registry = sigil_tests::DockerRegistry::start().await.unwrap();
+    registry
+        .push_image("app", "v1", "quickstart image")
+        .unwrap();
+    let fingerprint = banner_value(&banner, "trust-root fingerprint");
+    let journey_shell = Shell::new(&tmp.path().join("journey"), &[client_dir]);
+    let mut outputs = Vec::new();
+    for line in &journey {
+        let cmd = line
+            .replace("<fingerprint printed by up>", &fingerprint)
+            .replace("http://127.0.0.1:3000", &base)
+            .replace("localhost:5000", &registry.host);
+        let (ok, out) = journey_shell.paste(&cmd);
+        assert!(
+            ok,
+            "README journey: `{cmd}` failed:\n{out}\nserver:\n{}",
+            up.output()
+        );
+        outputs.push((line.clone(), out));
+    }
+    let output_of = |prefix: &str| -> &str {
+        outputs
+            .iter()
+            .find(|(l, _)| l.starts_with(prefix))
+            .map(|(_, o)| o.as_str())
+            .unwrap_or_else(|| panic!("the README journey has no `{prefix}`"))
+    };
+    // The entry sign-blob made (Rekor v2) and the one `sign` made (Rekor v1) are both found
+    // without naming a log.
+    let search = output_of("sigil log search --artifact f");
+    assert!(search.contains(&format!("Rekor v2 log {base}")), "{search}");
+    let get = output_of("sigil log get --index 0");
+    assert!(
+        get.contains(&format!("Found in the Rekor v2 log {base}"))
+            && get.contains(&format!("Found in the Rekor v1 log {base}")),
+        "{get}"
+    );
+    assert!(output_of("sigil verify-blob").contains("Verified OK"));
+    let and = output_of("sigil log search --email");
+    assert_eq!(
+        and.lines().filter(|l| l.contains("Rekor v")).count(),
+        1,
+        "{and}"
+    );
 }
 
 #[tokio::test]

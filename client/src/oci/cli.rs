@@ -158,6 +158,8 @@ pub struct SignArgs {
     /// Do not attach a Sigstore bundle referrer even where the registry supports referrers.
     #[arg(long)]
     pub no_referrer: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
     #[command(flatten)]
     pub signer: SignerArgs,
     #[command(flatten)]
@@ -190,6 +192,8 @@ pub struct AttestArgs {
     /// slsaprovenance, slsaprovenance1, spdx, spdxjson, cyclonedx, vuln, openvex, custom, or a URI.
     #[arg(long = "type", default_value = "custom")]
     pub predicate_type: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
     #[command(flatten)]
     pub signer: SignerArgs,
     #[command(flatten)]
@@ -262,6 +266,13 @@ pub enum ImageCmd {
     },
 }
 
+impl ImageCmd {
+    /// Whether the command checks evidence (see [`crate::exit::classify`]).
+    pub fn verifies(&self) -> bool {
+        matches!(self, ImageCmd::Verify(_))
+    }
+}
+
 /// `sigil attest IMAGE` / `sigil verify-attestation IMAGE`.
 #[derive(Subcommand, Clone, Debug)]
 pub enum AttestCmd {
@@ -300,23 +311,17 @@ pub fn dispatch_image_attestation(args: &[OsString]) -> Option<ExitCode> {
             if !looks_like_image(image) {
                 return None;
             }
-            Some(report(run_attest(cli.cmd)))
+            let verifying = matches!(cli.cmd, AttestCmd::VerifyAttestation(_));
+            Some(match run_attest(cli.cmd) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => crate::exit::report(&e, verifying),
+            })
         }
         Err(e) if positional_image && !blob_flags => {
             let _ = e.print();
             Some(ExitCode::from(2))
         }
         Err(_) => None,
-    }
-}
-
-fn report(r: Result<()>) -> ExitCode {
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -368,9 +373,19 @@ pub fn run(cmd: ImageCmd) -> Result<()> {
                 no_referrer: a.no_referrer,
             };
             let done = sign_image(&reg, &image, &signer, &svc.rekor, &opts)?;
+            crate::progress::clear_status();
             say_resolved(&done.resolved, &image);
             eprintln!("tlog entry created with index: {}", done.log_index);
             eprintln!("Pushing signature to: {}:{}", image.name(), done.tag);
+            if a.output == Output::Json {
+                let j = json!({"image": done.resolved.image.to_string(), "logIndex": done.log_index,
+                    "uuid": done.uuid, "log": {"url": svc.rekor, "rekorVersion": 1},
+                    "signature": format!("{}:{}", image.name(), done.tag),
+                    "signatureManifest": done.tag_manifest,
+                    "bundleReferrer": done.referrer.as_ref().map(|r| format!("{}@{r}", image.name()))});
+                println!("{}", serde_json::to_string_pretty(&j)?);
+                return Ok(());
+            }
             println!("Signed {}", done.resolved.image);
             println!("Log index: {}", done.log_index);
             println!("Entry UUID: {}", done.uuid);
@@ -457,8 +472,18 @@ pub fn run_attest(cmd: AttestCmd) -> Result<()> {
             let (signer, svc) = signer(&a.signer, &a.trust)?;
             let reg = a.registry.connect(&image)?;
             let done = attest_image(&reg, &image, &signer, &svc.rekor, &type_uri, predicate)?;
+            crate::progress::clear_status();
             say_resolved(&done.resolved, &image);
             eprintln!("tlog entry created with index: {}", done.log_index);
+            if a.output == Output::Json {
+                let j = json!({"image": done.resolved.image.to_string(), "predicateType": type_uri,
+                    "logIndex": done.log_index, "log": {"url": svc.rekor, "rekorVersion": 1},
+                    "attestation": format!("{}:{}", image.name(), done.tag),
+                    "attestationManifest": done.tag_manifest,
+                    "bundleReferrer": done.referrer.as_ref().map(|r| format!("{}@{r}", image.name()))});
+                println!("{}", serde_json::to_string_pretty(&j)?);
+                return Ok(());
+            }
             println!("Attested {} ({type_uri})", done.resolved.image);
             println!("Log index: {}", done.log_index);
             println!(

@@ -162,6 +162,7 @@ impl Registry {
             }
             (None, None) => auth::lookup(&image.registry)?,
         };
+        crate::sign::install_crypto_provider();
         let http = Client::builder()
             .timeout(Duration::from_secs(120))
             .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
@@ -392,6 +393,7 @@ impl Registry {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<String, OciError> {
+        crate::progress::status(&format!("Pushing manifest {repo}:{reference}"));
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let mut h = HeaderMap::new();
         h.insert(
@@ -429,6 +431,10 @@ impl Registry {
     /// Uploads a blob (monolithic POST + PUT) unless the registry already has it.
     pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> Result<String, OciError> {
         let digest = digest_of(bytes);
+        crate::progress::status(&format!(
+            "Pushing blob {digest} ({} bytes) to {repo}",
+            bytes.len()
+        ));
         let head = format!("{}/v2/{repo}/blobs/{digest}", self.base);
         let resp = self.send(reqwest::Method::HEAD, &head, &HeaderMap::new(), None, repo)?;
         if resp.status().is_success() {

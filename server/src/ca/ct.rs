@@ -28,6 +28,7 @@ struct ChainRequest {
 
 impl CtClient {
     pub fn new(base_url: &str, key: PublicKey) -> Result<Self, CaError> {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))

@@ -97,6 +97,7 @@ impl OidcVerifier {
     ) -> Result<Self, CaError> {
         // jsonwebtoken needs a process-wide provider; a second install is harmless.
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))

@@ -4,3 +4,4 @@ pub mod ct;
 pub mod engine;
 pub mod rekor_v1;
 pub mod rekor_v2;
+pub mod v2_search;

@@ -64,6 +64,7 @@ pub fn router(state: Arc<RekorV2State>) -> Api {
         .post("/api/v2/log/entries", create_entry)
         .get("/api/v2/checkpoint", checkpoint)
         .get("/api/v2/tile/{*path}", tile)
+        .post(super::v2_search::PATH, super::v2_search::retrieve)
         .with_state(state)
 }
 
@@ -241,7 +242,7 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
         .get("publicKey")
         .or_else(|| verifier.get("public_key"))
         .filter(|v| !v.is_null());
-    let (key, verifier_json) = match (cert, pk) {
+    let (key, verifier_json, verifier_pem) = match (cert, pk) {
         (Some(c), None) => {
             let der = raw_bytes(
                 c,
@@ -268,6 +269,7 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
             (
                 key,
                 json!({"x509Certificate": {"rawBytes": STANDARD.encode(&der)}, "keyDetails": details}),
+                sigil_core::certs::pem_encode("CERTIFICATE", &der),
             )
         }
         (None, Some(p)) => {
@@ -281,6 +283,7 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
             (
                 key,
                 json!({"publicKey": {"rawBytes": STANDARD.encode(&der)}, "keyDetails": details}),
+                sigil_core::certs::pem_encode("PUBLIC KEY", &der),
             )
         }
         _ => {
@@ -313,10 +316,15 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
     });
     let body =
         sigil_core::jcs::to_canonical_vec(&body).map_err(|e| invalid("body", e.to_string()))?;
-    Ok(CanonicalV2 {
-        body,
-        search_keys: vec![format!("{}:{}", alg.name(), hex::encode(&digest))],
-    })
+    // The keys Sigil's search extension (`v2_search`) reads: the digest, and as for v1 entries
+    // the verifier PEM's hash and the certificate's identities.
+    let mut search_keys = vec![format!("{}:{}", alg.name(), hex::encode(&digest))];
+    if let Ok(v) = sigil_core::rekor::parse_verifier(verifier_pem.as_bytes(), "verifier") {
+        search_keys.extend(sigil_core::rekor::verifier_search_keys(&v));
+    }
+    search_keys.sort();
+    search_keys.dedup();
+    Ok(CanonicalV2 { body, search_keys })
 }
 
 async fn create_entry(
