@@ -275,8 +275,8 @@ pub fn run(cmd: LogCmd) -> Result<()> {
             output,
             trust,
         } => {
-            let criteria = search.criteria()?;
             let (logs, _) = trust.logs(choice.rekor_version)?;
+            let criteria = search.criteria()?;
             let mut hits: Vec<Hit> = Vec::new();
             for log in &logs {
                 hits.extend(logs::search(log, &criteria, search.operator())?);

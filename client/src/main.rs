@@ -739,12 +739,18 @@ fn print_signed(
     svc: &Services,
     output: Output,
 ) -> Result<()> {
-    let fetch = format!("{} log get --uuid {}", sigil_command(), signed.uuid);
+    // A Rekor v1 entry ID is the tree ID and the UUID; the UUID names the entry in either log.
+    let uuid = signed
+        .uuid
+        .get(signed.uuid.len().saturating_sub(64)..)
+        .unwrap_or(&signed.uuid);
+    let fetch = format!("{} log get --uuid {uuid}", sigil_command());
     if output == Output::Json {
         return print_json(&json!({
             "bundle": bundle,
             "logIndex": signed.log_index,
-            "uuid": signed.uuid,
+            "uuid": uuid,
+            "entryId": signed.uuid,
             "log": {"url": svc.rekor.trim_end_matches('/'), "rekorVersion": svc.rekor_version},
             "fetchCommand": fetch,
         }));
@@ -756,7 +762,7 @@ fn print_signed(
         svc.rekor_version,
         svc.rekor.trim_end_matches('/')
     );
-    println!("Entry UUID: {}", signed.uuid);
+    println!("Entry UUID: {uuid}");
     println!("Fetch the entry with:");
     println!("  {fetch}");
     Ok(())
