@@ -164,6 +164,7 @@ fn param(url: &str, name: &str) -> Option<String> {
 
 /// Opens the redirect as the browser would; returns the status and page of the CLI's listener.
 async fn deliver(redirect: &str) -> (u16, String) {
+    sigil_tests::install_crypto_provider();
     let resp = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -715,6 +716,7 @@ struct Forger {
 
 /// A provider that approves at once and answers the code exchange with a token forged as told.
 async fn forging_provider(forgery: Forgery) -> (String, Forger) {
+    sigil_tests::install_crypto_provider();
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
     use sigil_core::crypto::KeyAlgorithm;
