@@ -214,7 +214,9 @@ fn shell_word(w: &str) -> String {
 /// are (`sigil` names the client binary, see [`client_command`]).
 pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs, sigil: &str) -> String {
     let url = &cfg.server.public_url;
-    let trust_dir = data_dir.join("trust");
+    // Absolute: the commands are pasted in another terminal, maybe in another directory.
+    let trust_dir =
+        std::path::absolute(data_dir.join("trust")).unwrap_or_else(|_| data_dir.join("trust"));
     let client_trust = shell_word(
         &trust_dir
             .join("client_trust_config.json")

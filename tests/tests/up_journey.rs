@@ -34,6 +34,9 @@ struct Shell {
     cwd: PathBuf,
     home: PathBuf,
     path: String,
+    /// Variable assignments pasted so far (`TOKEN=$(...)`, `export X=...`): a terminal keeps
+    /// them, so each later command runs after them.
+    assignments: std::cell::RefCell<Vec<String>>,
 }
 
 impl Shell {
@@ -56,17 +59,20 @@ impl Shell {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned(),
+            assignments: std::cell::RefCell::new(Vec::new()),
         }
     }
 
     /// Runs a pasted command line; (success, stdout + stderr).
     fn paste(&self, line: &str) -> (bool, String) {
+        let mut script = self.assignments.borrow().join("\n");
+        script.push('\n');
+        script.push_str(line);
         let out = Command::new("bash")
-            .args(["-c", line])
+            .args(["-c", &script])
             .current_dir(&self.cwd)
             .env("PATH", &self.path)
             .env("SIGIL_HOME", &self.home)
-            .env("SIGIL_NO_LAUNCH_BROWSER", "1")
             .env_remove("SIGSTORE_ID_TOKEN")
             .env_remove("SIGIL_TRUST_CONFIG")
             .env_remove("SIGIL_REKOR_VERSION")
@@ -77,6 +83,12 @@ impl Shell {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let first = line.split_whitespace().next().unwrap_or("");
+        let assignment = line.starts_with("export ")
+            || (first.contains('=') && !line.contains("&&") && !first.starts_with('-'));
+        if out.status.success() && assignment && !line.contains(" sigil ") {
+            self.assignments.borrow_mut().push(line.to_string());
+        }
         (out.status.success(), text)
     }
 }
