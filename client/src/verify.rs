@@ -328,7 +328,7 @@ pub fn verify_bundle(
             check_bundled_chain(bundle, root, chain.ca_index)?;
             x509::check_leaf_profile(c)?;
             if opts.require_sct {
-                verify_sct(c, &chain.issuer, root)?;
+                verify_sct(c, &chain.issuer, root, &times)?;
             }
             for t in &times {
                 if !c.valid_at(*t) {
@@ -637,8 +637,19 @@ fn verify_inclusion_proof(
 pub fn verify_checkpoint(note_bytes: &[u8], key: &PublicKey) -> Result<(u64, Hash), VerifyError> {
     let ck = |s: String| VerifyError::Checkpoint(s);
     let note = Note::parse(note_bytes).map_err(|e| ck(e.to_string()))?;
+    let cp =
+        sigil_core::checkpoint::Checkpoint::parse(&note.text).map_err(|e| ck(e.to_string()))?;
     let mut verifiers: Vec<Box<dyn NoteVerifier>> = Vec::new();
-    for s in &note.signatures {
+    // The log signs under its origin's name: C2SP logs (Rekor v2) use the origin itself, Rekor v1
+    // the host part of `<host> - <tree ID>`. A line under another name is not the log's.
+    let names_origin = |name: &str| {
+        cp.origin == name
+            || cp
+                .origin
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(" - "))
+    };
+    for s in note.signatures.iter().filter(|s| names_origin(&s.name)) {
         let v: Option<Box<dyn NoteVerifier>> = match key.algorithm() {
             KeyAlgorithm::Ed25519 => Ed25519NoteKey::verifier(&s.name, key.clone())
                 .ok()
@@ -652,11 +663,10 @@ pub fn verify_checkpoint(note_bytes: &[u8], key: &PublicKey) -> Result<(u64, Has
     let refs: Vec<&dyn NoteVerifier> = verifiers.iter().map(|b| b.as_ref()).collect();
     note.verify(&refs).map_err(|e| {
         ck(format!(
-            "signature does not verify with the trusted log key: {e}"
+            "no signature by the trusted log key under the name of origin {:?}: {e}",
+            cp.origin
         ))
     })?;
-    let cp =
-        sigil_core::checkpoint::Checkpoint::parse(&note.text).map_err(|e| ck(e.to_string()))?;
     Ok((cp.size, cp.root_hash))
 }
 
@@ -1114,6 +1124,7 @@ fn verify_sct(
     leaf: &ParsedCert,
     issuer: &ParsedCert,
     root: &TrustedRoot,
+    times: &[i64],
 ) -> Result<(), VerifyError> {
     let (_, scts) = sigil_core::sct::precert_tbs_from_cert(&leaf.der)
         .map_err(|e| VerifyError::Sct(format!("certificate has no usable embedded SCT: {e}")))?;
@@ -1128,6 +1139,14 @@ fn verify_sct(
             continue;
         }
         for log in logs {
+            // The CT log's key must have been valid when the certificate was used.
+            if !times.iter().all(|t| log.public_key.valid_at(*t)) {
+                errors.push(format!(
+                    "log {}: its key is not valid at the signing time",
+                    hex::encode(sct.log_id)
+                ));
+                continue;
+            }
             let Ok(key) = PublicKey::from_spki_der(&log.public_key.raw_bytes) else {
                 continue;
             };

@@ -3,7 +3,7 @@
 
 use der::{Decode, Encode};
 use sigil_core::certs;
-use sigil_core::crypto::{DigestAlgorithm, PublicKey};
+use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, PublicKey};
 use sigil_core::oid;
 use sigil_core::trust::TrustedRoot;
 use x509_cert::Certificate;
@@ -82,7 +82,9 @@ impl ParsedCert {
     }
 }
 
-/// Verifies a certificate's signature with its issuer's key.
+/// Verifies a certificate's signature with its issuer's key. The signature algorithm must be
+/// one this verifier knows, fit the issuer's key type, and be the same in the certificate and
+/// its TBS part; nothing is inferred from the key alone.
 pub fn verify_cert_signature(cert: &Certificate, issuer_key: &PublicKey) -> Result<(), String> {
     let tbs = cert.tbs_certificate.to_der().map_err(|e| e.to_string())?;
     let sig = cert
@@ -90,21 +92,50 @@ pub fn verify_cert_signature(cert: &Certificate, issuer_key: &PublicKey) -> Resu
         .as_bytes()
         .ok_or_else(|| "signature BIT STRING has unused bits".to_owned())?;
     let alg = cert.signature_algorithm.oid;
-    let digest = if alg == oid::ECDSA_WITH_SHA256 {
-        Some(DigestAlgorithm::Sha256)
-    } else if alg == oid::ECDSA_WITH_SHA384 {
-        Some(DigestAlgorithm::Sha384)
-    } else if alg == oid::ECDSA_WITH_SHA512 {
-        Some(DigestAlgorithm::Sha512)
-    } else {
-        None
-    };
-    let res = match digest {
-        Some(d) => issuer_key.verify_prehashed(d, &d.digest(&tbs), sig),
-        // Ed25519 and RSA: the key type fixes the scheme.
-        None => issuer_key.verify(&tbs, sig),
+    if cert.tbs_certificate.signature != cert.signature_algorithm {
+        return Err("the TBS signature algorithm differs from the certificate's".into());
+    }
+    let key = issuer_key.algorithm();
+    let is_ec = matches!(
+        key,
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 | KeyAlgorithm::EcdsaP521
+    );
+    let is_rsa = matches!(key, KeyAlgorithm::Rsa { .. });
+    let res = match alg {
+        a if a == oid::ECDSA_WITH_SHA256 && is_ec => {
+            prehashed(issuer_key, DigestAlgorithm::Sha256, &tbs, sig)
+        }
+        a if a == oid::ECDSA_WITH_SHA384 && is_ec => {
+            prehashed(issuer_key, DigestAlgorithm::Sha384, &tbs, sig)
+        }
+        a if a == oid::ECDSA_WITH_SHA512 && is_ec => {
+            prehashed(issuer_key, DigestAlgorithm::Sha512, &tbs, sig)
+        }
+        a if a == SHA256_RSA && is_rsa => prehashed(issuer_key, DigestAlgorithm::Sha256, &tbs, sig),
+        a if a == SHA384_RSA && is_rsa => prehashed(issuer_key, DigestAlgorithm::Sha384, &tbs, sig),
+        a if a == SHA512_RSA && is_rsa => prehashed(issuer_key, DigestAlgorithm::Sha512, &tbs, sig),
+        a if a == oid::ED25519 && key == KeyAlgorithm::Ed25519 => {
+            issuer_key.verify(&tbs, sig).map_err(|e| e.to_string())
+        }
+        a => {
+            return Err(format!(
+                "signature algorithm {a} is not supported for a {key} issuer key"
+            ));
+        }
     };
     res.map_err(|e| format!("signature ({alg}) does not verify with the issuer's key: {e}"))
+}
+
+const SHA256_RSA: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const SHA384_RSA: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const SHA512_RSA: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+
+fn prehashed(key: &PublicKey, d: DigestAlgorithm, tbs: &[u8], sig: &[u8]) -> Result<(), String> {
+    key.verify_prehashed(d, &d.digest(tbs), sig)
+        .map_err(|e| e.to_string())
 }
 
 /// The result of chaining a leaf to a trusted CA.
@@ -236,12 +267,6 @@ pub fn check_extensions(c: &ParsedCert) -> Result<(), String> {
         oid::SUBJECT_ALT_NAME,
     ];
     let tbs = &c.cert.tbs_certificate;
-    if tbs.signature != c.cert.signature_algorithm {
-        return Err(format!(
-            "{:?}: the TBS signature algorithm differs from the certificate's",
-            c.subject()
-        ));
-    }
     let exts = tbs.extensions.as_deref().unwrap_or_default();
     for (i, e) in exts.iter().enumerate() {
         if exts.iter().take(i).any(|o| o.extn_id == e.extn_id) {
