@@ -510,7 +510,7 @@ fn verify_entry_log<'a>(
 
 /// Second half: the inclusion proof, always verified when present (required from bundle v0.2),
 /// leads from the entry's leaf to the root it names, and that root is the log's signed
-/// checkpoint.
+/// checkpoint, which must be there.
 fn verify_entry_proof(
     e: &TransparencyLogEntry,
     l: &EntryLog<'_>,
@@ -530,8 +530,7 @@ fn verify_entry_proof(
 
     let has_proof = match &e.inclusion_proof {
         Some(p) => {
-            verify_inclusion_proof(&leaf, e, p, key, proof_required)
-                .map_err(|err| annotate(err, &what))?;
+            verify_inclusion_proof(&leaf, e, p, key).map_err(|err| annotate(err, &what))?;
             true
         }
         None if proof_required => {
@@ -579,7 +578,6 @@ fn verify_inclusion_proof(
     e: &TransparencyLogEntry,
     p: &sigil_core::bundle::InclusionProof,
     key: &PublicKey,
-    checkpoint_required: bool,
 ) -> Result<(), VerifyError> {
     let ip = |s: String| VerifyError::InclusionProof(s);
     // A sharded Rekor v1 numbers entries globally (shard offset + index in the shard's tree) and
@@ -615,11 +613,10 @@ fn verify_inclusion_proof(
             hex::encode(root)
         )));
     }
+    // A root nobody signed proves nothing: a proof that is present needs its checkpoint, in
+    // every bundle version (as sigstore-python requires).
     let Some(cp) = p.checkpoint.as_ref() else {
-        if checkpoint_required {
-            return Err(ip("the proof has no signed checkpoint".into()));
-        }
-        return Ok(());
+        return Err(ip("the proof has no signed checkpoint".into()));
     };
     let (size_cp, root_cp) = verify_checkpoint(cp.envelope.as_bytes(), key)?;
     if size_cp != size || root_cp != root {
