@@ -78,6 +78,7 @@ fn main() -> std::process::ExitCode {
     // reqwest has no TLS provider of its own: aws-lc-rs, as in the rest of the workspace.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    sigil_tests::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

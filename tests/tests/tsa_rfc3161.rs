@@ -50,6 +50,8 @@ impl Tsa {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
+        // This test builds its own client without the harness: the TLS provider first.
+        sigil_tests::install_crypto_provider();
         let tsa = Tsa {
             url,
             dir,
