@@ -37,20 +37,64 @@ impl LoadedArtifact {
     }
 }
 
-/// Hashes the file at `path` with `algorithm`, reading it in pieces.
+/// Hashes the file at `path` with `algorithm`, reading it in pieces. Reading (a copy out of the
+/// page cache) runs on a second thread so that it overlaps hashing: the hash sets the pace.
 pub fn hash_file(path: &Path, algorithm: DigestAlgorithm) -> std::io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
+    if f.metadata()?.len() <= CHUNK as u64 {
+        let mut h = algorithm.hasher();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        h.update(&buf);
+        return Ok(h.finish());
+    }
+    // Full buffers go to the hasher, empty ones come back: two in flight, no allocation per chunk.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+    for _ in 0..3 {
+        let _ = empty_tx.send(vec![0u8; CHUNK]);
+    }
+    let reader = std::thread::spawn(move || -> std::io::Result<()> {
+        while let Ok(mut buf) = empty_rx.recv() {
+            buf.resize(CHUNK, 0);
+            let n = read_full(&mut f, &mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            if full_tx.send(buf).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    });
     let mut h = algorithm.hasher();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match f.read(&mut buf) {
+    for buf in full_rx {
+        h.update(&buf);
+        let _ = empty_tx.send(buf);
+    }
+    drop(empty_tx);
+    reader
+        .join()
+        .map_err(|_| std::io::Error::other("the file reader thread failed"))??;
+    Ok(h.finish())
+}
+
+/// Reads until `buf` is full or the file ends; the number of bytes read.
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while let Some(rest) = buf.get_mut(n..) {
+        if rest.is_empty() {
+            break;
+        }
+        match f.read(rest) {
             Ok(0) => break,
-            Ok(n) => h.update(buf.get(..n).unwrap_or_default()),
+            Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(h.finish())
+    Ok(n)
 }
 
 /// Loads the artifact at `path` in the form `bundle` needs under `policy`.
