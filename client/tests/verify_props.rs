@@ -11,27 +11,12 @@
 )]
 
 use proptest::prelude::*;
-use sigil::policy::{CertificatePolicy, StringMatcher};
-use sigil::verify::{Artifact, Options, Policy, verify_bundle};
+use sigil::verify::{Artifact, Options, verify_bundle};
 use sigil_core::bundle::Bundle;
 use sigil_core::trust::TrustedRoot;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn policy() -> Policy {
-    let id = String::from_utf8(fixture("identity.txt")).unwrap();
-    let mut lines = id.lines();
-    Policy::Certificate(CertificatePolicy {
-        identity: Some(StringMatcher::Exact(lines.next().unwrap().to_owned())),
-        issuer: Some(StringMatcher::Exact(lines.next().unwrap().to_owned())),
-        ..CertificatePolicy::default()
-    })
-}
+mod common;
+use common::{fixture, policy};
 
 /// Whether the bytes given as bundle, trusted root and artifact verify.
 fn verifies(bundle: &[u8], root: &[u8], artifact: &[u8]) -> bool {

@@ -13,27 +13,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sigil::policy::{CertificatePolicy, StringMatcher};
-use sigil::verify::{Artifact, Options, Policy, verify_bundle};
+use sigil::verify::{Artifact, Options, verify_bundle};
 use sigil_core::bundle::Bundle;
 use sigil_core::trust::TrustedRoot;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn policy() -> Policy {
-    let id = String::from_utf8(fixture("identity.txt")).unwrap();
-    let mut lines = id.lines();
-    Policy::Certificate(CertificatePolicy {
-        identity: Some(StringMatcher::Exact(lines.next().unwrap().to_owned())),
-        issuer: Some(StringMatcher::Exact(lines.next().unwrap().to_owned())),
-        ..CertificatePolicy::default()
-    })
-}
+mod common;
+use common::{fixture, policy};
 
 /// Verifies `bundle` (JSON) for the fixture artifact; the error text on failure.
 fn verify(bundle: &Value) -> Result<(), String> {
