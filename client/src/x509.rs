@@ -185,6 +185,43 @@ pub fn verify_chain(
     })
 }
 
+/// Whether the CA `ca_index` of `root`, which `leaf` was already chained to, and every
+/// certificate of its chain were valid at `at` too.
+pub fn chain_valid_at(
+    leaf: &ParsedCert,
+    root: &TrustedRoot,
+    ca_index: usize,
+    at: i64,
+) -> Result<(), VerifyError> {
+    let untrusted = |reason: String| VerifyError::UntrustedCertificate {
+        issuer: leaf.issuer(),
+        reasons: reason,
+    };
+    let ca = root
+        .certificate_authorities
+        .get(ca_index)
+        .ok_or_else(|| untrusted(format!("no CA #{ca_index}")))?;
+    if !ca.valid_for.contains(at) {
+        return Err(untrusted(format!(
+            "CA #{ca_index}: not valid at {}",
+            fmt_time(at)
+        )));
+    }
+    for c in &ca.cert_chain.certificates {
+        let c = ParsedCert::from_der(&c.raw_bytes)?;
+        if !c.valid_at(at) {
+            return Err(untrusted(format!(
+                "{:?} is valid {}..{}, not at {}",
+                c.subject(),
+                fmt_time(c.not_before),
+                fmt_time(c.not_after),
+                fmt_time(at)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn chain_to(
     leaf: &ParsedCert,
     ca: &sigil_core::trust::CertificateAuthority,
