@@ -313,6 +313,8 @@ enum Cmd {
         bundle: PathBuf,
         #[command(flatten)]
         identity: IdentityArgs,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
         #[command(flatten)]
         trust: TrustArgs,
         /// A file, or `sha256:<hex>`.
@@ -585,6 +587,7 @@ fn run(cmd: Cmd) -> Result<()> {
             staging: _,
             bundle,
             identity,
+            output,
             trust,
             file,
         } => {
@@ -604,8 +607,8 @@ fn run(cmd: Cmd) -> Result<()> {
                 (Some(env), Artifact::Bytes(d)) if env.payload == *d => Artifact::None,
                 _ => artifact,
             };
-            verify_loaded(&b, &artifact, &identity, &trust)?;
-            println!("Verified OK");
+            let v = verify_loaded(&b, &artifact, &identity, &trust)?;
+            report(&v, output);
             Ok(())
         }
     }

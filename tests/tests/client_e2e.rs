@@ -486,7 +486,7 @@ async fn keyless_and_key_based_sign_and_verify() {
         "sha256:{}",
         hex::encode(sigil_core::crypto::sha256(&std::fs::read(&a).unwrap()))
     );
-    st.ok(&[
+    let out = st.ok(&[
         "verify-bundle",
         "--bundle",
         s(&cb),
@@ -496,8 +496,18 @@ async fn keyless_and_key_based_sign_and_verify() {
         &issuer,
         "--trusted-root",
         s(&tr),
+        "--output",
+        "json",
         &digest,
     ]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["verified"], true, "{out}");
+    assert!(
+        j["result"]["certificate"]["subjectAlternativeNames"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == ID)),
+        "{out}"
+    );
     let out = st.sigil(&[
         "verify-bundle",
         "--bundle",

@@ -773,4 +773,21 @@ async fn key_signing_attestations_and_kyverno_policy() {
         seen.insert(k, !keyless[k].is_null());
     }
     assert!(seen.values().all(|v| *v), "{seen:?}");
+
+    // --output json prints the same document as JSON.
+    let out = ok(env.run(&[
+        "policy",
+        "kyverno",
+        "--image",
+        &format!("{}/keyed/*", env.reg.host),
+        "--subject",
+        &identity,
+        "--issuer",
+        &issuer,
+        "--output",
+        "json",
+    ]));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let as_json: Value = serde_json::to_value(&y).unwrap();
+    assert_eq!(j, as_json, "the JSON and YAML forms differ");
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use sigil_core::crypto::PublicKey;
 
 use super::cosign::SIGNATURE_TYPE;
-use super::kyverno::{KyvernoOptions, cluster_policy};
+use super::kyverno::{KyvernoOptions, cluster_policy, cluster_policy_value};
 use super::reference::{ImageRef, looks_like_image};
 use super::registry::{Registry, RegistryOptions};
 use super::sign::{SignOptions, attest_image, predicate_type_uri, predicate_value, sign_image};
@@ -242,6 +242,9 @@ pub struct KyvernoArgs {
     /// Rekor URL as the cluster reaches it (default: the trusted root's).
     #[arg(long)]
     pub rekor_url: Option<String>,
+    /// text prints YAML; json prints the same document as JSON.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -436,7 +439,13 @@ pub fn run(cmd: ImageCmd) -> Result<()> {
                 rekor_url: a.rekor_url,
                 rekor_key_spki,
             };
-            print!("{}", cluster_policy(&root, &opts, now())?);
+            match a.output {
+                Output::Text => print!("{}", cluster_policy(&root, &opts, now())?),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cluster_policy_value(&root, &opts, now())?)?
+                ),
+            }
             Ok(())
         }
     }
