@@ -14,6 +14,7 @@ use sigil_core::bundle::{
 };
 use sigil_core::certs;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey, sha256};
+use sigil_core::rekor_v2;
 use sigil_core::trust::{Service, SigningConfig, select_services};
 
 /// Installs aws-lc-rs as the process's TLS crypto provider, once. reqwest is built without a
@@ -394,7 +395,8 @@ impl Signer {
     }
 
     /// The Rekor v2 `verifier`: the leaf certificate or public key, DER, with its key details.
-    fn v2_verifier(&self) -> Result<Value> {
+    /// The Rekor v2 request logging `signature` over `digest`.
+    fn v2_request(&self, digest: &[u8], signature: &[u8]) -> Result<Value> {
         let alg = self.key().algorithm();
         if alg == KeyAlgorithm::Ed25519 {
             bail!(
@@ -402,16 +404,21 @@ impl Signer {
                  use an ECDSA or RSA key, or a Rekor v1 log (--rekor-version 1)"
             );
         }
-        Ok(match self {
-            Signer::Keyless { chain, .. } => json!({
-                "x509Certificate": {"rawBytes": STANDARD.encode(chain.first().map(Vec::as_slice).unwrap_or_default())},
-                "keyDetails": alg.key_details(),
-            }),
-            Signer::Key(k) => json!({
-                "publicKey": {"rawBytes": STANDARD.encode(k.public_key().spki_der())},
-                "keyDetails": alg.key_details(),
-            }),
-        })
+        let spki;
+        let material = match self {
+            Signer::Keyless { chain, .. } => rekor_v2::Material::Certificate(
+                chain.first().map(Vec::as_slice).unwrap_or_default(),
+            ),
+            Signer::Key(k) => {
+                spki = k.public_key();
+                rekor_v2::Material::PublicKey(spki.spki_der())
+            }
+        };
+        let verifier = rekor_v2::Verifier {
+            material,
+            key_details: alg.key_details(),
+        };
+        Ok(rekor_v2::request(digest, signature, &verifier))
     }
 
     fn material(
@@ -469,11 +476,7 @@ fn log_v2(
     digest: &[u8],
     signature: &[u8],
 ) -> Result<TransparencyLogEntry> {
-    let request = json!({"hashedRekordRequestV002": {
-        "digest": STANDARD.encode(digest),
-        "signature": {"content": STANDARD.encode(signature), "verifier": signer.v2_verifier()?},
-    }});
-    log_entry_v2(rekor, &request)
+    log_entry_v2(rekor, &signer.v2_request(digest, signature)?)
 }
 
 fn signed(bundle: Bundle) -> Result<Signed> {

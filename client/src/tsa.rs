@@ -4,10 +4,17 @@
 
 use cms::content_info::ContentInfo;
 use cms::signed_data::SignedData;
-use der::asn1::{GeneralizedTime, ObjectIdentifier, OctetString};
+use der::asn1::{Int, ObjectIdentifier, OctetString};
 use der::{Any, Decode, Encode, Tagged};
 use sigil_core::crypto::DigestAlgorithm;
 use sigil_core::oid;
+use sigil_core::rfc3161::{
+    ATTR_CONTENT_TYPE as CONTENT_TYPE, ATTR_MESSAGE_DIGEST as MESSAGE_DIGEST,
+    ATTR_SIGNING_CERTIFICATE as SIGNING_CERTIFICATE,
+    ATTR_SIGNING_CERTIFICATE_V2 as SIGNING_CERTIFICATE_V2, ID_CT_TST_INFO as TST_INFO,
+    ID_SIGNED_DATA as SIGNED_DATA, MessageImprint, SHA256, SHA384, SHA512, TimeStampReq,
+    TimeStampResp, TstInfo, status_granted,
+};
 use sigil_core::trust::TrustedRoot;
 use spki_alg::AlgorithmIdentifierOwned;
 
@@ -16,36 +23,10 @@ use crate::x509::{ParsedCert, fmt_time};
 
 use x509_cert::spki as spki_alg;
 
-const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
-const MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
-const CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
-const TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
-const SIGNING_CERTIFICATE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.12");
-const SIGNING_CERTIFICATE_V2: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.47");
-const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
-const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-
-#[derive(der::Sequence)]
-struct MessageImprint {
-    hash_algorithm: AlgorithmIdentifierOwned,
-    hashed_message: OctetString,
-}
-
-/// `TimeStampReq` (RFC 3161 §2.4.1), without policy or extensions.
-#[derive(der::Sequence)]
-struct TimeStampReq {
-    version: u8,
-    message_imprint: MessageImprint,
-    nonce: u64,
-    cert_req: bool,
-}
 
 /// Asks the TSA at `url` (the full timestamp endpoint) to timestamp the SHA-256 of `signature`;
 /// returns the DER `TimeStampResp`, as bundles carry it, after checking that it granted the
@@ -63,8 +44,10 @@ pub fn request_timestamp(url: &str, signature: &[u8]) -> anyhow::Result<Vec<u8>>
             },
             hashed_message: OctetString::new(DigestAlgorithm::Sha256.digest(signature))?,
         },
-        nonce,
-        cert_req: true,
+        req_policy: None,
+        nonce: Some(der_int(nonce)?),
+        cert_req: Some(true),
+        extensions: None,
     }
     .to_der()?;
     let resp = crate::sign::http()?
@@ -83,15 +66,17 @@ pub fn request_timestamp(url: &str, signature: &[u8]) -> anyhow::Result<Vec<u8>>
             String::from_utf8_lossy(&body)
         );
     }
-    let parts: Vec<Any> = Vec::from_der(&body)
+    let resp = TimeStampResp::from_der(&body)
         .map_err(|e| anyhow::anyhow!("timestamp authority {url}: not a TimeStampResp: {e}"))?;
-    let granted = parts
-        .first()
-        .and_then(|s| s.decode_as::<Vec<Any>>().ok())
-        .and_then(|s| s.first().and_then(|v| v.decode_as::<u8>().ok()));
-    // 0 granted, 1 grantedWithMods; anything else is a refusal.
-    if !matches!(granted, Some(0 | 1)) {
-        bail!("timestamp authority {url} refused the request (status {granted:?})");
+    if !status_granted(resp.status.status) {
+        bail!(
+            "timestamp authority {url} refused the request (status {}{})",
+            resp.status.status,
+            resp.status
+                .status_string
+                .map(|s| format!(": {}", s.join("; ")))
+                .unwrap_or_default()
+        );
     }
     let (imprint, got_nonce) = tst_imprint_and_nonce(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
     if imprint != DigestAlgorithm::Sha256.digest(signature) {
@@ -103,32 +88,42 @@ pub fn request_timestamp(url: &str, signature: &[u8]) -> anyhow::Result<Vec<u8>>
     Ok(body.to_vec())
 }
 
+/// A non-negative INTEGER in minimal DER: no leading zero byte unless the next has its top bit.
+fn der_int(v: u64) -> der::Result<Int> {
+    let bytes = v.to_be_bytes();
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(7);
+    let mut out = bytes.get(first..).unwrap_or(&[0]).to_vec();
+    if out.first().is_some_and(|b| b & 0x80 != 0) {
+        out.insert(0, 0);
+    }
+    Int::new(&out)
+}
+
 /// The message imprint and nonce of a timestamp response's TSTInfo.
 fn tst_imprint_and_nonce(ts: &[u8]) -> Result<(Vec<u8>, Option<u64>), VerifyError> {
-    let tst = tst_info(&signed_data(&token(ts)?)?)?;
-    let parts: Vec<Any> = Vec::from_der(&tst).map_err(|e| err(format!("TSTInfo: {e}")))?;
-    let imprint = message_imprint(&parts)?;
-    // After genTime: accuracy (SEQUENCE), ordering (BOOLEAN), then nonce, the only INTEGER.
-    let nonce = parts
-        .iter()
-        .skip(5)
-        .find(|a| a.tag() == der::Tag::Integer)
-        .and_then(|a| a.decode_as::<u64>().ok());
-    Ok((imprint.hashed_message.as_bytes().to_vec(), nonce))
+    let tst = parse_tst_info(&tst_info(&signed_data(&token(ts)?)?)?)?;
+    let nonce = tst.nonce.and_then(|n| {
+        let b = n.as_bytes();
+        let b = b.strip_prefix(&[0]).unwrap_or(b);
+        let mut v = [0u8; 8];
+        let start = 8usize.checked_sub(b.len())?;
+        v.get_mut(start..)?.copy_from_slice(b);
+        Some(u64::from_be_bytes(v))
+    });
+    Ok((
+        tst.message_imprint.hashed_message.as_bytes().to_vec(),
+        nonce,
+    ))
+}
+
+fn parse_tst_info(der_bytes: &[u8]) -> Result<TstInfo, VerifyError> {
+    TstInfo::from_der(der_bytes).map_err(|e| err(format!("TSTInfo: {e}")))
 }
 
 fn signed_data(ci: &ContentInfo) -> Result<SignedData, VerifyError> {
     ci.content
         .decode_as()
         .map_err(|e| err(format!("SignedData: {e}")))
-}
-
-fn message_imprint(tst_parts: &[Any]) -> Result<MessageImprint, VerifyError> {
-    tst_parts
-        .get(2)
-        .ok_or_else(|| err("TSTInfo has no messageImprint"))?
-        .decode_as()
-        .map_err(|e| err(format!("messageImprint: {e}")))
 }
 
 /// The DER TSTInfo inside a timestamp token's SignedData.
@@ -168,28 +163,18 @@ fn token(der_bytes: &[u8]) -> Result<ContentInfo, VerifyError> {
     {
         return Ok(ci);
     }
-    let resp: Vec<Any> =
-        Vec::from_der(der_bytes).map_err(|e| err(format!("not a TimeStampResp: {e}")))?;
-    let status = resp
-        .first()
-        .and_then(|s| s.decode_as::<Vec<Any>>().ok())
-        .and_then(|s| s.first().and_then(|v| v.decode_as::<u8>().ok()));
+    let resp =
+        TimeStampResp::from_der(der_bytes).map_err(|e| err(format!("not a TimeStampResp: {e}")))?;
     // 0 granted, 1 grantedWithMods; anything else is a refusal whatever else it carries.
-    if !matches!(status, Some(0 | 1)) {
+    if !status_granted(resp.status.status) {
         return Err(err(format!(
-            "TimeStampResp status is {status:?}, not granted"
+            "TimeStampResp status is {}, not granted",
+            resp.status.status
         )));
     }
-    if resp.len() != 2 {
-        return Err(err(format!(
-            "TimeStampResp has {} parts; expected status and timeStampToken",
-            resp.len()
-        )));
-    }
-    let tok = resp
-        .get(1)
-        .ok_or_else(|| err("TimeStampResp has no timeStampToken (the TSA refused?)"))?;
-    tok.decode_as::<ContentInfo>()
+    resp.time_stamp_token
+        .ok_or_else(|| err("TimeStampResp has no timeStampToken (the TSA refused?)"))?
+        .decode_as::<ContentInfo>()
         .map_err(|e| err(format!("timeStampToken: {e}")))
 }
 
@@ -209,17 +194,12 @@ pub fn verify_timestamp(
         )));
     }
     let tst_der = tst_info(&sd)?;
-    let tst: Vec<Any> = Vec::from_der(&tst_der).map_err(|e| err(format!("TSTInfo: {e}")))?;
-    if tst.first().and_then(|v| v.decode_as::<u8>().ok()) != Some(1) {
+    let tst = parse_tst_info(&tst_der)?;
+    if tst.version != 1 {
         return Err(err("TSTInfo version is not 1"));
     }
-    let imprint = message_imprint(&tst)?;
-    let gen_time: GeneralizedTime = tst
-        .get(4)
-        .ok_or_else(|| err("TSTInfo has no genTime"))?
-        .decode_as()
-        .map_err(|e| err(format!("genTime: {e}")))?;
-    let t = i64::try_from(gen_time.to_unix_duration().as_secs()).unwrap_or(i64::MAX);
+    let imprint = &tst.message_imprint;
+    let t = tst.gen_time_unix();
 
     // The imprint must be the digest of the bundle's signature.
     let alg = digest_for(&imprint.hash_algorithm.oid).ok_or_else(|| {

@@ -19,6 +19,7 @@ use sigil_core::certs;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, PublicKey, sha256};
 use sigil_core::merkle::{self, Hash};
 use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, Note, NoteVerifier};
+use sigil_core::rekor_v2;
 use sigil_core::trust::{TransparencyLogInstance, TrustedRoot};
 
 use crate::policy::{CertIdentity, CertificatePolicy};
@@ -1052,11 +1053,6 @@ fn check_v2_body(
     signature: &[u8],
     signer: &Signer<'_>,
 ) -> Result<(), VerifyError> {
-    let alg_name = match alg {
-        DigestAlgorithm::Sha256 => "SHA2_256",
-        DigestAlgorithm::Sha384 => "SHA2_384",
-        DigestAlgorithm::Sha512 => "SHA2_512",
-    };
     let spec = body
         .pointer("/spec/hashedRekordV002")
         .cloned()
@@ -1074,21 +1070,20 @@ fn check_v2_body(
         a => a.key_details().to_owned(),
     };
     let material = if signer.is_certificate {
-        "x509Certificate"
+        rekor_v2::Material::Certificate(signer.der)
     } else {
-        "publicKey"
+        rekor_v2::Material::PublicKey(signer.der)
     };
-    let expected = serde_json::json!({
-        "apiVersion": "0.0.2",
-        "kind": "hashedrekord",
-        "spec": {"hashedRekordV002": {
-            "data": {"algorithm": alg_name, "digest": STANDARD.encode(digest)},
-            "signature": {
-                "content": STANDARD.encode(signature),
-                "verifier": {material: {"rawBytes": STANDARD.encode(signer.der)}, "keyDetails": details},
-            },
-        }},
-    });
+    let field_name = material.field();
+    let expected = rekor_v2::body(
+        alg,
+        digest,
+        signature,
+        &rekor_v2::Verifier {
+            material,
+            key_details: &details,
+        },
+    );
     if *body == expected {
         return Ok(());
     }
@@ -1101,7 +1096,7 @@ fn check_v2_body(
         &["data", "algorithm"][..],
         &["data", "digest"],
         &["signature", "content"],
-        &["signature", "verifier", material, "rawBytes"],
+        &["signature", "verifier", field_name, "rawBytes"],
         &["signature", "verifier", "keyDetails"],
     ] {
         let (a, b) = (get_str(&want_spec, path), get_str(&spec, path));

@@ -12,6 +12,8 @@ pub mod merkle;
 pub mod note;
 pub mod oid;
 pub mod rekor;
+pub mod rekor_v2;
+pub mod rfc3161;
 pub mod sct;
 pub mod tiles;
 pub mod trust;

@@ -460,6 +460,41 @@ pub fn precert_tbs_from_precert(precert_der: &[u8]) -> Result<Vec<u8>, SctError>
     Ok(tbs)
 }
 
+/// Whether a certificate carries the precertificate poison extension (RFC 6962 §3.1), critical
+/// or not: a log refuses it on add-chain either way.
+pub fn has_poison(cert: &x509_cert::Certificate) -> bool {
+    cert.tbs_certificate
+        .extensions
+        .as_ref()
+        .is_some_and(|exts| {
+            exts.iter()
+                .any(|e| e.extn_id == crate::oid::CT_PRECERT_POISON)
+        })
+}
+
+/// `ASN.1Cert certificate_chain<0..2^24-1>` (RFC 6962 §4.6): the `extra_data` of an X.509 entry.
+pub fn encode_cert_chain<C: AsRef<[u8]>>(certs: &[C]) -> Result<Vec<u8>, SctError> {
+    let mut inner = Vec::new();
+    for c in certs {
+        put_opaque24(&mut inner, c.as_ref())?;
+    }
+    let mut out = Vec::with_capacity(inner.len() + 3);
+    put_opaque24(&mut out, &inner)?;
+    Ok(out)
+}
+
+/// `PrecertChainEntry { ASN.1Cert pre_certificate; ASN.1Cert precertificate_chain<..> }`
+/// (RFC 6962 §4.6): the `extra_data` of a precert entry.
+pub fn encode_precert_chain_entry<C: AsRef<[u8]>>(
+    precert: &[u8],
+    chain: &[C],
+) -> Result<Vec<u8>, SctError> {
+    let mut out = Vec::new();
+    put_opaque24(&mut out, precert)?;
+    out.extend(encode_cert_chain(chain)?);
+    Ok(out)
+}
+
 /// From a final certificate with an embedded SCT list (extension 1.3.6.1.4.1.11129.2.4.2): the
 /// precertificate TBS the SCTs signed (the TBS without that extension) and the SCTs.
 pub fn precert_tbs_from_cert(

@@ -550,7 +550,7 @@ mod fuzz {
 
     use der::{Decode, Encode};
     use proptest::prelude::*;
-    use sigil_server::tsa::asn1::{MessageImprint, TimeStampReq, TimeStampResp};
+    use sigil_core::rfc3161::{MessageImprint, TimeStampReq, TimeStampResp};
     use sigil_server::tsa::token::{self, TimestampAuthority};
     use x509_cert::spki::AlgorithmIdentifierOwned;
 
@@ -575,7 +575,7 @@ mod fuzz {
             version: 1,
             message_imprint: MessageImprint {
                 hash_algorithm: AlgorithmIdentifierOwned {
-                    oid: sigil_server::tsa::asn1::SHA256,
+                    oid: sigil_core::rfc3161::SHA256,
                     parameters: None,
                 },
                 hashed_message: der::asn1::OctetString::new(vec![9u8; 32]).unwrap(),

@@ -22,9 +22,6 @@ use x509_cert::Certificate;
 use super::engine::{LogEngine, Submission};
 use crate::error::AppError;
 
-/// OID of the precertificate poison extension.
-pub const POISON_OID: &str = "1.3.6.1.4.1.11129.2.4.3";
-
 /// State of the CT log handlers.
 pub struct CtState {
     pub engine: LogEngine,
@@ -166,43 +163,6 @@ fn check_chain(s: &CtState, chain: &ParsedChain) -> Result<(), AppError> {
     Ok(())
 }
 
-fn has_ext(cert: &Certificate, oid: &str) -> bool {
-    let Ok(oid) = der::asn1::ObjectIdentifier::new(oid) else {
-        return false;
-    };
-    cert.tbs_certificate
-        .extensions
-        .as_ref()
-        .is_some_and(|exts| exts.iter().any(|e| e.extn_id == oid))
-}
-
-/// The TBS of a precertificate with the poison extension removed (what the SCT signs).
-fn tbs_without_poison(cert: &Certificate) -> Result<Vec<u8>, AppError> {
-    let poison = der::asn1::ObjectIdentifier::new(POISON_OID).map_err(AppError::internal)?;
-    let mut tbs = cert.tbs_certificate.clone();
-    if let Some(exts) = tbs.extensions.as_mut() {
-        exts.retain(|e| e.extn_id != poison);
-    }
-    tbs.to_der().map_err(AppError::internal)
-}
-
-/// TLS encoding of the chain served as `extra_data`.
-fn encode_chain(certs: &[Vec<u8>]) -> Vec<u8> {
-    let mut inner = Vec::new();
-    for c in certs {
-        push_u24(&mut inner, c);
-    }
-    let mut out = Vec::with_capacity(inner.len() + 3);
-    push_u24(&mut out, &inner);
-    out
-}
-
-fn push_u24(out: &mut Vec<u8>, data: &[u8]) {
-    let len = u32::try_from(data.len()).unwrap_or(0);
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(data);
-}
-
 fn sct_err(e: sct::SctError) -> AppError {
     AppError::bad_request(format!("cannot build the CT entry: {e}"))
 }
@@ -227,23 +187,27 @@ async fn add_pre_chain(
             "chain must hold the precertificate and its issuer",
         ));
     };
-    if !has_ext(pre, POISON_OID) {
+    if !sct::has_poison(pre) {
         return Err(AppError::bad_request(
             "chain[0] is not a precertificate (no poison extension); use add-chain",
         ));
     }
     check_chain(&s, &chain)?;
-    let tbs = tbs_without_poison(pre)?;
+    // The one precert TBS rule (core's): the poison must be critical and NULL.
+    let tbs =
+        sct::precert_tbs_from_precert(chain.ders.first().map(Vec::as_slice).unwrap_or_default())
+            .map_err(|e| {
+                AppError::bad_request(format!("chain[0] is not a valid precertificate: {e}"))
+            })?;
     let issuer_key_hash = sha256(&spki(issuer)?);
     let timestamp = now_ms();
     let leaf =
         sct::merkle_tree_leaf_precert(timestamp, &issuer_key_hash, &tbs, &[]).map_err(sct_err)?;
-    let mut extra = Vec::new();
-    push_u24(
-        &mut extra,
+    let extra = sct::encode_precert_chain_entry(
         chain.ders.first().map(Vec::as_slice).unwrap_or_default(),
-    );
-    extra.extend(encode_chain(chain.ders.get(1..).unwrap_or_default()));
+        chain.ders.get(1..).unwrap_or_default(),
+    )
+    .map_err(sct_err)?;
     append(&s, leaf, extra).await?;
     let sig = digitally_signed(
         &s.key,
@@ -260,7 +224,7 @@ async fn add_chain(
     let Some(cert) = chain.certs.first() else {
         return Err(AppError::bad_request("empty chain"));
     };
-    if has_ext(cert, POISON_OID) {
+    if sct::has_poison(cert) {
         return Err(AppError::bad_request(
             "chain[0] is a precertificate; use add-pre-chain",
         ));
@@ -272,7 +236,7 @@ async fn add_chain(
     append(
         &s,
         leaf,
-        encode_chain(chain.ders.get(1..).unwrap_or_default()),
+        sct::encode_cert_chain(chain.ders.get(1..).unwrap_or_default()).map_err(sct_err)?,
     )
     .await?;
     let sig = digitally_signed(

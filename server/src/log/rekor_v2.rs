@@ -27,7 +27,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
-use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, PublicKey, sha256};
+use sigil_core::crypto::{DigestAlgorithm, PublicKey, sha256};
+use sigil_core::rekor_v2;
 use sigil_core::tiles::{
     TILE_HEIGHT, TILE_WIDTH, TileId, TilePath, encode_entry_bundle, parse_tile_path,
 };
@@ -37,8 +38,7 @@ use crate::error::AppError;
 
 /// The log id of the v2 log in the database.
 pub const LOG_ID: &str = "rekor-v2";
-pub const KIND: &str = "hashedrekord";
-pub const VERSION: &str = "0.0.2";
+pub use sigil_core::rekor_v2::{API_VERSION as VERSION, KIND};
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
@@ -137,43 +137,13 @@ fn raw_bytes(v: &Value, path: &'static str) -> Result<Vec<u8>, V2EntryError> {
 }
 
 /// The digest a key-details name signs with, after checking it fits the key.
-fn digest_for(
-    key: &PublicKey,
-    details: &str,
-) -> Result<(DigestAlgorithm, &'static str), V2EntryError> {
-    let family_ok = match key.algorithm() {
-        KeyAlgorithm::EcdsaP256 => details == "PKIX_ECDSA_P256_SHA_256",
-        KeyAlgorithm::EcdsaP384 => details == "PKIX_ECDSA_P384_SHA_384",
-        KeyAlgorithm::EcdsaP521 => details == "PKIX_ECDSA_P521_SHA_512",
-        KeyAlgorithm::Rsa { .. } => details.starts_with("PKIX_RSA_PKCS1V15_"),
-        KeyAlgorithm::Ed25519 => {
-            return Err(invalid(
-                "hashedRekordRequestV002.signature.verifier.keyDetails",
-                "Ed25519 keys cannot sign a prehashed digest; use ECDSA or RSA",
-            ));
-        }
-    };
-    if !family_ok {
-        return Err(invalid(
+fn digest_for(key: &PublicKey, details: &str) -> Result<DigestAlgorithm, V2EntryError> {
+    sigil_core::rekor_v2::digest_for_key_details(key.algorithm(), details).map_err(|e| {
+        invalid(
             "hashedRekordRequestV002.signature.verifier.keyDetails",
-            format!(
-                "{details:?} does not match the verifier's {} key",
-                key.algorithm()
-            ),
-        ));
-    }
-    if details.ends_with("SHA_256") || details.ends_with("SHA256") {
-        Ok((DigestAlgorithm::Sha256, "SHA2_256"))
-    } else if details.ends_with("SHA_384") || details.ends_with("SHA384") {
-        Ok((DigestAlgorithm::Sha384, "SHA2_384"))
-    } else if details.ends_with("SHA_512") || details.ends_with("SHA512") {
-        Ok((DigestAlgorithm::Sha512, "SHA2_512"))
-    } else {
-        Err(invalid(
-            "hashedRekordRequestV002.signature.verifier.keyDetails",
-            format!("{details:?} is not a supported key type"),
-        ))
-    }
+            e.to_string(),
+        )
+    })
 }
 
 /// Validate a `CreateEntryRequest`, verify its signature and build the canonical body.
@@ -242,7 +212,7 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
         .get("publicKey")
         .or_else(|| verifier.get("public_key"))
         .filter(|v| !v.is_null());
-    let (key, verifier_json, verifier_pem) = match (cert, pk) {
+    let (key, verifier_der, is_certificate, verifier_pem) = match (cert, pk) {
         (Some(c), None) => {
             let der = raw_bytes(
                 c,
@@ -266,11 +236,8 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
                     format!("unsupported key: {e}"),
                 )
             })?;
-            (
-                key,
-                json!({"x509Certificate": {"rawBytes": STANDARD.encode(&der)}, "keyDetails": details}),
-                sigil_core::certs::pem_encode("CERTIFICATE", &der),
-            )
+            let pem = sigil_core::certs::pem_encode("CERTIFICATE", &der);
+            (key, der, true, pem)
         }
         (None, Some(p)) => {
             let der = raw_bytes(p, "hashedRekordRequestV002.signature.verifier.publicKey")?;
@@ -280,11 +247,8 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
                     format!("is not a DER SubjectPublicKeyInfo: {e}"),
                 )
             })?;
-            (
-                key,
-                json!({"publicKey": {"rawBytes": STANDARD.encode(&der)}, "keyDetails": details}),
-                sigil_core::certs::pem_encode("PUBLIC KEY", &der),
-            )
+            let pem = sigil_core::certs::pem_encode("PUBLIC KEY", &der);
+            (key, der, false, pem)
         }
         _ => {
             return Err(invalid(
@@ -293,12 +257,13 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
             ));
         }
     };
-    let (alg, alg_name) = digest_for(&key, details)?;
+    let alg = digest_for(&key, details)?;
     if digest.len() != alg.len() {
         return Err(invalid(
             "hashedRekordRequestV002.digest",
             format!(
-                "a {alg_name} digest is {} bytes, got {}",
+                "a {} digest is {} bytes, got {}",
+                rekor_v2::digest_name(alg),
                 alg.len(),
                 digest.len()
             ),
@@ -306,14 +271,15 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
     }
     key.verify_prehashed(alg, &digest, &content)
         .map_err(|e| V2EntryError::Signature(e.to_string()))?;
-    let body = json!({
-        "apiVersion": VERSION,
-        "kind": KIND,
-        "spec": {"hashedRekordV002": {
-            "data": {"algorithm": alg_name, "digest": STANDARD.encode(&digest)},
-            "signature": {"content": STANDARD.encode(&content), "verifier": verifier_json},
-        }},
-    });
+    let verifier = rekor_v2::Verifier {
+        material: if is_certificate {
+            rekor_v2::Material::Certificate(&verifier_der)
+        } else {
+            rekor_v2::Material::PublicKey(&verifier_der)
+        },
+        key_details: details,
+    };
+    let body = rekor_v2::body(alg, &digest, &content, &verifier);
     let body =
         sigil_core::jcs::to_canonical_vec(&body).map_err(|e| invalid("body", e.to_string()))?;
     // The keys Sigil's search extension (`v2_search`) reads: the digest, and as for v1 entries
@@ -536,7 +502,9 @@ mod tests {
 
     #[test]
     fn requests_are_checked_before_logging() {
-        let key = sigil_core::crypto::SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let key =
+            sigil_core::crypto::SigningKey::generate(sigil_core::crypto::KeyAlgorithm::EcdsaP256)
+                .unwrap();
         let digest = sha256(b"artifact");
         let sig = key
             .sign_prehashed(DigestAlgorithm::Sha256, &digest)

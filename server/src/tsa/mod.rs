@@ -9,7 +9,6 @@
 //!   usual `{code, message}` JSON.
 //! - `GET /api/v1/timestamp/certchain`: the PEM chain, leaf first.
 
-pub mod asn1;
 pub mod setup;
 pub mod token;
 

@@ -19,10 +19,10 @@ use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
-use super::asn1::{
-    self, Accuracy, ContentInfo, EncapsulatedContentInfo, EssCertIdV2, IssuerAndSerialNumber,
-    IssuerSerial, MessageImprint, PkiStatusInfo, SignedData, SignerInfo, SigningCertificateV2,
-    TimeStampReq, TimeStampResp, TstInfo,
+use sigil_core::rfc3161::{
+    self as asn1, Accuracy, ContentInfo, EncapsulatedContentInfo, EssCertIdV2,
+    IssuerAndSerialNumber, IssuerSerial, MessageImprint, PkiStatusInfo, SignedData, SignerInfo,
+    SigningCertificateV2, TimeStampReq, TimeStampResp, TstInfo,
 };
 
 /// Largest query accepted: a real one is well under 200 bytes; the cap bounds parser work.
@@ -393,11 +393,14 @@ impl TimestampAuthority {
             accuracy: Some(Accuracy {
                 seconds: Some(1),
                 millis: None,
+                micros: None,
             }),
+            ordering: false,
             nonce: req.nonce.clone(),
             tsa: Some(GeneralName::DirectoryName(
                 self.leaf.tbs_certificate.subject.clone(),
             )),
+            extensions: None,
         };
         let tst_der = tst.to_der().map_err(internal)?;
         let attrs = vec![
@@ -463,10 +466,13 @@ impl TimestampAuthority {
                 status_string: None,
                 fail_info: None,
             },
-            time_stamp_token: Some(ContentInfo {
-                content_type: asn1::ID_SIGNED_DATA,
-                content: signed_data,
-            }),
+            time_stamp_token: Some(
+                Any::encode_from(&ContentInfo {
+                    content_type: asn1::ID_SIGNED_DATA,
+                    content: signed_data,
+                })
+                .map_err(internal)?,
+            ),
         };
         resp.to_der().map_err(internal)
     }

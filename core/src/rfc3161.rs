@@ -1,9 +1,13 @@
-//! The ASN.1 structures of RFC 3161 (time-stamp protocol), RFC 5652 (CMS SignedData) and
-//! RFC 5035 (ESS signing-certificate v2), as `der` derive types.
+//! RFC 3161 (time-stamp protocol): the request, the response and TSTInfo, one model for Sigil's
+//! TSA (which parses requests and issues tokens) and its client (which builds requests and reads
+//! tokens). Also the CMS SignedData (RFC 5652) and ESS signing-certificate v2 (RFC 5035)
+//! structures in the one profile Sigil's TSA issues.
 //!
-//! Hand-built rather than taken from the `cms` crate: the TSA needs only a handful of types, its
-//! signer is an aws-lc key (not a `signature`-trait signer the `cms` builder expects), and owning
-//! the request types lets the parser be strict with typed errors on every malformed input.
+//! Hand-built as `der` derive types rather than taken from the `cms` crate: the TSA signs with an
+//! aws-lc key (not a `signature`-trait signer the `cms` builder expects), and owning the types
+//! lets both parsers be strict with typed errors. The client reads the CMS envelope of tokens
+//! from any TSA with the `cms` crate, which models every signer-identifier and certificate choice
+//! other TSAs use; the TSTInfo inside is read with [`TstInfo`].
 
 use der::Sequence;
 use der::asn1::{Any, GeneralizedTime, Int, ObjectIdentifier, OctetString, SetOfVec, Uint};
@@ -29,6 +33,14 @@ pub const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.10
 pub const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 pub const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 pub const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+/// ESS signing-certificate (v1, RFC 2634), which older TSAs use.
+pub const ATTR_SIGNING_CERTIFICATE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.12");
+
+/// PKIStatus values that grant a request (RFC 3161 §2.4.2): granted, grantedWithMods.
+pub fn status_granted(status: u8) -> bool {
+    matches!(status, 0 | 1)
+}
 
 /// `MessageImprint ::= SEQUENCE { hashAlgorithm AlgorithmIdentifier, hashedMessage OCTET STRING }`
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
@@ -60,9 +72,12 @@ pub struct Accuracy {
     pub seconds: Option<u32>,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
     pub millis: Option<u16>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    pub micros: Option<u16>,
 }
 
-/// `TSTInfo` (RFC 3161 §2.4.2); `ordering` (DEFAULT FALSE) is never set, so never encoded.
+/// `TSTInfo` (RFC 3161 §2.4.2). `ordering` is DEFAULT FALSE: absent means false, and DER never
+/// encodes the default.
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
 pub struct TstInfo {
     pub version: u8,
@@ -72,10 +87,21 @@ pub struct TstInfo {
     pub gen_time: GeneralizedTime,
     #[asn1(optional = "true")]
     pub accuracy: Option<Accuracy>,
+    #[asn1(default = "Default::default")]
+    pub ordering: bool,
     #[asn1(optional = "true")]
     pub nonce: Option<Int>,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     pub tsa: Option<GeneralName>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    pub extensions: Option<Vec<Extension>>,
+}
+
+impl TstInfo {
+    /// genTime as Unix seconds.
+    pub fn gen_time_unix(&self) -> i64 {
+        i64::try_from(self.gen_time.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+    }
 }
 
 /// `PKIStatusInfo ::= SEQUENCE { status, statusString PKIFreeText OPTIONAL, failInfo OPTIONAL }`
@@ -88,12 +114,14 @@ pub struct PkiStatusInfo {
     pub fail_info: Option<der::asn1::BitString>,
 }
 
-/// `TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken ContentInfo OPTIONAL }`
+/// `TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken ContentInfo OPTIONAL }`.
+/// The token is kept as DER (`Any`): Sigil's TSA encodes its [`ContentInfo`] into it, a client
+/// reads any TSA's token from it.
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
 pub struct TimeStampResp {
     pub status: PkiStatusInfo,
     #[asn1(optional = "true")]
-    pub time_stamp_token: Option<ContentInfo>,
+    pub time_stamp_token: Option<Any>,
 }
 
 /// `ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY }` holding a SignedData.
