@@ -172,10 +172,18 @@ fn token(der_bytes: &[u8]) -> Result<ContentInfo, VerifyError> {
             resp.status.status
         )));
     }
-    resp.time_stamp_token
+    let ci = resp
+        .time_stamp_token
         .ok_or_else(|| err("TimeStampResp has no timeStampToken (the TSA refused?)"))?
         .decode_as::<ContentInfo>()
-        .map_err(|e| err(format!("timeStampToken: {e}")))
+        .map_err(|e| err(format!("timeStampToken: {e}")))?;
+    if ci.content_type != SIGNED_DATA {
+        return Err(err(format!(
+            "timeStampToken content type is {}, not SignedData",
+            ci.content_type
+        )));
+    }
+    Ok(ci)
 }
 
 /// Verifies one RFC 3161 timestamp over `signature` against the trusted root's timestamp
@@ -525,8 +533,12 @@ fn check_tsa_chain(chain: &[ParsedCert], t: i64) -> Result<(), String> {
         if !c.valid_at(t) {
             return Err(format!("{:?} is not valid at {}", c.subject(), fmt_time(t)));
         }
-        let issuer = chain.get(i + 1).unwrap_or(c);
-        c.check_issued_by(issuer)?;
+        // The last certificate is the trust anchor, trusted for being in the trusted root
+        // rather than for its self-signature (see `x509::chain_to`).
+        match chain.get(i + 1) {
+            Some(issuer) => c.check_issued_by(issuer)?,
+            None => c.check_self_issued()?,
+        }
     }
     let leaf = chain.first().ok_or("empty chain")?;
     match leaf

@@ -560,7 +560,10 @@ def root_mutants(base: Base) -> None:
             for ca in d["certificateAuthorities"]:
                 certs = ca["certChain"]["certificates"]
                 certs[-1]["rawBytes"] = b64e(flip(b64d(certs[-1]["rawBytes"]), 0.85))
-        add("certificateAuthorities", "root-cert-bitflip", edit(other_ca), keyless)
+        # The flip lands in the root's self-signature: a trust anchor is trusted for being in
+        # the trusted root, and path validation (sigstore-python's too) does not check that
+        # signature. sigstore-python judges it where it can verify the base.
+        add("certificateAuthorities", "root-cert-bitflip", edit(other_ca), False)
     for i, tl in enumerate(each("tlogs")):
         tag = f"tlogs[{i}]"
         used = tl.get("logId", {}).get("keyId") == entry_key_id
