@@ -11,13 +11,14 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use sigil_core::crypto::{KeyAlgorithm, PublicKey, SigningKey};
+use sigil_core::crypto::{KeyAlgorithm, SigningKey};
 use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, resolve};
+use crate::keyfile::{read_certs, read_key, read_public_key};
 use crate::log::ct::CtState;
 use crate::log::engine::{EngineConfig, LogEngine};
 use crate::log::rekor_v1::{LogKey, RekorState};
@@ -37,29 +38,6 @@ pub struct Service {
     pub trust: Arc<TrustInputs>,
     pub engines: Vec<LogEngine>,
     pub db: Db,
-}
-
-/// Read a PKCS#8 PEM key, with a message naming the file on failure.
-pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
-    SigningKey::from_pkcs8_pem(&pem)
-        .with_context(|| format!("key file {} is not a usable PKCS#8 PEM key", path.display()))
-}
-
-pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read public key file {}", path.display()))?;
-    PublicKey::from_pem(&pem).with_context(|| format!("{} is not a PEM public key", path.display()))
-}
-
-/// DER certificates from a PEM file.
-pub fn read_certs(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let text = std::fs::read(path)
-        .with_context(|| format!("cannot read certificate file {}", path.display()))?;
-    let certs = sigil_core::certs::parse_pem_certificates(&text)
-        .with_context(|| format!("{} does not hold PEM certificates", path.display()))?;
-    Ok(certs.into_iter().map(|(der, _)| der).collect())
 }
 
 fn note_signer(name: &str, key: SigningKey) -> anyhow::Result<Arc<dyn NoteSigner + Send + Sync>> {
@@ -153,6 +131,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
             &public,
         ));
         trust.log_v2_key = Some(public);
+        router = router.merge(crate::log::v2_search::router(state.clone()));
         router = router.merge(crate::log::rekor_v2::router(state));
         engines.push(engine);
     } else if cfg.rekor_v2.enabled && v2_key_path.exists() {
@@ -212,11 +191,20 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     }
 
     if cfg.ca.enabled {
-        let (ca_router, chain) = crate::ca_wiring::build(cfg, data_dir).await?;
+        let (ca_router, chain) = crate::ca::setup::build(
+            &cfg.ca,
+            data_dir,
+            &crate::ca::setup::Wiring {
+                dev_issuer: cfg.dev_oidc.enabled.then(|| cfg.dev_issuer_url()),
+                ct_log_url: cfg.ct_log_url(),
+                max_body_bytes: cfg.server.max_body_bytes,
+            },
+        )
+        .await?;
         router = router.merge(ca_router);
         trust.ca_chain = chain;
     } else if ca_root.exists() {
-        trust.ca_chain = crate::ca_wiring::ca_chain(cfg, data_dir)?;
+        trust.ca_chain = crate::ca::setup::ca_chain(&cfg.ca, data_dir)?;
     }
 
     let trust = Arc::new(trust);

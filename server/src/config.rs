@@ -163,65 +163,8 @@ pub struct CtConfig {
     pub roots: PathBuf,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaSection {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Root certificate (PEM).
-    #[serde(default = "default_ca_root_cert")]
-    pub root_cert: PathBuf,
-    /// Intermediate certificate (PEM) and its PKCS#8 key.
-    #[serde(default = "default_ca_int_cert")]
-    pub intermediate_cert: PathBuf,
-    #[serde(default = "default_ca_int_key")]
-    pub intermediate_key: PathBuf,
-    /// Name of an environment variable holding the passphrase of an encrypted key.
-    #[serde(default)]
-    pub key_passphrase_env: Option<String>,
-    /// `file` (default), `pkcs11` (the intermediate key in an HSM token, see `pkcs11_*`) or
-    /// `ephemeral` (development only: keys vanish on restart).
-    #[serde(default = "default_backend")]
-    pub backend: String,
-    /// `pkcs11` backend: the module (shared library), the token (label or slot id), the key
-    /// (label and/or hex id), the PIN's source (an environment variable, default
-    /// `SIGIL_PKCS11_PIN`, or a file; never the config), the type `init` generates
-    /// (`ecdsa-p256`, `ecdsa-p384`, `ed25519`, `rsa-2048`/`3072`/`4096`) and the session pool.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_module: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_token_label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_slot: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_key_label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_key_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_pin_env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_pin_file: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_key_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11_sessions: Option<usize>,
-    /// Certificate validity in minutes.
-    #[serde(default = "default_validity")]
-    pub validity_minutes: u64,
-    /// CT log base URL (default: this server) and its public key (PEM).
-    #[serde(default)]
-    pub ct_log_url: Option<String>,
-    #[serde(default = "default_ct_pub")]
-    pub ct_log_public_key: PathBuf,
-    /// `embedded` (default) or `detached` SCTs.
-    #[serde(default = "default_sct_mode")]
-    pub sct_mode: String,
-    /// Trusted OIDC issuers (the dev issuer is added automatically when enabled).
-    #[serde(default)]
-    pub issuers: Vec<IssuerConfig>,
-}
-
 pub use crate::ca::IssuerConfig;
+pub use crate::ca::setup::{CaBackend, CaSection};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -268,26 +211,8 @@ fn default_queue() -> usize {
 fn default_ct_key() -> PathBuf {
     "keys/ctlog.pem".into()
 }
-fn default_ct_pub() -> PathBuf {
-    "keys/ctlog.pub.pem".into()
-}
 fn default_ca_root_cert() -> PathBuf {
     "keys/ca-root.crt.pem".into()
-}
-fn default_ca_int_cert() -> PathBuf {
-    "keys/ca-intermediate.crt.pem".into()
-}
-fn default_ca_int_key() -> PathBuf {
-    "keys/ca-intermediate.pem".into()
-}
-fn default_backend() -> String {
-    "file".into()
-}
-fn default_validity() -> u64 {
-    10
-}
-fn default_sct_mode() -> String {
-    "embedded".into()
 }
 fn default_dev_subject() -> String {
     "developer@sigil.localhost".into()
@@ -390,33 +315,7 @@ impl Config {
                 "max_batch and queue_capacity must be at least 1",
             ));
         }
-        if !matches!(self.ca.backend.as_str(), "file" | "ephemeral" | "pkcs11") {
-            return Err(invalid(
-                "ca.backend",
-                format!("{:?}: use file, pkcs11 or ephemeral", self.ca.backend),
-            ));
-        }
-        if self.ca.backend == "pkcs11" {
-            crate::ca_token::validate(&self.ca)?;
-        }
-        if !matches!(self.ca.sct_mode.as_str(), "embedded" | "detached") {
-            return Err(invalid(
-                "ca.sct_mode",
-                format!("{:?}: use embedded or detached", self.ca.sct_mode),
-            ));
-        }
-        if let Some(u) = &self.ca.ct_log_url
-            && !(u.starts_with("http://") || u.starts_with("https://"))
-        {
-            return Err(invalid(
-                "ca.ct_log_url",
-                format!("{u:?} is not an http(s) URL"),
-            ));
-        }
-        for (i, iss) in self.ca.issuers.iter().enumerate() {
-            iss.validate()
-                .map_err(|e| invalid(&format!("ca.issuers[{i}]"), e.to_string()))?;
-        }
+        crate::ca::setup::validate(&self.ca).map_err(|e| invalid(e.key, e.message))?;
         Ok(())
     }
 
@@ -484,14 +383,7 @@ impl Config {
     }
 }
 
-/// Resolve a configured path against the data dir.
-pub fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        data_dir.join(p)
-    }
-}
+pub use crate::keyfile::resolve;
 
 /// `SIGIL_SERVER_LISTEN=…` → `[server] listen = …`; `SIGIL_DATABASE_URL` → `[database] url`.
 /// Values parse as TOML when they can (numbers, booleans, arrays), else as strings.

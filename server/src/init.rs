@@ -31,7 +31,7 @@ fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> 
 
 fn ensure_key(path: &Path) -> anyhow::Result<SigningKey> {
     if path.exists() {
-        return crate::app::read_key(path);
+        return crate::keyfile::read_key(path);
     }
     let key = SigningKey::generate(KeyAlgorithm::EcdsaP256)?;
     write_new(path, key.to_pkcs8_pem()?.as_bytes(), true)?;
@@ -69,7 +69,7 @@ pub fn init(data_dir: &Path, public_url: &str, dev: bool) -> anyhow::Result<bool
         write_new(&ct_pub, ct.public_key().to_pem().as_bytes(), false)?;
     }
     ensure_key(&resolve(data_dir, &cfg.dev_oidc.key))?;
-    crate::ca_wiring::ensure_ca(&cfg, data_dir)?;
+    crate::ca::setup::ensure_ca(&cfg.ca, data_dir)?;
     ensure_key(&resolve(data_dir, &cfg.rekor_v2.key))?;
     crate::tsa::setup::ensure_tsa(
         &resolve(data_dir, &cfg.tsa.key),
@@ -110,8 +110,8 @@ pub fn write_trust_files(trust: &TrustInputs, data_dir: &Path) -> anyhow::Result
 /// The trust inputs from files alone (no database), for `trust export`.
 pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs> {
     let ca_chain = [
-        crate::app::read_certs(&resolve(data_dir, &cfg.ca.intermediate_cert))?,
-        crate::app::read_certs(&resolve(data_dir, &cfg.ca.root_cert))?,
+        crate::keyfile::read_certs(&resolve(data_dir, &cfg.ca.intermediate_cert))?,
+        crate::keyfile::read_certs(&resolve(data_dir, &cfg.ca.root_cert))?,
     ]
     .concat();
     Ok(TrustInputs {
@@ -120,19 +120,19 @@ pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs
         ct_url: cfg.trust_ct_url(),
         ca_url: cfg.trust_ca_url(),
         valid_from: "2020-01-01T00:00:00Z".into(),
-        log_key: Some(crate::app::read_key(&resolve(data_dir, &cfg.log.key))?.public_key()),
-        ct_key: Some(crate::app::read_public_key(&resolve(
+        log_key: Some(crate::keyfile::read_key(&resolve(data_dir, &cfg.log.key))?.public_key()),
+        ct_key: Some(crate::keyfile::read_public_key(&resolve(
             data_dir,
             &cfg.ca.ct_log_public_key,
         ))?),
         log_v2_key: if cfg.rekor_v2.enabled {
-            Some(crate::app::read_key(&resolve(data_dir, &cfg.rekor_v2.key))?.public_key())
+            Some(crate::keyfile::read_key(&resolve(data_dir, &cfg.rekor_v2.key))?.public_key())
         } else {
             None
         },
         ca_chain,
         tsa_chain: if cfg.tsa.enabled {
-            crate::app::read_certs(&resolve(data_dir, &cfg.tsa.cert_chain))?
+            crate::keyfile::read_certs(&resolve(data_dir, &cfg.tsa.cert_chain))?
         } else {
             Vec::new()
         },

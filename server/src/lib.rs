@@ -2,12 +2,11 @@
 
 pub mod app;
 pub mod ca;
-pub mod ca_token;
-pub mod ca_wiring;
 pub mod config;
 pub mod dev_oidc;
 pub mod error;
 pub mod init;
+pub mod keyfile;
 pub mod log;
 pub mod metrics;
 pub mod openapi;

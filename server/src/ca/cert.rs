@@ -1,5 +1,5 @@
 //! X.509 building: the leaf profile (Fulcio's), precertificates, CA certificates, DER signing.
-//! TBS structures are built here and signed by a [`CaSigner`], so the precertificate and the
+//! TBS structures are built here and signed by a [`CaSigner`](super::CaSigner), so the precertificate and the
 //! final certificate differ in exactly one extension.
 
 use std::time::Duration;
@@ -22,7 +22,6 @@ use x509_cert::time::{Time, Validity};
 
 use super::error::CaError;
 use super::identity::{Identity, San};
-use super::signer::CaSigner;
 
 fn internal(what: &str) -> impl Fn(der::Error) -> CaError + '_ {
     move |e| CaError::Internal(format!("{what}: {e}"))
@@ -273,19 +272,23 @@ fn der_len(out: &mut Vec<u8>, len: usize) {
     }
 }
 
-/// Signs `tbs` and returns the certificate DER. The TBS is encoded once and signed as encoded.
-pub fn sign_tbs(signer: &dyn CaSigner, tbs: &TbsCertificate) -> Result<Vec<u8>, CaError> {
+/// Signs `tbs` with `sign` (a [`CaSigner`](super::CaSigner)'s) and returns the certificate
+/// DER. The TBS is encoded once and signed as encoded.
+pub fn sign_tbs(
+    tbs: &TbsCertificate,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, CaError>,
+) -> Result<Vec<u8>, CaError> {
     let tbs_der = tbs.to_der().map_err(internal("TBS"))?;
-    sign_tbs_der(signer, &tbs_der, &tbs.signature)
+    sign_tbs_der(&tbs_der, &tbs.signature, sign)
 }
 
 /// Signs an encoded TBS: `Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signature }`.
 pub fn sign_tbs_der(
-    signer: &dyn CaSigner,
     tbs_der: &[u8],
     alg: &AlgorithmIdentifierOwned,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, CaError>,
 ) -> Result<Vec<u8>, CaError> {
-    let sig = signer.sign(tbs_der)?;
+    let sig = sign(tbs_der)?;
     let alg_der = alg.to_der().map_err(internal("signature algorithm"))?;
     let bits = BitString::from_bytes(&sig)
         .and_then(|b| b.to_der())

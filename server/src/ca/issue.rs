@@ -178,21 +178,21 @@ impl Ca {
                     .to_der()
                     .map_err(|e| CaError::Internal(format!("TBS: {e}")))?;
                 let precert = cert::with_extension(&tbs, cert::poison_extension()?);
-                let precert_der = cert::sign_tbs(signer, &precert)?;
+                let precert_der = cert::sign_tbs(&precert, |d| signer.sign(d))?;
                 let (sct, _) = ct
                     .add_pre_chain(&precert_der, chain, &issuer.spki_der, &tbs_der)
                     .await?;
                 let list = sct::encode_sct_list(&[sct])
                     .map_err(|e| CaError::Internal(format!("SCT list: {e}")))?;
                 let final_tbs = cert::with_extension(&tbs, cert::sct_list_extension(list)?);
-                (cert::sign_tbs(signer, &final_tbs)?, None)
+                (cert::sign_tbs(&final_tbs, |d| signer.sign(d))?, None)
             }
             (Some(ct), SctMode::Detached) => {
-                let der = cert::sign_tbs(signer, &tbs)?;
+                let der = cert::sign_tbs(&tbs, |d| signer.sign(d))?;
                 let (_, json) = ct.add_chain(&der, chain).await?;
                 (der, Some(json))
             }
-            (None, _) => (cert::sign_tbs(signer, &tbs)?, None),
+            (None, _) => (cert::sign_tbs(&tbs, |d| signer.sign(d))?, None),
         };
         let mut chain_pem = Vec::with_capacity(chain.len() + 1);
         chain_pem.push(sigil_core::certs::pem_encode("CERTIFICATE", &leaf_der));

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod issue;
 pub mod oidc;
 pub mod pkcs11;
+pub mod setup;
 pub mod signer;
 
 pub use cert::CaNames;

@@ -4,6 +4,10 @@
 //!
 //! Sessions are pooled; the user login is the token's (shared by every session of the process)
 //! and is redone when the token answers CKR_USER_NOT_LOGGED_IN (e.g. after it was reset).
+//!
+//! One concept: a CA key in a PKCS#11 token. The session pool, the login (again after a token
+//! restart), key lookup and generation share the token's session state, and split apart they
+//! would each need all of it.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -749,7 +753,7 @@ pub fn certify_intermediate(
         not_before,
         names.intermediate_validity_days * 86400,
     )?;
-    cert::sign_tbs(root, &tbs)
+    cert::sign_tbs(&tbs, |d| root.sign(d))
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ pub fn generate_in_memory(
         not_before,
         names.root_validity_days * 86400,
     )?;
-    let root_der = cert::sign_tbs(&root_signer, &root_tbs)?;
+    let root_der = cert::sign_tbs(&root_tbs, |d| root_signer.sign(d))?;
     let root_issuer = IssuerInfo::from_cert_der(&root_der, KeyAlgorithm::EcdsaP384)?;
 
     let int_name = cert::name(&names.intermediate_common_name, &names.organization)?;
@@ -258,7 +258,7 @@ pub fn generate_in_memory(
         not_before,
         names.intermediate_validity_days * 86400,
     )?;
-    let intermediate_der = cert::sign_tbs(&root_signer, &int_tbs)?;
+    let intermediate_der = cert::sign_tbs(&int_tbs, |d| root_signer.sign(d))?;
     Ok(GeneratedCa {
         root_key: root_signer.key,
         root_der,

@@ -64,7 +64,6 @@ pub fn router(state: Arc<RekorV2State>) -> Api {
         .post("/api/v2/log/entries", create_entry)
         .get("/api/v2/checkpoint", checkpoint)
         .get("/api/v2/tile/{*path}", tile)
-        .post(super::v2_search::PATH, super::v2_search::retrieve)
         .with_state(state)
 }
 

@@ -29,6 +29,14 @@ use crate::error::AppError;
 
 /// The extension's path.
 pub const PATH: &str = "/api/v2/sigil/index/retrieve";
+
+/// The route of the search extension, mounted beside the Rekor v2 API.
+pub fn router(state: Arc<RekorV2State>) -> crate::routes::Api {
+    crate::routes::Api::new()
+        .post(PATH, retrieve)
+        .with_state(state)
+}
+
 /// Answers are capped at this many entries per criterion.
 const MAX_RESULTS: i64 = 1000;
 

@@ -219,8 +219,8 @@ pub fn ensure_tsa(
 
 /// Load the TSA from its key and chain files.
 pub fn load(key_path: &Path, chain_path: &Path) -> anyhow::Result<TimestampAuthority> {
-    let key = crate::app::read_key(key_path)?;
-    let chain = crate::app::read_certs(chain_path)?;
+    let key = crate::keyfile::read_key(key_path)?;
+    let chain = crate::keyfile::read_certs(chain_path)?;
     TimestampAuthority::new(key, chain).with_context(|| {
         format!(
             "TSA key {} and chain {} do not fit together",
