@@ -1,6 +1,7 @@
 //! Test harness shared by Sigil's end-to-end tests: a throwaway PostgreSQL, temp SQLite
 //! databases, a real OpenID Provider, and server processes started from the workspace's binaries.
 
+pub mod ca;
 mod interop;
 mod oidc;
 mod postgres;

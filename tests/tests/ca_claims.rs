@@ -8,8 +8,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "ca_support.rs"]
-mod support;
+use sigil_tests::ca as support;
 
 use std::collections::BTreeMap;
 

@@ -9,8 +9,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "ca_support.rs"]
-mod support;
+use sigil_tests::ca as support;
 
 use der::Decode;
 use serde_json::Value;

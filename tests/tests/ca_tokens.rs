@@ -9,8 +9,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "ca_support.rs"]
-mod support;
+use sigil_tests::ca as support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

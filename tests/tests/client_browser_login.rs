@@ -8,8 +8,7 @@
 // Test code: a panic is the failing test with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-#[path = "ca_support.rs"]
-mod ca_support;
+use sigil_tests::ca;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -710,8 +709,8 @@ struct Forger {
     issuer: Arc<Mutex<String>>,
     nonce: Arc<Mutex<String>>,
     forgery: Arc<Mutex<Forgery>>,
-    key: Arc<ca_support::TestKey>,
-    other: Arc<ca_support::TestKey>,
+    key: Arc<ca::TestKey>,
+    other: Arc<ca::TestKey>,
 }
 
 /// A provider that approves at once and answers the code exchange with a token forged as told.
@@ -720,9 +719,9 @@ async fn forging_provider(forgery: Forgery) -> (String, Forger) {
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
     use sigil_core::crypto::KeyAlgorithm;
-    let key = ca_support::TestKey::new("k1", KeyAlgorithm::EcdsaP256);
+    let key = ca::TestKey::new("k1", KeyAlgorithm::EcdsaP256);
     // Same kid, other key: only the signature tells them apart.
-    let other = ca_support::TestKey::new("k1", KeyAlgorithm::EcdsaP256);
+    let other = ca::TestKey::new("k1", KeyAlgorithm::EcdsaP256);
     let st = Forger {
         issuer: Arc::default(),
         nonce: Arc::default(),
@@ -770,7 +769,7 @@ async fn forging_provider(forgery: Forgery) -> (String, Forger) {
             post(|State(f): State<Forger>| async move {
                 let iss = f.issuer.lock().unwrap().clone();
                 let forgery = *f.forgery.lock().unwrap();
-                let mut claims = ca_support::email_claims(&iss, "frank@example.com");
+                let mut claims = ca::email_claims(&iss, "frank@example.com");
                 claims["nonce"] = serde_json::json!(*f.nonce.lock().unwrap());
                 match forgery {
                     Forgery::WrongNonce => claims["nonce"] = serde_json::json!("not-the-nonce"),
@@ -792,7 +791,7 @@ async fn forging_provider(forgery: Forgery) -> (String, Forger) {
             }),
         )
         .with_state(st.clone());
-    let base = ca_support::serve(router).await;
+    let base = ca::serve(router).await;
     *st.issuer.lock().unwrap() = base.clone();
     (base, st)
 }

@@ -1,7 +1,7 @@
-//! Shared pieces of the CA tests (included by each `ca_*.rs` with `#[path]`): a mock OpenID
+//! Shared pieces of the CA tests: a mock OpenID
 //! provider whose keys the test controls (to forge every kind of bad token), an in-process CT
 //! log on SQLite, an in-process CA on loopback, CSR building and certificate inspection.
-#![allow(dead_code)]
+// Test helpers: a panic is a test failure with its message.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
