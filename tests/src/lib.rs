@@ -3,6 +3,7 @@
 
 pub mod ca;
 mod interop;
+pub mod log;
 mod oidc;
 mod postgres;
 mod process;

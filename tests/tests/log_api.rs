@@ -3,15 +3,13 @@
 //! sigil-core and with the independent oracle; consistency between every pair of checkpoints seen;
 //! canonical bodies whatever the PEM formatting of the input.
 
-mod log_common;
-
 use anyhow::{Result, anyhow, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use log_common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, RsaPadding, SigningKey};
+use sigil_tests::log::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_round_trips_on_postgres() {

@@ -1,14 +1,12 @@
 //! Bad input to the log, on PostgreSQL and SQLite: each is a 4xx with a JSON `{code, message}`
 //! that names what is wrong, and nothing is logged.
 
-mod log_common;
-
 use anyhow::{Result, anyhow, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use log_common::*;
 use serde_json::{Value, json};
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm};
+use sigil_tests::log::*;
 
 const BODY_LIMIT: usize = 64 * 1024;
 

@@ -8,17 +8,15 @@
     clippy::panic
 )]
 
-mod log_common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail, ensure};
-use log_common::*;
 use serde_json::Value;
 use sigil_core::crypto::KeyAlgorithm;
+use sigil_tests::log::*;
 
 const CLIENTS: usize = 64;
 const SUBMISSIONS: usize = 5_000;

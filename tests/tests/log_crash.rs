@@ -2,17 +2,15 @@
 //! kill -9 during a write load loses no acknowledged entry and never forks the log; two servers
 //! appending to one database at once build one consistent tree.
 
-mod log_common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail, ensure};
-use log_common::*;
 use serde_json::Value;
 use sigil_core::crypto::KeyAlgorithm;
+use sigil_tests::log::*;
 use sigil_tests::{Postgres, free_port};
 use sqlx::{Connection, Row};
 

@@ -16,16 +16,14 @@
     clippy::indexing_slicing
 )]
 
-mod log_common;
-
 use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use log_common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey};
+use sigil_tests::log::*;
 
 /// The entry IDs a search answers, as a set.
 async fn search(c: &LogClient, query: Value) -> (u16, BTreeSet<String>, String) {
