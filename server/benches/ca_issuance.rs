@@ -166,7 +166,7 @@ async fn run() -> Result<(), BoxErr> {
     std::fs::create_dir_all(&dir)?;
     let db_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.join("ct.db").display()));
-    let db = sigil_server::storage::Db::connect(&db_url).await?;
+    let db = sigil_server::storage::connect(&db_url).await?;
     let keys = CaKeys::ephemeral(&CaNames::default())?;
     let ct_key = SigningKey::generate(KeyAlgorithm::EcdsaP256)?;
     let ct_pem = ct_key.to_pkcs8_pem()?;

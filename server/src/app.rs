@@ -23,12 +23,12 @@ use crate::log::ct::CtState;
 use crate::log::engine::{EngineConfig, LogEngine};
 use crate::log::rekor_v1::{LogKey, RekorState};
 use crate::routes::{Api, Route};
-use crate::storage::Db;
+use crate::storage::Store;
 use crate::trust::TrustInputs;
 
-/// Log ids of the logs this server hosts in its database.
-pub const REKOR_LOG_ID: &str = "rekor";
-pub const CT_LOG_ID: &str = "ctlog";
+/// Names of the logs this server hosts in its database.
+pub const REKOR_LOG_NAME: &str = "rekor";
+pub const CT_LOG_NAME: &str = "ctlog";
 
 /// A built service: the router and what `up` prints.
 pub struct Service {
@@ -37,7 +37,7 @@ pub struct Service {
     pub routes: Vec<Route>,
     pub trust: Arc<TrustInputs>,
     pub engines: Vec<LogEngine>,
-    pub db: Db,
+    pub db: Store,
 }
 
 fn note_signer(name: &str, key: SigningKey) -> anyhow::Result<Arc<dyn NoteSigner + Send + Sync>> {
@@ -53,7 +53,7 @@ fn note_signer(name: &str, key: SigningKey) -> anyhow::Result<Arc<dyn NoteSigner
 /// Build every enabled role.
 pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let db_url = database_url(&cfg.database.url, data_dir);
-    let db = Db::connect(&db_url)
+    let db = crate::storage::connect(&db_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&db_url)))?;
     let engine_cfg = EngineConfig {
@@ -94,7 +94,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         let signer = note_signer(&origin, read_key(&path)?)?;
         let engine = LogEngine::open(
             db.clone(),
-            REKOR_LOG_ID,
+            REKOR_LOG_NAME,
             &origin,
             signer,
             engine_cfg.clone(),
@@ -102,23 +102,19 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         .await
         .context("cannot open the transparency log")?;
         trust.log_key = Some(key.public_key());
-        let state = Arc::new(RekorState {
-            engine: engine.clone(),
-            key: LogKey::new(key),
-            max_search_results: 1000,
-        });
+        let state = Arc::new(RekorState::new(engine.clone(), LogKey::new(key), 1000));
         router = router.merge(crate::log::rekor_v1::router(state));
         engines.push(engine);
     }
 
-    // Rekor v2: its own log (id `rekor-v2`, own key) on the same database and engine.
+    // Rekor v2: its own log (`rekor-v2`, own key) on the same database and engine.
     let v2_key_path = resolve(data_dir, &cfg.rekor_v2.key);
     if cfg.log.enabled && cfg.rekor_v2.enabled {
         let key = read_key(&v2_key_path)?;
         let signer = note_signer(&cfg.rekor_v2.origin, read_key(&v2_key_path)?)?;
         let engine = LogEngine::open(
             db.clone(),
-            crate::log::rekor_v2::LOG_ID,
+            crate::log::rekor_v2::LOG_NAME,
             &cfg.rekor_v2.origin,
             signer,
             engine_cfg.clone(),
@@ -154,7 +150,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         let signer = note_signer(&format!("{}-ct", cfg.log_origin()), read_key(&path)?)?;
         let engine = LogEngine::open(
             db.clone(),
-            CT_LOG_ID,
+            CT_LOG_NAME,
             &format!("{} CT", cfg.log_origin()),
             signer,
             engine_cfg,
@@ -273,7 +269,7 @@ async fn no_route(uri: axum::http::Uri) -> crate::error::AppError {
     ))
 }
 
-async fn readyz(State(db): State<Db>) -> Response {
+async fn readyz(State(db): State<Store>) -> Response {
     match db.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {

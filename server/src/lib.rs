@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod ca;
+pub mod clock;
 pub mod config;
 pub mod dev_oidc;
 pub mod error;

@@ -205,7 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { common } => {
             let cfg = load_config(&common)?;
             let url = app::database_url(&cfg.database.url, &common.data_dir);
-            sigil_server::storage::Db::connect(&url)
+            sigil_server::storage::connect(&url)
                 .await
                 .with_context(|| format!("cannot migrate {}", app::redact(&url)))?;
             println!("migrations applied to {}", app::redact(&url));

@@ -215,7 +215,7 @@ impl CtLog {
         use sigil_server::log::ct::{CtState, router};
         use sigil_server::log::engine::{EngineConfig, LogEngine};
         let dir = tempfile::tempdir().unwrap();
-        let db = sigil_server::storage::Db::connect(&format!(
+        let db = sigil_server::storage::connect(&format!(
             "sqlite://{}",
             dir.path().join("ct.db").display()
         ))

@@ -24,7 +24,6 @@ use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey};
 use sigil_core::note::EcdsaNoteKey;
 use sigil_server::log::engine::{EngineConfig, LogEngine};
 use sigil_server::log::rekor_v2::{self, RekorV2State};
-use sigil_server::storage::Db;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -35,12 +34,12 @@ struct Server {
 }
 
 async fn serve(db_url: &str, key_pem: &str, config: EngineConfig) -> Server {
-    let db = Db::connect(db_url).await.unwrap();
+    let db = sigil_server::storage::connect(db_url).await.unwrap();
     let key = SigningKey::from_pkcs8_pem(key_pem).unwrap();
     let signer = Arc::new(
         EcdsaNoteKey::signer("sigil-v2", SigningKey::from_pkcs8_pem(key_pem).unwrap()).unwrap(),
     );
-    let engine = LogEngine::open(db, rekor_v2::LOG_ID, "sigil-v2", signer, config)
+    let engine = LogEngine::open(db, rekor_v2::LOG_NAME, "sigil-v2", signer, config)
         .await
         .unwrap();
     let router = rekor_v2::router(Arc::new(RekorV2State::new(engine, &key.public_key())))

@@ -2,7 +2,6 @@
 //! The CA submits precertificates here over HTTP, exactly as it would to a remote CT log.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::routes::Api;
 use axum::Json;
@@ -19,12 +18,15 @@ use sigil_core::merkle::Hash;
 use sigil_core::sct::{self, DigitallySigned};
 use x509_cert::Certificate;
 
-use super::engine::{LogEngine, Submission};
+use super::engine::{EngineError, LeafInput, LogEngine, LogView, Submission};
 use crate::error::AppError;
 
 /// State of the CT log handlers.
 pub struct CtState {
+    /// Appends (the only write path).
     pub engine: LogEngine,
+    /// Reads.
+    pub log: LogView,
     pub key: SigningKey,
     /// SHA-256 of the CT key's SPKI: the CT log ID.
     pub log_id: [u8; 32],
@@ -39,6 +41,7 @@ impl CtState {
     pub fn new(engine: LogEngine, key: SigningKey, roots: Vec<Vec<u8>>) -> Self {
         let log_id = sha256(key.public_key().spki_der());
         Self {
+            log: engine.view().clone(),
             engine,
             key,
             log_id,
@@ -59,14 +62,6 @@ pub fn router(state: Arc<CtState>) -> Api {
         .get("/ct/v1/get-entries", get_entries)
         .get("/ct/v1/get-roots", get_roots)
         .with_state(state)
-}
-
-fn now_ms() -> u64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 fn sig_algs(key: &SigningKey) -> (u8, u8) {
@@ -164,7 +159,11 @@ fn check_chain(s: &CtState, chain: &ParsedChain) -> Result<(), AppError> {
 }
 
 fn sct_err(e: sct::SctError) -> AppError {
-    AppError::bad_request(format!("cannot build the CT entry: {e}"))
+    AppError::bad_request(sct_err_message(&e))
+}
+
+fn sct_err_message(e: &sct::SctError) -> String {
+    format!("cannot build the CT entry: {e}")
 }
 
 fn sct_json(s: &CtState, timestamp: u64, sig: &DigitallySigned) -> Result<Value, AppError> {
@@ -200,15 +199,17 @@ async fn add_pre_chain(
                 AppError::bad_request(format!("chain[0] is not a valid precertificate: {e}"))
             })?;
     let issuer_key_hash = sha256(&spki(issuer)?);
-    let timestamp = now_ms();
-    let leaf =
-        sct::merkle_tree_leaf_precert(timestamp, &issuer_key_hash, &tbs, &[]).map_err(sct_err)?;
+    let leaf_tbs = tbs.clone();
+    let leaf = LeafInput::Timestamped(Arc::new(move |timestamp| {
+        sct::merkle_tree_leaf_precert(timestamp, &issuer_key_hash, &leaf_tbs, &[])
+            .map_err(|e| sct_err_message(&e))
+    }));
     let extra = sct::encode_precert_chain_entry(
         chain.ders.first().map(Vec::as_slice).unwrap_or_default(),
         chain.ders.get(1..).unwrap_or_default(),
     )
     .map_err(sct_err)?;
-    append(&s, leaf, extra).await?;
+    let timestamp = append(&s, leaf, extra).await?;
     let sig = digitally_signed(
         &s.key,
         &sct::sct_signed_data_precert(timestamp, &issuer_key_hash, &tbs, &[]).map_err(sct_err)?,
@@ -231,9 +232,11 @@ async fn add_chain(
     }
     check_chain(&s, &chain)?;
     let der = chain.ders.first().cloned().unwrap_or_default();
-    let timestamp = now_ms();
-    let leaf = sct::merkle_tree_leaf_x509(timestamp, &der, &[]).map_err(sct_err)?;
-    append(
+    let leaf_der = der.clone();
+    let leaf = LeafInput::Timestamped(Arc::new(move |timestamp| {
+        sct::merkle_tree_leaf_x509(timestamp, &leaf_der, &[]).map_err(|e| sct_err_message(&e))
+    }));
+    let timestamp = append(
         &s,
         leaf,
         sct::encode_cert_chain(chain.ders.get(1..).unwrap_or_default()).map_err(sct_err)?,
@@ -246,21 +249,33 @@ async fn add_chain(
     Ok(Json(sct_json(&s, timestamp, &sig)?))
 }
 
-async fn append(s: &CtState, leaf: Vec<u8>, extra: Vec<u8>) -> Result<u64, AppError> {
+/// Append a leaf that the sequencer builds with its batch timestamp; returns that timestamp,
+/// which the SCT must carry. The same chain sequenced again builds the same leaf only when the
+/// timestamp is the same too, so a duplicate is answered with an SCT for the stored entry.
+async fn append(s: &CtState, leaf: LeafInput, extra: Vec<u8>) -> Result<u64, AppError> {
     let appended = s
         .engine
         .append(Submission {
-            data: leaf,
+            leaf,
             extra,
             search_keys: Vec::new(),
         })
-        .await?;
-    Ok(appended.index)
+        .await;
+    match appended {
+        Ok(a) => Ok(a.timestamp_ms),
+        Err(EngineError::Duplicate {
+            timestamp_ms: Some(timestamp),
+            ..
+        }) => Ok(timestamp),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn get_sth(State(s): State<Arc<CtState>>) -> Result<Json<Value>, AppError> {
-    let head = s.engine.head();
-    let timestamp = now_ms();
+    let head = s.log.head();
+    // RFC 6962: an STH carries the current time; never below the head's batch timestamp, so
+    // it is at least every SCT timestamp in the tree even if the clock stepped back.
+    let timestamp = s.log.clock().unix_ms().max(head.timestamp_ms);
     let sig = digitally_signed(
         &s.key,
         &sct::tree_head_signed_data(timestamp, head.size, &head.root),
@@ -297,7 +312,7 @@ async fn get_sth_consistency(
     let proof = if first == 0 || first == second {
         Vec::new()
     } else {
-        s.engine.consistency_proof(first, second).await?
+        s.log.consistency_proof(first, second).await?
     };
     Ok(Json(
         json!({"consistency": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>()}),
@@ -324,18 +339,16 @@ async fn get_proof_by_hash(
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| AppError::bad_request("hash must be a base64 SHA-256 leaf hash"))?;
     let index = s
-        .engine
-        .db()
-        .index_of_leaf(s.engine.log_id(), &leaf)
-        .await
-        .map_err(AppError::internal)?
+        .log
+        .index_of_leaf(&leaf)
+        .await?
         .ok_or_else(|| AppError::not_found("no entry with that leaf hash"))?;
     if index >= size {
         return Err(AppError::bad_request(format!(
             "the entry (index {index}) is not in a tree of size {size}"
         )));
     }
-    let proof = s.engine.inclusion_proof(index, size).await?;
+    let proof = s.log.inclusion_proof(index, size).await?;
     Ok(Json(json!({
         "leaf_index": index,
         "audit_path": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>(),
@@ -356,19 +369,14 @@ async fn get_entries(
     let (Some(start), Some(end)) = (q.start, q.end) else {
         return Err(AppError::bad_request("start and end are required"));
     };
-    let size = s.engine.head().size;
+    let size = s.log.head().size;
     if start > end || start >= size {
         return Err(AppError::bad_request(format!(
             "start ({start}) must be <= end ({end}) and < the tree size ({size})"
         )));
     }
     let end = end.min(size - 1).min(start + 255);
-    let rows = s
-        .engine
-        .db()
-        .entries_range(s.engine.log_id(), start, end + 1)
-        .await
-        .map_err(AppError::internal)?;
+    let rows = s.log.entries(start, end + 1).await?;
     let entries: Vec<Value> = rows
         .iter()
         .map(|r| json!({"leaf_input": STANDARD.encode(&r.data), "extra_data": STANDARD.encode(&r.extra)}))

@@ -19,7 +19,7 @@ use sigil_core::crypto::{SigningKey, sha256};
 use sigil_core::merkle::Hash;
 use sigil_core::rekor::{self, EntryError, EntryRef};
 
-use super::engine::{EngineError, LogEngine, Submission};
+use super::engine::{EngineError, LeafInput, LogEngine, LogView, Submission};
 use crate::error::AppError;
 use crate::storage::EntryRow;
 
@@ -49,17 +49,29 @@ impl LogKey {
 
 /// Shared state of the Rekor v1 handlers.
 pub struct RekorState {
+    /// Appends (the only write path).
     pub engine: LogEngine,
+    /// Reads.
+    pub log: LogView,
     pub key: LogKey,
     /// Search answers are capped at this many entries.
     pub max_search_results: i64,
 }
 
 impl RekorState {
+    pub fn new(engine: LogEngine, key: LogKey, max_search_results: i64) -> Self {
+        Self {
+            log: engine.view().clone(),
+            engine,
+            key,
+            max_search_results,
+        }
+    }
+
     /// The tree ID of the active shard: a random positive 63-bit integer drawn when the log was
     /// created and kept in the database (`logs.tree_id`); the 16-hex prefix of every entry ID.
     fn tree_id(&self) -> i64 {
-        self.engine.tree_id()
+        self.log.tree_id()
     }
 
     /// The public key of the shard with this tree ID, if this log has it. One shard today; a
@@ -121,7 +133,7 @@ pub fn router(state: Arc<RekorState>) -> Api {
 impl From<EngineError> for AppError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::Duplicate { index } => AppError::Conflict {
+            EngineError::Duplicate { index, .. } => AppError::Conflict {
                 message: format!("an equivalent entry already exists in the log at index {index}"),
                 location: None,
             },
@@ -155,12 +167,12 @@ fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {
 }
 
 async fn get_log(State(s): State<Arc<RekorState>>) -> Json<Value> {
-    let head = s.engine.head();
+    let head = s.log.head();
     Json(json!({
         "rootHash": hex::encode(head.root),
         "treeSize": head.size,
         "signedTreeHead": String::from_utf8_lossy(&head.checkpoint),
-        "treeID": s.engine.tree_id().to_string(),
+        "treeID": s.log.tree_id().to_string(),
         "inactiveShards": [],
     }))
 }
@@ -222,8 +234,8 @@ async fn get_proof(
             "firstSize ({first}) must be at least 1 and not larger than lastSize ({last})"
         )));
     }
-    let hashes = s.engine.consistency_proof(first, last).await?;
-    let root = s.engine.root_at(last).await?;
+    let hashes = s.log.consistency_proof(first, last).await?;
+    let root = s.log.root_at(last).await?;
     Ok(Json(json!({
         "rootHash": hex::encode(root),
         "hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
@@ -245,14 +257,14 @@ async fn create_entry(
     let appended = match s
         .engine
         .append(Submission {
-            data: canonical.body.clone(),
+            leaf: LeafInput::Fixed(canonical.body.clone()),
             extra: Vec::new(),
             search_keys: canonical.search_keys,
         })
         .await
     {
         Ok(a) => a,
-        Err(EngineError::Duplicate { index }) => {
+        Err(EngineError::Duplicate { index, .. }) => {
             return Err(AppError::Conflict {
                 message: format!(
                     "an equivalent entry already exists in the log at index {index} (entry {entry_id})"
@@ -307,11 +319,11 @@ async fn log_entry(
     let (size, checkpoint) = match (size, checkpoint) {
         (Some(n), Some(c)) => (n, c),
         _ => {
-            let head = s.engine.head();
+            let head = s.log.head();
             (head.size, head.checkpoint.clone())
         }
     };
-    let proof = s.engine.inclusion_proof(row.index, size).await?;
+    let proof = s.log.inclusion_proof(row.index, size).await?;
     let root =
         sigil_core::merkle::root_from_inclusion_proof(&row.leaf_hash, row.index, size, &proof)
             .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
@@ -374,31 +386,23 @@ async fn get_entry_by_index(
 }
 
 async fn fetch_index(s: &RekorState, index: u64) -> Result<EntryRow, AppError> {
-    let size = s.engine.head().size;
+    let size = s.log.head().size;
     if index >= size {
         return Err(AppError::not_found(format!(
             "no entry at logIndex {index}: the log has {size} entries"
         )));
     }
-    s.engine
-        .db()
-        .entry_by_index(s.engine.log_id(), index)
-        .await
-        .map_err(AppError::internal)?
+    s.log
+        .entry(index)
+        .await?
         .ok_or_else(|| AppError::not_found(format!("no entry at logIndex {index}")))
 }
 
 async fn fetch_leaf(s: &RekorState, leaf: &Hash) -> Result<Option<EntryRow>, AppError> {
-    let Some(index) = s
-        .engine
-        .db()
-        .index_of_leaf(s.engine.log_id(), leaf)
-        .await
-        .map_err(AppError::internal)?
-    else {
+    let Some(index) = s.log.index_of_leaf(leaf).await? else {
         return Ok(None);
     };
-    if index >= s.engine.head().size {
+    if index >= s.log.head().size {
         // Committed by another replica after our head; not yet visible here.
         return Ok(None);
     }
@@ -456,7 +460,7 @@ async fn retrieve_entries(
         let i = i
             .as_u64()
             .ok_or_else(|| AppError::bad_request("logIndexes must be non-negative integers"))?;
-        if i < s.engine.head().size {
+        if i < s.log.head().size {
             rows.push(fetch_index(&s, i).await?);
         }
     }
@@ -579,12 +583,7 @@ async fn search_index(
     let (keys, operator) = search_keys(&body_json(body)?)?;
     let mut result: Option<Vec<Hash>> = None;
     for k in &keys {
-        let found = s
-            .engine
-            .db()
-            .search(s.engine.log_id(), k, s.max_search_results)
-            .await
-            .map_err(AppError::internal)?;
+        let found = s.log.search(k, s.max_search_results).await?;
         result = Some(match (result, operator) {
             (None, _) => found,
             (Some(prev), Operator::And) => {

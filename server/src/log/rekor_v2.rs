@@ -33,18 +33,21 @@ use sigil_core::tiles::{
     TILE_HEIGHT, TILE_WIDTH, TileId, TilePath, encode_entry_bundle, parse_tile_path,
 };
 
-use super::engine::{EngineError, LogEngine, Submission};
+use super::engine::{EngineError, LeafInput, LogEngine, LogView, Submission};
 use crate::error::AppError;
 
-/// The log id of the v2 log in the database.
-pub const LOG_ID: &str = "rekor-v2";
+/// The name of the v2 log in the database.
+pub const LOG_NAME: &str = "rekor-v2";
 pub use sigil_core::rekor_v2::{API_VERSION as VERSION, KIND};
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// Shared state of the v2 handlers.
 pub struct RekorV2State {
+    /// Appends (the only write path).
     pub engine: LogEngine,
+    /// Reads.
+    pub log: LogView,
     /// SHA-256 of the log key's SPKI DER: the log ID clients find in the trusted root.
     pub log_id: [u8; 32],
 }
@@ -52,6 +55,7 @@ pub struct RekorV2State {
 impl RekorV2State {
     pub fn new(engine: LogEngine, public: &PublicKey) -> Self {
         Self {
+            log: engine.view().clone(),
             engine,
             log_id: sha256(public.spki_der()),
         }
@@ -311,7 +315,7 @@ async fn create_entry(
     let (index, size, checkpoint, status) = match s
         .engine
         .append(Submission {
-            data: canonical.body.clone(),
+            leaf: LeafInput::Fixed(canonical.body.clone()),
             extra: Vec::new(),
             search_keys: canonical.search_keys,
         })
@@ -324,8 +328,8 @@ async fn create_entry(
             StatusCode::CREATED,
         ),
         // Idempotent: the same entry answers where it already is, proven in the latest checkpoint.
-        Err(EngineError::Duplicate { index }) => {
-            let head = s.engine.head();
+        Err(EngineError::Duplicate { index, .. }) => {
+            let head = s.log.head();
             if index >= head.size {
                 return Err(AppError::Unavailable {
                     message: "the entry is being integrated; retry shortly".into(),
@@ -350,7 +354,7 @@ async fn transparency_log_entry(
     size: u64,
     checkpoint: &[u8],
 ) -> Result<Value, AppError> {
-    let proof = s.engine.inclusion_proof(index, size).await?;
+    let proof = s.log.inclusion_proof(index, size).await?;
     let root = sigil_core::merkle::root_from_inclusion_proof(leaf, index, size, &proof)
         .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
     Ok(json!({
@@ -404,7 +408,7 @@ fn cacheable(
 }
 
 async fn checkpoint(State(s): State<Arc<RekorV2State>>, headers: HeaderMap) -> Response {
-    let head = s.engine.head();
+    let head = s.log.head();
     cacheable(
         &headers,
         "text/plain; charset=utf-8",
@@ -433,7 +437,7 @@ async fn tile(
     let Path(path) = path.map_err(|e| AppError::bad_request(e.body_text()))?;
     let parsed = parse_tile_path(&format!("tile/{path}"))
         .map_err(|e| AppError::bad_request(format!("tile/{path}: {e}")))?;
-    let size = s.engine.head().size;
+    let size = s.log.head().size;
     let (id, entries) = match parsed {
         TilePath::Hashes(t) => (t, false),
         TilePath::Entries(t) => (t, true),
@@ -446,12 +450,7 @@ async fn tile(
     let data = if entries {
         let start = id.index.saturating_mul(TILE_WIDTH);
         let end = start.saturating_add(u64::from(id.width));
-        let rows = s
-            .engine
-            .db()
-            .entries_range(s.engine.log_id(), start, end)
-            .await
-            .map_err(AppError::internal)?;
+        let rows = s.log.entries(start, end).await?;
         if u64::try_from(rows.len()).unwrap_or(0) != u64::from(id.width) {
             return Err(AppError::Internal(format!(
                 "entry bundle {}: {} of {} entries in storage",
@@ -463,7 +462,7 @@ async fn tile(
         let refs: Vec<&[u8]> = rows.iter().map(|r| r.data.as_slice()).collect();
         encode_entry_bundle(&refs).map_err(AppError::internal)?
     } else {
-        s.engine
+        s.log
             .tile(id)
             .await?
             .ok_or_else(|| AppError::not_found(format!("tile/{path} is not stored")))?

@@ -122,24 +122,14 @@ fn parse(req: &Value) -> Result<(Vec<Criterion>, bool), AppError> {
 
 /// Leaf hash → index of the entries one criterion names, limited to the signed tree.
 async fn matches(s: &RekorV2State, c: &Criterion) -> Result<BTreeMap<Hash, u64>, AppError> {
-    let db = s.engine.db();
-    let log = s.engine.log_id();
     let leaves = match c {
-        Criterion::Key(k) => db
-            .search(log, k, MAX_RESULTS)
-            .await
-            .map_err(AppError::internal)?,
+        Criterion::Key(k) => s.log.search(k, MAX_RESULTS).await?,
         Criterion::Leaf(l) => vec![*l],
     };
-    let size = s.engine.head().size;
+    let size = s.log.head().size;
     let mut out = BTreeMap::new();
     for leaf in leaves {
-        if let Some(index) = db
-            .index_of_leaf(log, &leaf)
-            .await
-            .map_err(AppError::internal)?
-            .filter(|i| *i < size)
-        {
+        if let Some(index) = s.log.index_of_leaf(&leaf).await?.filter(|i| *i < size) {
             out.insert(leaf, index);
         }
     }

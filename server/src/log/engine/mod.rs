@@ -1,0 +1,255 @@
+//! The Merkle log engine: one sequencer per log batches submissions, assigns indexes and one
+//! timestamp per batch, extends the right edge of the tree in memory and commits entries,
+//! changed tiles and the new signed checkpoint in ONE transaction guarded by compare-and-swap on
+//! the tree size (`sequencer.rs`). Submitters are answered only after that commit: nothing is
+//! acknowledged before it is durable.
+//!
+//! Handlers append through [`LogEngine`] and read through [`LogView`] (`view.rs`), which serves
+//! only committed state and never touches leaves for proofs: they come from tiles (full tiles
+//! cached in memory as immutable bytes, the current partial tiles kept by the sequencer).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sigil_core::merkle::{self, Hash, NodeId};
+use sigil_core::note::NoteSigner;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::{self, Clock};
+use crate::storage::{NewLog, StorageError, Store};
+
+mod sequencer;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use view::LogView;
+
+/// Sequencer tuning, and the clock it reads.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Most entries committed in one transaction.
+    pub max_batch: usize,
+    /// How long the sequencer waits for more entries after the first of a batch.
+    pub max_wait: Duration,
+    /// Submissions queued beyond this are refused with 503.
+    pub queue_capacity: usize,
+    /// Full tiles kept in memory (each at most 8 KiB).
+    pub tile_cache_entries: usize,
+    /// Proof node hashes kept in memory (about 50 bytes each).
+    pub node_cache_entries: usize,
+    /// Where batch timestamps come from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            max_wait: Duration::from_millis(2),
+            queue_capacity: 8192,
+            tile_cache_entries: 16384,
+            node_cache_entries: 1 << 16,
+            clock: clock::system(),
+        }
+    }
+}
+
+/// What a log engine answers when it cannot append or read.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The leaf is already in the log. `timestamp_ms` is set for a timestamped leaf: the
+    /// timestamp its bytes hold (the same leaf, so the same timestamp as the stored one).
+    #[error("entry already exists at index {index}")]
+    Duplicate {
+        index: u64,
+        timestamp_ms: Option<u64>,
+    },
+    #[error("the log is overloaded; retry later")]
+    Overloaded,
+    #[error("{0}")]
+    InvalidArgs(String),
+    #[error("the log is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Builds a leaf from the batch timestamp (milliseconds since the epoch); an error refuses that
+/// submission alone, with the message as a 400.
+pub type LeafBuilder = Arc<dyn Fn(u64) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// The Merkle leaf input of a submission.
+pub enum LeafInput {
+    /// Bytes that do not depend on when the entry is sequenced (Rekor bodies).
+    Fixed(Vec<u8>),
+    /// Bytes that hold the sequencing timestamp (an RFC 6962 `MerkleTreeLeaf`): the sequencer
+    /// builds them with its batch timestamp, again if the batch is sequenced again.
+    Timestamped(LeafBuilder),
+}
+
+/// A submission: the leaf, and `extra` bytes and search keys stored beside it.
+pub struct Submission {
+    pub leaf: LeafInput,
+    pub extra: Vec<u8>,
+    pub search_keys: Vec<String>,
+}
+
+/// The result of a durable append.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    /// The batch timestamp, in milliseconds (what a timestamped leaf holds) ...
+    pub timestamp_ms: u64,
+    /// ... and in seconds (Rekor's integrated time).
+    pub integrated_time: i64,
+    /// The checkpoint that first contained the entry.
+    pub tree: Arc<TreeHead>,
+}
+
+/// A committed, signed tree head.
+#[derive(Debug)]
+pub struct TreeHead {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed checkpoint note.
+    pub checkpoint: Vec<u8>,
+    /// The timestamp of the batch that made this tree (ms; for a log that was only created, the
+    /// creation time).
+    pub timestamp_ms: u64,
+}
+
+/// Tile bytes by (level, index).
+type Tiles = HashMap<(u8, u64), Arc<Vec<u8>>>;
+
+/// What the sequencer, the handle and the views share.
+struct Shared {
+    /// The request runtime's database handle (the sequencer has its own).
+    store: Store,
+    log_name: String,
+    tree_id: i64,
+    origin: String,
+    head: RwLock<Arc<TreeHead>>,
+    /// Current partial tiles by (level, index), as of `head`.
+    partials: RwLock<Tiles>,
+    full_tiles: Mutex<Tiles>,
+    /// Hashes of complete subtrees served in proofs. A complete node never changes, and most
+    /// are folded from up to 128 tile hashes; every fresh entry's proof shares its upper
+    /// nodes with its neighbours', so each is hashed once instead of once per response.
+    nodes: Mutex<HashMap<NodeId, Hash>>,
+    config: EngineConfig,
+    queued: AtomicUsize,
+}
+
+impl Shared {
+    fn head(&self) -> Arc<TreeHead> {
+        match self.head.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// The handle through which entries are appended to one log; cheap to clone.
+#[derive(Clone)]
+pub struct LogEngine {
+    view: LogView,
+    tx: mpsc::Sender<sequencer::Pending>,
+}
+
+impl LogEngine {
+    /// Open (creating if needed) the log `log_name` and start its sequencer.
+    /// `origin_prefix` names the log in checkpoints: the origin is `<prefix> - <tree id>`.
+    pub async fn open(
+        store: Store,
+        log_name: &str,
+        origin_prefix: &str,
+        signer: Arc<dyn NoteSigner + Send + Sync>,
+        config: EngineConfig,
+    ) -> Result<LogEngine, EngineError> {
+        let row = match store.load_log(log_name).await? {
+            Some(row) => row,
+            None => {
+                // A random positive 63-bit tree ID, like a Trillian tree's (0 is not a valid one).
+                let tree_id = i64::try_from(rand::random::<u64>() >> 1)
+                    .unwrap_or(1)
+                    .max(1);
+                let origin = format!("{origin_prefix} - {tree_id}");
+                let note = sequencer::sign_head(&origin, 0, merkle::empty_root(), signer.as_ref())?;
+                let new = NewLog {
+                    tree_id,
+                    empty_root: merkle::empty_root(),
+                    checkpoint: &note,
+                    timestamp_ms: to_i64(config.clock.unix_ms()),
+                };
+                store.create_log(log_name, &new).await?
+            }
+        };
+        let origin = format!("{origin_prefix} - {}", row.tree_id);
+        let (edge, partials) =
+            sequencer::load_edge(store.as_ref(), log_name, row.tree_size).await?;
+        if edge.root() != row.root_hash {
+            return Err(EngineError::Internal(format!(
+                "log {log_name}: stored tiles give a root that differs from the checkpoint at size {}",
+                row.tree_size
+            )));
+        }
+        let shared = Arc::new(Shared {
+            store,
+            log_name: log_name.to_string(),
+            tree_id: row.tree_id,
+            origin,
+            head: RwLock::new(Arc::new(TreeHead {
+                size: row.tree_size,
+                root: row.root_hash,
+                checkpoint: row.checkpoint,
+                timestamp_ms: u64::try_from(row.timestamp_ms).unwrap_or(0),
+            })),
+            partials: RwLock::new(partials),
+            full_tiles: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(HashMap::new()),
+            config: config.clone(),
+            queued: AtomicUsize::new(0),
+        });
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        sequencer::start(shared.clone(), edge, rx, signer)?;
+        Ok(LogEngine {
+            view: LogView::new(shared),
+            tx,
+        })
+    }
+
+    /// The read side of this log.
+    pub fn view(&self) -> &LogView {
+        &self.view
+    }
+
+    /// Append an entry; returns once it is committed. A known leaf answers `Duplicate`.
+    /// Duplicates are found by the sequencer, once per batch (one query), rather than by a
+    /// lookup per request: that round trip was the largest per-entry database cost.
+    pub async fn append(&self, sub: Submission) -> Result<Appended, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        let pending = sequencer::Pending::new(sub, reply);
+        let shared = self.view.shared();
+        // Counted before sending so the sequencer never subtracts what was not yet added.
+        shared.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.try_send(pending) {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => EngineError::ShuttingDown,
+            });
+        }
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
