@@ -205,6 +205,12 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
 
     let trust = Arc::new(trust);
     router = router.merge(crate::trust::router(trust.clone()));
+    if cfg.tuf.enabled {
+        let repo = crate::tuf::open(cfg, data_dir)?;
+        crate::tuf::publish(&repo, &trust).context("cannot publish the TUF targets")?;
+        router = router.merge(crate::tuf::router(repo.dir().to_path_buf()));
+        crate::tuf::spawn_resigner(Arc::new(repo));
+    }
     let (router, routes) = router
         .get("/healthz", || async { "ok" })
         .merge(Api::new().get("/readyz", readyz).with_state(db.clone()))

@@ -51,6 +51,42 @@ pub struct Config {
     pub tsa: TsaConfig,
     #[serde(default)]
     pub rekor_v2: RekorV2Config,
+    #[serde(default)]
+    pub tuf: TufConfig,
+}
+
+/// The TUF repository that distributes `trusted_root.json` and `signing_config.v0.2.json`
+/// (served at `<public_url>/tuf/`). `init` writes the keys and the first root; the root key is
+/// needed only offline (`sigil-server tuf rotate-root`, `tuf sign-root`), the server signs
+/// targets, snapshot and timestamp with the online keys and re-signs them before they expire.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TufConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The repository: metadata at its top, target files in `targets/` (as served).
+    #[serde(default = "default_tuf_dir")]
+    pub dir: PathBuf,
+    /// The root key `init` writes: not read at run time, keep it offline.
+    #[serde(default = "default_tuf_root_key")]
+    pub root_key: PathBuf,
+    #[serde(default = "default_tuf_targets_key")]
+    pub targets_key: PathBuf,
+    #[serde(default = "default_tuf_snapshot_key")]
+    pub snapshot_key: PathBuf,
+    #[serde(default = "default_tuf_timestamp_key")]
+    pub timestamp_key: PathBuf,
+    /// How long each role's metadata stays valid once signed, in seconds. The server re-signs
+    /// targets, snapshot and timestamp when half of that time is left; the root is re-signed
+    /// offline (`sigil-server tuf rotate-root`).
+    #[serde(default = "default_tuf_root_expiry")]
+    pub root_expiry_secs: u64,
+    #[serde(default = "default_tuf_targets_expiry")]
+    pub targets_expiry_secs: u64,
+    #[serde(default = "default_tuf_snapshot_expiry")]
+    pub snapshot_expiry_secs: u64,
+    #[serde(default = "default_tuf_timestamp_expiry")]
+    pub timestamp_expiry_secs: u64,
 }
 
 /// The RFC 3161 timestamp authority. `init` generates the key and a chain to the TSA's own root.
@@ -232,6 +268,34 @@ fn default_rekor_v2_key() -> PathBuf {
 fn default_rekor_v2_origin() -> String {
     "sigil-v2".into()
 }
+fn default_tuf_dir() -> PathBuf {
+    "tuf".into()
+}
+fn default_tuf_root_key() -> PathBuf {
+    "keys/tuf-root.pem".into()
+}
+fn default_tuf_targets_key() -> PathBuf {
+    "keys/tuf-targets.pem".into()
+}
+fn default_tuf_snapshot_key() -> PathBuf {
+    "keys/tuf-snapshot.pem".into()
+}
+fn default_tuf_timestamp_key() -> PathBuf {
+    "keys/tuf-timestamp.pem".into()
+}
+const DAY: u64 = 86_400;
+fn default_tuf_root_expiry() -> u64 {
+    365 * DAY
+}
+fn default_tuf_targets_expiry() -> u64 {
+    90 * DAY
+}
+fn default_tuf_snapshot_expiry() -> u64 {
+    7 * DAY
+}
+fn default_tuf_timestamp_expiry() -> u64 {
+    DAY
+}
 fn default_dev_key() -> PathBuf {
     "keys/dev-oidc.pem".into()
 }
@@ -253,7 +317,7 @@ default_from_empty!(
     CaSection,
     DevOidcConfig
 );
-default_from_empty!(TsaConfig, RekorV2Config);
+default_from_empty!(TsaConfig, RekorV2Config, TufConfig);
 
 impl Config {
     /// Read a TOML file (if it exists), then apply `SIGIL_*` environment overrides.
@@ -316,6 +380,21 @@ impl Config {
             ));
         }
         crate::ca::setup::validate(&self.ca).map_err(|e| invalid(e.key, e.message))?;
+        let t = &self.tuf;
+        for (key, secs) in [
+            ("tuf.root_expiry_secs", t.root_expiry_secs),
+            ("tuf.targets_expiry_secs", t.targets_expiry_secs),
+            ("tuf.snapshot_expiry_secs", t.snapshot_expiry_secs),
+            ("tuf.timestamp_expiry_secs", t.timestamp_expiry_secs),
+        ] {
+            // At least 2 s: the server re-signs at half-life and checks every quarter.
+            if !(2..=100 * 365 * DAY).contains(&secs) {
+                return Err(invalid(
+                    key,
+                    format!("{secs}: use a number of seconds from 2 to 100 years"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -392,7 +471,7 @@ fn apply_env(
     vars: impl Iterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     const SECTIONS: &[&str] = &[
-        "server", "database", "log", "ct", "ca", "dev_oidc", "trust", "tsa", "rekor_v2",
+        "server", "database", "log", "ct", "ca", "dev_oidc", "trust", "tsa", "rekor_v2", "tuf",
     ];
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("SIGIL_") else {

@@ -11,7 +11,7 @@ use crate::trust::{TrustInputs, pretty};
 
 const CONFIG_FILE: &str = "sigil.toml";
 
-fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> {
+pub fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -76,6 +76,9 @@ pub fn init(data_dir: &Path, public_url: &str, dev: bool) -> anyhow::Result<bool
         &resolve(data_dir, &cfg.tsa.cert_chain),
         &resolve(data_dir, &cfg.tsa.root_key),
     )?;
+    if cfg.tuf.enabled {
+        crate::tuf::ensure(&cfg, data_dir)?;
+    }
     if fresh {
         write_new(&config_path, config_text(&cfg)?.as_bytes(), false)?;
     }

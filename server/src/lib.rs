@@ -15,6 +15,7 @@ pub mod routes;
 pub mod storage;
 pub mod trust;
 pub mod tsa;
+pub mod tuf;
 
 /// Installs aws-lc-rs as the process's TLS crypto provider, once. reqwest is built without a
 /// provider of its own so that one cryptography library serves the whole program; every HTTP

@@ -82,6 +82,41 @@ enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// The TUF repository's root role, signed offline.
+    Tuf {
+        #[command(subcommand)]
+        command: TufCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TufCommand {
+    /// Sign a new root version: new root keys and threshold, renewed expiry, the configured
+    /// online keys. Published once it is signed by a threshold of the old and of the new root
+    /// keys; until then staged for `tuf sign-root`.
+    RotateRoot {
+        #[command(flatten)]
+        common: Common,
+        /// A root key of the new version (PEM, public or private); repeat for several.
+        /// Default: the current root keys.
+        #[arg(long = "root-key")]
+        root_keys: Vec<PathBuf>,
+        /// Signatures the new root role needs (default: the current threshold).
+        #[arg(long)]
+        threshold: Option<u64>,
+        /// A private root key (PKCS#8 PEM) to sign with; repeat for several. Default: the
+        /// configured `tuf.root_key`.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+    },
+    /// Add signatures to the staged root version; publish it once it has enough.
+    SignRoot {
+        #[command(flatten)]
+        common: Common,
+        /// A private root key (PKCS#8 PEM); repeat for several.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -211,6 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to {}", app::redact(&url));
             Ok(())
         }
+        Command::Tuf { command } => tuf_command(command),
         Command::Trust {
             command: TrustCommand::Export { common, only },
         } => {
@@ -220,6 +256,74 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn read_signing_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<sigil_core::crypto::SigningKey>> {
+    paths.iter().map(|p| app::read_key(p)).collect()
+}
+
+fn tuf_command(command: TufCommand) -> anyhow::Result<()> {
+    use sigil_server::tuf::{self, root::RootState};
+    let state = match command {
+        TufCommand::RotateRoot {
+            common,
+            root_keys,
+            threshold,
+            keys,
+        } => {
+            let cfg = load_config(&common)?;
+            let data = &common.data_dir;
+            let root_keys = if root_keys.is_empty() {
+                None
+            } else {
+                Some(
+                    root_keys
+                        .iter()
+                        .map(|p| {
+                            app::read_key(p)
+                                .map(|k| k.public_key())
+                                .or_else(|_| app::read_public_key(p))
+                                .with_context(|| {
+                                    format!("--root-key {}: not a PEM key", p.display())
+                                })
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?,
+                )
+            };
+            let keys = if keys.is_empty() {
+                vec![sigil_server::config::resolve(data, &cfg.tuf.root_key)]
+            } else {
+                keys
+            };
+            tuf::root::new_root(
+                &tuf::repo_dir(&cfg, data),
+                &tuf::staging_dir(&cfg, data),
+                root_keys,
+                threshold,
+                &tuf::online_public_keys(&cfg, data)?,
+                &read_signing_keys(&keys)?,
+                i64::try_from(cfg.tuf.root_expiry_secs).unwrap_or(i64::MAX),
+                tuf::now(),
+            )?
+        }
+        TufCommand::SignRoot { common, keys } => {
+            let cfg = load_config(&common)?;
+            let data = &common.data_dir;
+            tuf::root::sign_staged(
+                &tuf::repo_dir(&cfg, data),
+                &tuf::staging_dir(&cfg, data),
+                &read_signing_keys(&keys)?,
+            )?
+        }
+    };
+    match state {
+        RootState::Published(path) => println!("published {}", path.display()),
+        RootState::Staged { path, missing } => println!(
+            "staged {} (not served yet): it still needs signatures from {missing}; add them with `sigil-server tuf sign-root --key <root key>`",
+            path.display()
+        ),
+    }
+    Ok(())
 }
 
 async fn serve(cfg: Config, data_dir: &Path, print_banner: bool) -> anyhow::Result<()> {

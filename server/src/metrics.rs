@@ -15,6 +15,9 @@ struct Metrics {
     queue_depth: IntGaugeVec,
     certs_issued: IntCounterVec,
     errors: IntCounterVec,
+    tuf_signed: IntCounterVec,
+    tuf_expires: IntGaugeVec,
+    tuf_failures: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -66,6 +69,30 @@ fn build() -> Result<Metrics, prometheus::Error> {
         Opts::new("sigil_errors_total", "Errors answered, by category"),
         &["category"],
     )?;
+    let tuf_signed = IntCounterVec::new(
+        Opts::new(
+            "sigil_tuf_signatures_total",
+            "TUF metadata versions signed by this process, by role",
+        ),
+        &["role"],
+    )?;
+    let tuf_expires = IntGaugeVec::new(
+        Opts::new(
+            "sigil_tuf_expires_timestamp_seconds",
+            "Expiry (Unix time) of the published TUF metadata, by role",
+        ),
+        &["role"],
+    )?;
+    let tuf_failures = IntCounterVec::new(
+        Opts::new(
+            "sigil_tuf_resign_failures_total",
+            "Failed attempts to re-sign TUF metadata",
+        ),
+        &["reason"],
+    )?;
+    registry.register(Box::new(tuf_signed.clone()))?;
+    registry.register(Box::new(tuf_expires.clone()))?;
+    registry.register(Box::new(tuf_failures.clone()))?;
     registry.register(Box::new(requests.clone()))?;
     registry.register(Box::new(latency.clone()))?;
     registry.register(Box::new(log_size.clone()))?;
@@ -82,6 +109,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         queue_depth,
         certs_issued,
         errors,
+        tuf_signed,
+        tuf_expires,
+        tuf_failures,
     })
 }
 
@@ -129,6 +159,24 @@ pub fn cert_issued(issuer: &str) {
 pub fn error(category: &str) {
     if let Some(m) = METRICS.as_ref() {
         m.errors.with_label_values(&[category]).inc();
+    }
+}
+
+pub fn tuf_signed(role: &str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.tuf_signed.with_label_values(&[role]).inc();
+    }
+}
+
+pub fn set_tuf_expiry(role: &str, unix: i64) {
+    if let Some(m) = METRICS.as_ref() {
+        m.tuf_expires.with_label_values(&[role]).set(unix);
+    }
+}
+
+pub fn tuf_failure(reason: &str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.tuf_failures.with_label_values(&[reason]).inc();
     }
 }
 

@@ -39,6 +39,9 @@ pub struct StackOptions {
     pub database_url: Option<String>,
     /// Turn the development OIDC issuer off (`up` has it on).
     pub disable_dev_oidc: bool,
+    /// Further `sigil.toml` settings: (section, key, value), e.g. `("tuf",
+    /// "timestamp_expiry_secs", 5.into())`.
+    pub config: Vec<(&'static str, &'static str, toml::Value)>,
 }
 
 /// Paths of the trust files fetched from a running stack.
@@ -53,6 +56,7 @@ pub struct TrustFiles {
 pub struct SigilStack {
     process: ServerProcess,
     url: String,
+    port: u16,
     dir: TempDir,
     http: reqwest::Client,
 }
@@ -91,20 +95,7 @@ impl SigilStack {
             );
         }
         edit_config(&data.join("sigil.toml"), &options)?;
-        let mut process = ServerProcess::spawn(
-            &bin,
-            [
-                "up".as_ref(),
-                "--data-dir".as_ref(),
-                data.as_os_str(),
-                "--listen".as_ref(),
-                format!("127.0.0.1:{port}").as_ref(),
-            ],
-            &[("RUST_LOG", "info,sqlx=warn")],
-        )?;
-        process
-            .wait_for_url(&format!("{url}/healthz"), Duration::from_secs(60))
-            .await?;
+        let process = start_up(&data, port, &url).await?;
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -112,9 +103,50 @@ impl SigilStack {
         Ok(SigilStack {
             process,
             url,
+            port,
             dir,
             http,
         })
+    }
+
+    /// Stops the server (SIGTERM, as an operator would) and starts `up` again on the same data
+    /// dir and port: what follows an offline change such as a key rotation.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.process.signal("TERM")?;
+        self.process.wait_exit(Duration::from_secs(30)).await?;
+        self.process = start_up(&self.data_dir(), self.port, &self.url).await?;
+        Ok(())
+    }
+
+    /// Runs `sigil-server <args> --data-dir <data dir>` to completion (offline commands).
+    pub fn server_command(&self, args: &[&str]) -> Result<std::process::Output> {
+        let bin = workspace_bin("sigil-server")?;
+        Command::new(&bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .with_context(|| format!("running sigil-server {}", args.join(" ")))
+    }
+
+    /// GETs a path and returns the body's bytes (error unless 2xx).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.url);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await?.to_vec();
+        if !status.is_success() {
+            bail!(
+                "GET {url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(body)
     }
 
     /// The base URL (`http://127.0.0.1:<port>`).
@@ -220,6 +252,25 @@ impl SigilStack {
     }
 }
 
+async fn start_up(data: &Path, port: u16, url: &str) -> Result<ServerProcess> {
+    let bin = workspace_bin("sigil-server")?;
+    let mut process = ServerProcess::spawn(
+        &bin,
+        [
+            "up".as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--listen".as_ref(),
+            format!("127.0.0.1:{port}").as_ref(),
+        ],
+        &[("RUST_LOG", "info,sqlx=warn")],
+    )?;
+    process
+        .wait_for_url(&format!("{url}/healthz"), Duration::from_secs(60))
+        .await?;
+    Ok(process)
+}
+
 /// Writes the options (dev issuer, extra issuers, database URL) into the `sigil.toml` that
 /// `init` wrote.
 fn edit_config(path: &Path, options: &StackOptions) -> Result<()> {
@@ -252,6 +303,9 @@ fn edit_config(path: &Path, options: &StackOptions) -> Result<()> {
             t.insert("client_id".into(), iss.client_id.clone().into());
             list.push(toml::Value::Table(t));
         }
+    }
+    for (section, key, value) in &options.config {
+        table(&mut doc, section)?.insert((*key).into(), value.clone());
     }
     std::fs::write(path, toml::to_string(&doc)?)
         .with_context(|| format!("writing {}", path.display()))
