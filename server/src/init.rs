@@ -269,6 +269,15 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs, sigil: &str) -
         "  files for air-gapped clients     {}",
         trust_dir.display()
     );
+    if cfg.tuf.enabled {
+        let tuf_dir = std::path::absolute(crate::tuf::repo_dir(cfg, data_dir))
+            .unwrap_or_else(|_| crate::tuf::repo_dir(cfg, data_dir));
+        let _ = writeln!(
+            s,
+            "  TUF repository (trust root)      {url}/tuf (bootstrap root {})",
+            tuf_dir.join("1.root.json").display()
+        );
+    }
     let _ = writeln!(s);
     let _ = writeln!(
         s,

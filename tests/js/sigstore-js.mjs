@@ -7,6 +7,10 @@
 //                               [--payload-type application/vnd.in-toto+json]
 //   node sigstore-js.mjs verify --bundle B --trusted-root R --identity ID --issuer ISS [--artifact F]
 //                               [--tlog-threshold N] [--ctlog-threshold N] [--timestamp-threshold N]
+//   node sigstore-js.mjs verify-tuf --bundle B --tuf-mirror URL --tuf-root ROOT --tuf-cache DIR
+//                                   --identity ID --issuer ISS --artifact F
+//     (the library's own `verify`: the trusted root comes from the TUF repository at URL,
+//      bootstrapped from ROOT)
 //
 // Exit status 0 on success; otherwise the error goes to stderr and the status is 1.
 
@@ -35,6 +39,9 @@ const { values: opts } = parseArgs({
     'tlog-threshold': { type: 'string', default: '1' },
     'ctlog-threshold': { type: 'string', default: '1' },
     'timestamp-threshold': { type: 'string', default: '1' },
+    'tuf-mirror': { type: 'string' },
+    'tuf-root': { type: 'string' },
+    'tuf-cache': { type: 'string' },
   },
 });
 
@@ -76,10 +83,26 @@ async function verify() {
   console.log(JSON.stringify({ verified: true, subjectAlternativeName, issuer: extensions?.issuer }));
 }
 
+async function verifyTuf() {
+  const bundle = JSON.parse(await readFile(need('bundle'), 'utf8'));
+  const signer = await sigstore.verify(bundle, await readFile(need('artifact')), {
+    tufMirrorURL: need('tuf-mirror'),
+    tufRootPath: need('tuf-root'),
+    tufCachePath: need('tuf-cache'),
+    certificateIdentityEmail: need('identity'),
+    certificateIssuer: need('issuer'),
+    timeout: 30000,
+    retry: 0,
+  });
+  const { subjectAlternativeName, extensions } = signer.identity ?? {};
+  console.log(JSON.stringify({ verified: true, subjectAlternativeName, issuer: extensions?.issuer }));
+}
+
 try {
   if (command === 'sign' || command === 'attest') await signOrAttest(command);
   else if (command === 'verify') await verify();
-  else throw new Error(`unknown command ${command}: sign | attest | verify`);
+  else if (command === 'verify-tuf') await verifyTuf();
+  else throw new Error(`unknown command ${command}: sign | attest | verify | verify-tuf`);
 } catch (err) {
   console.error(`sigstore-js ${command} failed: ${err?.stack ?? err}`);
   process.exit(1);

@@ -22,7 +22,7 @@ import sys
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner
-from tuf.api.metadata import Metadata, MetaFile, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, Root, Signature, Timestamp
 from tuf.ngclient import Updater
 
 
@@ -74,6 +74,13 @@ def tamper_timestamp(args):
         )
     md.signatures.clear()
     md.sign(signer)
+    # Under the key ID the root lists (securesystemslib derives its own).
+    roots = sorted(repo.glob("*.root.json"), key=lambda p: int(p.name.split(".")[0]))
+    root = Metadata[Root].from_file(str(roots[-1]))
+    keyid = root.signed.roles["timestamp"].keyids[0]
+    (_, sig), = md.signatures.items()
+    md.signatures.clear()
+    md.signatures[keyid] = Signature(keyid, sig.signature)
     md.to_file(str(repo / "timestamp.json"))
 
 

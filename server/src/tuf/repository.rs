@@ -201,9 +201,12 @@ impl Repository {
         let wanted: HashMap<TargetName, Target> = match targets {
             Some(list) => list
                 .iter()
-                .map(|(name, bytes)| Ok((TargetName::new(*name)?, target(bytes))))
-                .collect::<Result<_, tough::error::Error>>()
-                .context("a target name TUF refuses")?,
+                .map(|(name, bytes)| {
+                    TargetName::new(*name)
+                        .map(|n| (n, target(bytes)))
+                        .map_err(|e| anyhow::anyhow!("target name {name:?}: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
             None => match &tgt {
                 Some(t) => t.signed.signed.targets.clone(),
                 None => bail!(
