@@ -223,6 +223,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.log.enabled = false;
             cfg.ct.enabled = false;
             cfg.tsa.enabled = false;
+            // One process keeps the TUF repository: `log`, `serve` or `up`.
+            cfg.tuf.enabled = false;
             serve(cfg, &common.data_dir, false).await
         }
         Command::Tsa { common } => {
@@ -231,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.ca.enabled = false;
             cfg.log.enabled = false;
             cfg.ct.enabled = false;
+            cfg.tuf.enabled = false;
             serve(cfg, &common.data_dir, false).await
         }
         Command::Serve { common } => {
