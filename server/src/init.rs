@@ -11,7 +11,7 @@ use crate::trust::{TrustInputs, pretty};
 
 const CONFIG_FILE: &str = "sigil.toml";
 
-pub fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> {
+fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

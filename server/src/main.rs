@@ -262,7 +262,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn read_signing_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<sigil_core::crypto::SigningKey>> {
-    paths.iter().map(|p| app::read_key(p)).collect()
+    paths
+        .iter()
+        .map(|p| sigil_server::keyfile::read_key(p))
+        .collect()
 }
 
 fn tuf_command(command: TufCommand) -> anyhow::Result<()> {
@@ -283,9 +286,9 @@ fn tuf_command(command: TufCommand) -> anyhow::Result<()> {
                     root_keys
                         .iter()
                         .map(|p| {
-                            app::read_key(p)
+                            sigil_server::keyfile::read_key(p)
                                 .map(|k| k.public_key())
-                                .or_else(|_| app::read_public_key(p))
+                                .or_else(|_| sigil_server::keyfile::read_public_key(p))
                                 .with_context(|| {
                                     format!("--root-key {}: not a PEM key", p.display())
                                 })

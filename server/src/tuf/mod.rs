@@ -61,18 +61,18 @@ fn expiry(cfg: &Config) -> Expiry {
 
 fn ensure_key(path: &Path) -> anyhow::Result<SigningKey> {
     if path.exists() {
-        return crate::app::read_key(path);
+        return crate::keyfile::read_key(path);
     }
     let key = SigningKey::generate(KeyAlgorithm::EcdsaP256)?;
-    crate::init::write_new(path, key.to_pkcs8_pem()?.as_bytes(), true)?;
+    crate::keyfile::write_new(path, &key.to_pkcs8_pem()?, true)?;
     Ok(key)
 }
 
 fn online_keys(cfg: &Config, data_dir: &Path) -> anyhow::Result<OnlineKeys> {
     Ok(OnlineKeys {
-        targets: crate::app::read_key(&resolve(data_dir, &cfg.tuf.targets_key))?,
-        snapshot: crate::app::read_key(&resolve(data_dir, &cfg.tuf.snapshot_key))?,
-        timestamp: crate::app::read_key(&resolve(data_dir, &cfg.tuf.timestamp_key))?,
+        targets: crate::keyfile::read_key(&resolve(data_dir, &cfg.tuf.targets_key))?,
+        snapshot: crate::keyfile::read_key(&resolve(data_dir, &cfg.tuf.snapshot_key))?,
+        timestamp: crate::keyfile::read_key(&resolve(data_dir, &cfg.tuf.timestamp_key))?,
     })
 }
 
