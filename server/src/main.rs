@@ -126,8 +126,13 @@ enum TrustCommand {
         #[command(flatten)]
         common: Common,
         /// Print only this: trusted-root, signing-config, client-trust-config, fulcio-root, rekor-key, ctlog-key.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tuf")]
         only: Option<String>,
+        /// Instead, write the whole TUF repository (brought up to date first) into this
+        /// directory as static files: serve it with any web server, or copy it and use it as
+        /// `file://DIR`.
+        #[arg(long, value_name = "DIR")]
+        tuf: Option<PathBuf>,
     },
 }
 
@@ -251,9 +256,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tuf { command } => tuf_command(command),
         Command::Trust {
-            command: TrustCommand::Export { common, only },
+            command: TrustCommand::Export { common, only, tuf },
         } => {
             let cfg = load_config(&common)?;
+            if let Some(dir) = tuf {
+                let trust = init::trust_inputs(&cfg, &common.data_dir)?;
+                let repo = sigil_server::tuf::open(&cfg, &common.data_dir)?;
+                sigil_server::tuf::publish(&repo, &trust)?;
+                let files = sigil_server::tuf::export(&repo, &dir)?;
+                println!(
+                    "wrote the TUF repository ({files} files) to {}; bootstrap clients with {}",
+                    dir.display(),
+                    dir.join("1.root.json").display()
+                );
+                return Ok(());
+            }
             let out = init::export(&cfg, &common.data_dir, only.as_deref())?;
             print!("{out}");
             Ok(())

@@ -429,3 +429,50 @@ async fn root_rotation_is_followed_and_a_root_below_threshold_is_refused() {
         true,
     );
 }
+
+#[tokio::test]
+async fn trust_export_tuf_writes_a_repository_any_web_server_can_serve() {
+    let stack = SigilStack::up().await.expect("sigil-server up");
+    let root = stack.data_dir().join("tuf/1.root.json");
+    let live = ok(&refresh(
+        &stack.scratch().join("live"),
+        &format!("{}/tuf", stack.url()),
+        Some(&root),
+        &TARGETS,
+    )
+    .await);
+    let out = stack.scratch().join("export");
+    let o = server_ok(&stack, &["trust", "export", "--tuf", out.to_str().unwrap()]);
+    assert!(o.contains("wrote the TUF repository"), "{o}");
+    assert!(!out.join(".lock").exists());
+    // Served by a plain static web server: the same versions and targets as the live server
+    // (the export signed nothing new: it describes the same trust).
+    let port = free_port();
+    let mut web = ServerProcess::spawn(
+        Path::new("python3"),
+        [
+            "-m".as_ref(),
+            "http.server".as_ref(),
+            port.to_string().as_ref(),
+            "--bind".as_ref(),
+            "127.0.0.1".as_ref(),
+            "--directory".as_ref(),
+            out.as_os_str(),
+        ],
+        &[],
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    web.wait_for_url(&format!("{url}/1.root.json"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let exported = ok(&refresh(&stack.scratch().join("static"), &url, Some(&root), &TARGETS).await);
+    assert_eq!(exported["targets"], live["targets"]);
+    assert_eq!(exported["targets_version"], live["targets_version"]);
+    assert_eq!(exported["snapshot_version"], live["snapshot_version"]);
+    record_interop(
+        PEER,
+        "refreshes from `sigil-server trust export --tuf DIR` served by a static web server",
+        true,
+    );
+}

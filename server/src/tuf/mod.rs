@@ -150,6 +150,35 @@ fn record(repo: &Repository, done: &repository::Signed3) {
     }
 }
 
+/// Copies the repository's files (not its lock file) into `out`, which then serves as the
+/// same repository from any static web server or as `file://` URL. Returns the file count.
+pub fn export(repo: &Repository, out: &Path) -> anyhow::Result<usize> {
+    fn copy(from: &Path, to: &Path, n: &mut usize) -> anyhow::Result<()> {
+        std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+        for entry in
+            std::fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let target = to.join(&name);
+            if entry.file_type()?.is_dir() {
+                copy(&entry.path(), &target, n)?;
+            } else {
+                let bytes = std::fs::read(entry.path())?;
+                metadata::write_atomic(&target, &bytes)?;
+                *n += 1;
+            }
+        }
+        Ok(())
+    }
+    let mut n = 0;
+    copy(repo.dir(), out, &mut n)?;
+    Ok(n)
+}
+
 /// How often the background task looks for metadata to re-sign: a quarter of the shortest
 /// lifetime (so a role is re-signed with at least a quarter of its lifetime left), at most a
 /// minute.
