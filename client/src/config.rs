@@ -43,7 +43,9 @@ impl TrustSources {
                 .with_context(|| format!("trust config {}", p.display()))?;
             return Ok(c.trusted_root);
         }
-        let p = config_dir()?.join("trusted_root.json");
+        let dir = config_dir()?;
+        crate::tuf::refresh_stored(&dir)?;
+        let p = dir.join("trusted_root.json");
         if !p.exists() {
             return Err(crate::exit::usage(format!(
                 "no trusted root: pass --trusted-root or --trust-config, or run `sigil trust init --url <server>` ({} does not exist)",
@@ -64,7 +66,9 @@ impl TrustSources {
                 .with_context(|| format!("trust config {}", p.display()))?;
             return Ok(c.signing_config);
         }
-        let p = config_dir()?.join("signing_config.json");
+        let dir = config_dir()?;
+        crate::tuf::refresh_stored(&dir)?;
+        let p = dir.join("signing_config.json");
         if !p.exists() {
             return Err(crate::exit::usage(format!(
                 "no signing config: pass --signing-config or --trust-config, or run `sigil trust init --url <server>` ({} does not exist)",

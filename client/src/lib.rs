@@ -16,5 +16,6 @@ pub mod progress;
 pub mod sign;
 pub mod sign_in;
 pub mod tsa;
+pub mod tuf;
 pub mod verify;
 pub mod x509;

@@ -338,6 +338,13 @@ enum TrustCmd {
         /// Air-gapped: a directory holding trusted_root.json and signing_config.json.
         #[arg(long)]
         from: Option<PathBuf>,
+        /// A TUF repository (`<server>/tuf`, or `file://DIR` from `sigil-server trust export
+        /// --tuf DIR`): trust comes from it, refreshed before later commands.
+        #[arg(long, requires = "tuf_root", conflicts_with_all = ["url", "from", "root_digest"])]
+        tuf: Option<String>,
+        /// The TUF root metadata to bootstrap from (e.g. the server's tuf/1.root.json).
+        #[arg(long, requires = "tuf")]
+        tuf_root: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -782,8 +789,32 @@ fn trust_cmd(cmd: TrustCmd) -> Result<()> {
             url,
             root_digest,
             from,
+            tuf,
+            tuf_root,
             output,
         } => {
+            if let (Some(tuf_url), Some(root_path)) = (&tuf, &tuf_root) {
+                let root = read(root_path)?;
+                let tuf_url = sigil::tuf::normalise(tuf_url)?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                // A new bootstrap replaces what an earlier one recorded.
+                let _ = std::fs::remove_dir_all(dir.join("tuf"));
+                sigil::tuf::refresh_with(&dir, &tuf_url, &root)?;
+                let fp = fingerprint(&std::fs::read(dir.join("trusted_root.json"))?);
+                match output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({"tuf": tuf_url, "trusted_root_sha256": fp, "dir": dir})
+                    ),
+                    Output::Text => println!(
+                        "trust initialised from the TUF repository {tuf_url} ({fp}); later commands refresh it"
+                    ),
+                }
+                return Ok(());
+            }
+            // Trust set up by hand replaces a TUF setup.
+            let _ = std::fs::remove_dir_all(dir.join("tuf"));
             let (root, signing) = match (&url, &from) {
                 (_, Some(d)) => (
                     read(&d.join("trusted_root.json"))?,
