@@ -174,5 +174,5 @@ pub fn refresh_stored(dir: &Path) -> Result<()> {
         })
     })
     .clone()
-    .map_err(|e| crate::exit::network(e))
+    .map_err(crate::exit::network)
 }
