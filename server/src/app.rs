@@ -78,6 +78,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         tsa_url: cfg.trust_tsa_url(),
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
+        history: crate::rotate::History::load(data_dir)?,
     };
     // Split deployments share the keys volume: describe the roles this process does not run too.
     if !cfg.log.enabled {

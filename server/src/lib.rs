@@ -11,6 +11,7 @@ pub mod keyfile;
 pub mod log;
 pub mod metrics;
 pub mod openapi;
+pub mod rotate;
 pub mod routes;
 pub mod storage;
 pub mod trust;

@@ -82,6 +82,15 @@ enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// Rotate a trust component: `ca` (a new CA hierarchy) or `tsa` (a new timestamping chain).
+    /// The old one stays in the trusted root, valid until now; the TUF repository publishes the
+    /// change. Restart the server afterwards.
+    Rotate {
+        /// ca or tsa.
+        role: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// The TUF repository's root role, signed offline.
     Tuf {
         #[command(subcommand)]
@@ -255,6 +264,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tuf { command } => tuf_command(command),
+        Command::Rotate { role, common } => {
+            let cfg = load_config(&common)?;
+            let msg = sigil_server::rotate::rotate(
+                &cfg,
+                &common.data_dir,
+                &role,
+                sigil_server::tuf::now(),
+            )?;
+            println!("{msg}");
+            Ok(())
+        }
         Command::Trust {
             command: TrustCommand::Export { common, only, tuf },
         } => {

@@ -40,6 +40,9 @@ pub struct TrustInputs {
     pub tsa_url: Option<String>,
     pub oidc_url: Option<String>,
     pub operator: String,
+    /// Rotated CAs and TSAs (still listed, their windows closed) and when the current ones
+    /// started.
+    pub history: crate::rotate::History,
 }
 
 fn key_details(k: &PublicKey) -> &'static str {
@@ -65,12 +68,23 @@ fn log_json(base_url: &str, k: &PublicKey, start: &str) -> Value {
     })
 }
 
-fn chain_json(uri: &str, org: &str, cn: &str, chain: &[Vec<u8>], start: &str) -> Value {
+fn chain_json(
+    uri: &str,
+    org: &str,
+    cn: &str,
+    chain: &[Vec<u8>],
+    start: &str,
+    end: Option<&str>,
+) -> Value {
+    let mut valid_for = json!({"start": start});
+    if let (Some(end), Some(v)) = (end, valid_for.as_object_mut()) {
+        v.insert("end".into(), json!(end));
+    }
     json!({
         "subject": {"organization": org, "commonName": cn},
         "uri": uri,
         "certChain": {"certificates": chain.iter().map(|c| json!({"rawBytes": STANDARD.encode(c)})).collect::<Vec<_>>()},
-        "validFor": {"start": start},
+        "validFor": valid_for,
     })
 }
 
@@ -87,31 +101,60 @@ impl TrustInputs {
             .iter()
             .map(|k| log_json(&self.ct_url, k, &self.valid_from))
             .collect();
-        let cas: Vec<Value> = if self.ca_chain.is_empty() {
-            Vec::new()
-        } else {
-            vec![chain_json(
+        // Retired chains first, each closed at its rotation; the current one last.
+        let mut cas: Vec<Value> = self
+            .history
+            .retired("ca")
+            .map(|r| {
+                chain_json(
+                    &self.ca_url,
+                    &self.operator,
+                    &self.operator,
+                    &r.chain_der(),
+                    &r.start,
+                    Some(&r.end),
+                )
+            })
+            .collect();
+        if !self.ca_chain.is_empty() {
+            cas.push(chain_json(
                 &self.ca_url,
                 &self.operator,
                 &self.operator,
                 &self.ca_chain,
-                &self.valid_from,
-            )]
-        };
-        let tsas: Vec<Value> = if self.tsa_chain.is_empty() {
-            Vec::new()
-        } else {
-            vec![chain_json(
-                &format!(
-                    "{}/api/v1/timestamp",
-                    self.tsa_url.as_deref().unwrap_or(&self.base_url)
-                ),
+                &self.history.start("ca"),
+                None,
+            ));
+        }
+        let tsa_uri = format!(
+            "{}/api/v1/timestamp",
+            self.tsa_url.as_deref().unwrap_or(&self.base_url)
+        );
+        let tsa_cn = format!("{} TSA", self.operator);
+        let mut tsas: Vec<Value> = self
+            .history
+            .retired("tsa")
+            .map(|r| {
+                chain_json(
+                    &tsa_uri,
+                    &self.operator,
+                    &tsa_cn,
+                    &r.chain_der(),
+                    &r.start,
+                    Some(&r.end),
+                )
+            })
+            .collect();
+        if !self.tsa_chain.is_empty() {
+            tsas.push(chain_json(
+                &tsa_uri,
                 &self.operator,
-                &format!("{} TSA", self.operator),
+                &tsa_cn,
                 &self.tsa_chain,
-                &self.valid_from,
-            )]
-        };
+                &self.history.start("tsa"),
+                None,
+            ));
+        }
         json!({
             "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
             "tlogs": tlogs,
