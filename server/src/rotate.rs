@@ -102,9 +102,15 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
     let old_chain = match role {
         "ca" => {
             if cfg.ca.backend != crate::ca::setup::CaBackend::File {
-                bail!("rotate ca generates file keys; with ca.backend = {:?} rotate the key in the token and re-run init", cfg.ca.backend);
+                bail!(
+                    "rotate ca generates file keys; with ca.backend = {:?} rotate the key in the token and re-run init",
+                    cfg.ca.backend
+                );
             }
             let chain = crate::ca::setup::ca_chain(&cfg.ca, data_dir)?;
+            let int_key = resolve(data_dir, &cfg.ca.intermediate_key);
+            // The root's key, written beside the intermediate's by the generator.
+            let root_key = int_key.parent().unwrap_or(data_dir).join("ca-root.pem");
             retire_files(
                 data_dir,
                 role,
@@ -112,7 +118,8 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
                 &[
                     resolve(data_dir, &cfg.ca.root_cert),
                     resolve(data_dir, &cfg.ca.intermediate_cert),
-                    resolve(data_dir, &cfg.ca.intermediate_key),
+                    int_key,
+                    root_key,
                 ],
             )?;
             crate::ca::setup::ensure_ca(&cfg.ca, data_dir)?;
