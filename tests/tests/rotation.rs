@@ -1,7 +1,8 @@
 //! Rotation end to end, with clients that take their trust from TUF and are never reconfigured:
 //! sign with the old CA → `sigil-server rotate ca` (and a restart) → sign with the new CA → every
 //! bundle verifies with `sigil` and with sigstore-python 4.5.1 (`--instance`, after its TUF
-//! refresh); then the same for `rotate tsa`.
+//! refresh) and Rekor v1 bundles with sigstore-js (`tufMirrorURL` + `tufRootPath`; it cannot
+//! read the Rekor v2 checkpoint's key name, see tuf_clients.rs); then the same for `rotate tsa`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sigil_tests::{SigilStack, record_interop, run, venv_tool, workspace_bin};
+use sigil_tests::{SigilStack, js_dir, record_interop, run, venv_tool, workspace_bin};
 
 const PY: &str = "sigstore-python 4.5.1";
 
@@ -123,6 +124,20 @@ impl Run<'_> {
             .await
             .unwrap();
             assert!(r.success(), "sigstore verify {bs} {when}:\n{r}");
+            if bs.ends_with(".v1.json") {
+                let dir = js_dir().unwrap();
+                let mut cmd = tokio::process::Command::new("node");
+                cmd.arg(dir.join("sigstore-js.mjs"))
+                    .args(["verify-tuf", "--bundle", bs, "--artifact", fs])
+                    .args(["--tuf-mirror", &self.instance, "--tuf-root"])
+                    .arg(self.stack.data_dir().join("tuf/1.root.json"))
+                    .arg("--tuf-cache")
+                    .arg(self.scratch.join("js-tuf-cache"))
+                    .args(["--identity", &self.identity, "--issuer", &issuer])
+                    .current_dir(dir);
+                let r = run(cmd, Duration::from_secs(120)).await.unwrap();
+                assert!(r.success(), "sigstore-js verify {bs} {when}:\n{r}");
+            }
         }
     }
 }
@@ -222,6 +237,11 @@ async fn rotating_the_ca_and_the_tsa_keeps_old_signatures_valid_without_reconfig
     record_interop(
         PY,
         "after `rotate ca` and `rotate tsa` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
+        true,
+    );
+    record_interop(
+        "sigstore-js sigstore 4.1.1",
+        "after `rotate ca` and `rotate tsa` (trust from TUF): Rekor v1 bundles signed before and after verify",
         true,
     );
 }
