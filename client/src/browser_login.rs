@@ -41,8 +41,7 @@ enum Callback {
 /// Runs the flow and returns the verified ID token (compact JWS).
 pub fn browser_login(opts: &BrowserLogin<'_>) -> Result<String> {
     // Following redirects on the back channel would let a provider steer us anywhere (SSRF).
-    crate::sign::install_crypto_provider();
-    let http = reqwest::blocking::Client::builder()
+    let http = crate::http::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()?;

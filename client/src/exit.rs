@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn a_refused_connection_is_a_network_error() {
         // Port 9 on loopback: nothing listens there in a test environment.
-        let err = crate::sign::http()
+        let err = crate::http::http()
             .unwrap()
             .get("http://127.0.0.1:9/")
             .send()

@@ -2,20 +2,18 @@
 //!
 //! Verification ([`verify`]) is pure and offline: bundle + trusted root + artifact + policy.
 
-pub mod artifact;
 pub mod browser_login;
 pub mod config;
 pub mod exit;
+pub mod http;
 pub mod log_cli;
 pub mod log_v2;
 pub mod logs;
 pub mod oci;
 pub mod oidc;
-pub mod policy;
 pub mod progress;
 pub mod sign;
 pub mod sign_in;
 pub mod tsa;
 pub mod tuf;
 pub mod verify;
-pub mod x509;

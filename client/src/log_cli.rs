@@ -194,7 +194,7 @@ fn print_entry(e: &Entry) -> Result<()> {
     println!("Index: {}", e.index);
     println!("UUID: {}", e.uuid);
     if let Some(t) = e.integrated_time {
-        println!("IntegratedTime: {}", crate::x509::fmt_time(t));
+        println!("IntegratedTime: {}", crate::verify::x509::fmt_time(t));
     }
     let source = if e.log.version == 2 {
         ", from the log's tiles"

@@ -21,7 +21,7 @@ pub struct V2Entry {
 }
 
 fn get(url: &str) -> Result<Vec<u8>> {
-    let resp = crate::sign::http()?
+    let resp = crate::http::http()?
         .get(url)
         .send()
         .with_context(|| format!("GET {url}"))?;

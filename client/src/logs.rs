@@ -17,7 +17,7 @@ use sigil_core::merkle::{self, Hash};
 use sigil_core::trust::{SigningConfig, TrustedRoot, select_services};
 
 use crate::exit;
-use crate::sign::http;
+use crate::http::http;
 
 /// Sigil's search extension of the Rekor v2 API.
 pub const V2_SEARCH_PATH: &str = "/api/v2/sigil/index/retrieve";

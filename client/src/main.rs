@@ -7,9 +7,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use sigil::config::{TrustSources, config_dir, now};
-use sigil::policy::{CertificatePolicy, Claim, StringMatcher};
 use sigil::sign::{self, Services, Signer};
 use sigil::verify::{Artifact, Options, Policy, Verified, verify_bundle};
+use sigil::verify::{CertificatePolicy, Claim, StringMatcher};
 use sigil_core::bundle::{Bundle, IN_TOTO_PAYLOAD_TYPE};
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, PublicKey, SigningKey, sha256};
 use sigil_core::trust::{SigningConfig, TrustedRoot};
@@ -487,7 +487,7 @@ fn run(cmd: Cmd) -> Result<()> {
         } => {
             let b = load_bundle(&bundle)?;
             let policy = identity.policy()?;
-            let artifact = sigil::artifact::load(&file, &b, &policy)
+            let artifact = sigil::verify::artifact::load(&file, &b, &policy)
                 .with_context(|| format!("reading {}", file.display()))?;
             let v = verify_with(&b, &artifact.as_artifact(), &policy, &trust)?;
             report(&v, output);
@@ -545,7 +545,7 @@ fn run(cmd: Cmd) -> Result<()> {
             let policy = identity.policy()?;
             let loaded = match &file {
                 Some(f) => Some(
-                    sigil::artifact::load(f, &b, &policy)
+                    sigil::verify::artifact::load(f, &b, &policy)
                         .with_context(|| format!("reading {}", f.display()))?,
                 ),
                 None => None,
@@ -710,7 +710,10 @@ fn report(v: &Verified, output: Output) {
             for e in &v.tlog_entries {
                 // Rekor v2 entries have no integrated time: the signing time came from a TSA.
                 let when = if e.integrated_time > 0 {
-                    format!("integrated {}", sigil::x509::fmt_time(e.integrated_time))
+                    format!(
+                        "integrated {}",
+                        sigil::verify::x509::fmt_time(e.integrated_time)
+                    )
                 } else {
                     format!("signed at {} (RFC 3161 timestamp)", v.signing_time_rfc3339)
                 };
@@ -824,7 +827,7 @@ fn trust_cmd(cmd: TrustCmd) -> Result<()> {
                     let base = u.trim_end_matches('/');
                     let get = |name: &str| -> Result<Vec<u8>> {
                         let url = format!("{base}/api/v1/trust/{name}");
-                        let r = sign::http()?
+                        let r = sigil::http::http()?
                             .get(&url)
                             .send()
                             .with_context(|| format!("GET {url}"))?;

@@ -31,8 +31,7 @@ pub fn challenge_claim(claims: &Value) -> Result<String> {
 }
 
 fn http() -> Result<reqwest::blocking::Client> {
-    crate::sign::install_crypto_provider();
-    Ok(reqwest::blocking::Client::builder()
+    Ok(crate::http::builder()
         .timeout(Duration::from_secs(30))
         .build()?)
 }

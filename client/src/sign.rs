@@ -17,34 +17,7 @@ use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey, sha256};
 use sigil_core::rekor_v2;
 use sigil_core::trust::{Service, SigningConfig, select_services};
 
-/// Installs aws-lc-rs as the process's TLS crypto provider, once. reqwest is built without a
-/// provider of its own so that one cryptography library serves the whole program; every HTTP
-/// client this crate builds calls this first.
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // An error means another provider was installed first; that one is used.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    });
-}
-
-/// A blocking HTTP client with sane timeouts.
-pub fn http() -> Result<reqwest::blocking::Client> {
-    install_crypto_provider();
-    Ok(reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
-        .build()?)
-}
-
-fn check(resp: reqwest::blocking::Response, what: &str) -> Result<Value> {
-    let status = resp.status();
-    let text = resp.text().unwrap_or_default();
-    if !status.is_success() {
-        bail!("{what} answered {status}: {text}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("{what}: answer is not JSON: {text}"))
-}
+use crate::http::{http, json_answer};
 
 /// The service URLs to use now.
 #[derive(Clone, Debug)]
@@ -163,7 +136,7 @@ pub fn request_certificate(ca_url: &str, token: &str, key: &SigningKey) -> Resul
         .json(&req)
         .send()
         .with_context(|| format!("POST {url}"))?;
-    let body = check(resp, &format!("CA {url}"))?;
+    let body = json_answer(resp, &format!("CA {url}"))?;
     let chain = body
         .pointer("/signedCertificateEmbeddedSct/chain/certificates")
         .or_else(|| body.pointer("/signedCertificateDetachedSct/chain/certificates"))
@@ -274,7 +247,7 @@ pub fn log_entry(rekor_url: &str, proposed: &Value) -> Result<(String, Value)> {
         let uuid = loc.rsplit('/').next().unwrap_or_default().to_owned();
         get_entry_by_uuid(base, &uuid)?
     } else {
-        first_entry(check(resp, &format!("log {url}"))?)?
+        first_entry(json_answer(resp, &format!("log {url}"))?)?
     };
     // An entry whose proof is not ready yet: fetch again briefly.
     for _ in 0..20 {
@@ -313,7 +286,7 @@ pub fn get_entry_by_uuid(rekor_url: &str, uuid: &str) -> Result<(String, Value)>
         "{}/api/v1/log/entries/{uuid}",
         rekor_url.trim_end_matches('/')
     );
-    first_entry(check(
+    first_entry(json_answer(
         http()?
             .get(&url)
             .send()
@@ -328,7 +301,7 @@ pub fn get_entry_by_index(rekor_url: &str, index: u64) -> Result<(String, Value)
         "{}/api/v1/log/entries?logIndex={index}",
         rekor_url.trim_end_matches('/')
     );
-    first_entry(check(
+    first_entry(json_answer(
         http()?
             .get(&url)
             .send()
@@ -361,7 +334,7 @@ pub fn log_entry_v2(rekor_url: &str, request: &Value) -> Result<TransparencyLogE
             std::thread::sleep(Duration::from_secs(wait));
             continue;
         }
-        let entry = check(resp, &format!("log {url}"))?;
+        let entry = json_answer(resp, &format!("log {url}"))?;
         return serde_json::from_value(entry.clone())
             .with_context(|| format!("log {url}: answer is not a TransparencyLogEntry: {entry}"));
     }

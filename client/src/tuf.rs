@@ -104,7 +104,6 @@ pub fn normalise(url: &str) -> Result<String> {
 /// Refreshes through TUF from `url`, trusting `root` (bytes of a root metadata file), and
 /// writes the verified targets and the newest root into `dir`.
 pub fn refresh_with(dir: &Path, url: &str, root: &[u8]) -> Result<()> {
-    crate::sign::install_crypto_provider();
     let tuf = dir.join("tuf");
     std::fs::create_dir_all(tuf.join("datastore"))
         .with_context(|| format!("creating {}", tuf.display()))?;
@@ -115,7 +114,7 @@ pub fn refresh_with(dir: &Path, url: &str, root: &[u8]) -> Result<()> {
         .build()
         .context("starting an async runtime for the TUF client")?;
     let (trusted_root, signing_config, newest_root) = runtime.block_on(async {
-        let http = reqwest::Client::builder()
+        let http = crate::http::async_builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
         let repo = RepositoryLoader::new(&root, base.clone(), targets_url)

@@ -8,8 +8,9 @@
     clippy::indexing_slicing
 )]
 
-use sigil::policy::{CertificatePolicy, Claim, StringMatcher};
-use sigil::verify::{Artifact, Options, Policy, VerifyError, verify_bundle};
+use sigil::verify::{
+    Artifact, CertificatePolicy, Claim, Options, Policy, StringMatcher, VerifyError, verify_bundle,
+};
 use sigil_core::bundle::Bundle;
 use sigil_core::trust::TrustedRoot;
 

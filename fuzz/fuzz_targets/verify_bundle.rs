@@ -4,8 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sigil::policy::{CertificatePolicy, StringMatcher};
-use sigil::verify::{Artifact, Options, Policy, verify_bundle};
+use sigil::verify::{Artifact, CertificatePolicy, Options, Policy, StringMatcher, verify_bundle};
 use sigil_core::bundle::Bundle;
 use sigil_core::trust::TrustedRoot;
 

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-use super::OciError;
+use super::error::OciError;
 use super::reference::DOCKER_HUB;
 
 /// A username and password (or identity token) for one registry.

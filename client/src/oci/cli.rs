@@ -19,9 +19,9 @@ use super::registry::{Registry, RegistryOptions};
 use super::sign::{SignOptions, attest_image, predicate_type_uri, predicate_value, sign_image};
 use super::verify::{Source, VerifiedImage, verify_attestations, verify_image};
 use crate::config::{TrustSources, now};
-use crate::policy::{CertificatePolicy, StringMatcher};
 use crate::sign::{Services, Signer};
 use crate::verify::Policy;
+use crate::verify::{CertificatePolicy, StringMatcher};
 
 /// How to reach the registry.
 #[derive(Args, Clone, Debug, Default)]
@@ -346,7 +346,7 @@ fn parse_image(s: &str) -> Result<ImageRef> {
     Ok(ImageRef::parse(s)?)
 }
 
-fn say_resolved(r: &super::Resolved, original: &ImageRef) {
+fn say_resolved(r: &super::sign::Resolved, original: &ImageRef) {
     match &r.from_tag {
         Some(tag) => eprintln!(
             "Resolved tag {tag} of {} to {}; signing the digest.",
@@ -454,7 +454,7 @@ pub fn run(cmd: ImageCmd) -> Result<()> {
 /// `GET <rekor>/api/v1/log/publicKey`: the Rekor v1 log's key (SPKI DER).
 fn rekor_public_key(url: &str) -> Result<Vec<u8>> {
     let u = format!("{}/api/v1/log/publicKey", url.trim_end_matches('/'));
-    let resp = crate::sign::http()?
+    let resp = crate::http::http()?
         .get(&u)
         .send()
         .with_context(|| format!("GET {u}"))?;
@@ -520,7 +520,10 @@ pub fn run_attest(cmd: AttestCmd) -> Result<()> {
 
 /// cosign's JSON for one verified signature: the payload with `optional` carrying the Rekor
 /// bundle, the certificate's issuer and subject.
-pub fn cosign_json(s: &super::VerifiedSignature, resolved: &super::Resolved) -> Value {
+pub fn cosign_json(
+    s: &super::verify::VerifiedSignature,
+    resolved: &super::sign::Resolved,
+) -> Value {
     let mut v = match &s.source {
         Source::Tag { .. } => s.payload.clone(),
         Source::Referrer { .. } => json!({"critical": {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sigil_core::bundle::TransparencyLogEntry;
 
-use super::OciError;
+use super::error::OciError;
 use super::registry::{Descriptor, Manifest, OCI_CONFIG, OCI_MANIFEST};
 
 pub const SIMPLESIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";

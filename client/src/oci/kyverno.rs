@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 use sigil_core::certs::pem_encode;
 use sigil_core::trust::TrustedRoot;
 
-use super::OciError;
-use crate::policy::StringMatcher;
+use super::error::OciError;
+use crate::verify::StringMatcher;
 
 /// What the policy admits.
 #[derive(Clone, Debug)]

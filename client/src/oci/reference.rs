@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::OciError;
+use super::error::OciError;
 
 /// Docker Hub's registry as cosign names it in `docker-reference`.
 pub const DOCKER_HUB: &str = "index.docker.io";

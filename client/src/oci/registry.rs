@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sigil_core::crypto::sha256;
 
-use super::OciError;
 use super::auth::{self, Credentials};
+use super::error::OciError;
 use super::reference::ImageRef;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -162,10 +162,8 @@ impl Registry {
             }
             (None, None) => auth::lookup(&image.registry)?,
         };
-        crate::sign::install_crypto_provider();
-        let http = Client::builder()
+        let http = crate::http::builder()
             .timeout(Duration::from_secs(120))
-            .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OciError::Http {
                 url: image.registry.clone(),

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 use sigil_core::bundle::{Bundle, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_V03};
 
-use super::OciError;
 use super::cosign::{
     self, ANN_PREDICATE_TYPE, ANN_SIGNATURE, DSSE_MEDIA_TYPE, RekorBundle, SIMPLESIGNING_MEDIA_TYPE,
 };
+use super::error::OciError;
 use super::reference::{ImageRef, cosign_tag};
 use super::registry::{Descriptor, Fetched, Manifest, OCI_EMPTY, OCI_MANIFEST, Registry};
 use crate::sign::{LogTarget, Signer, sign_blob, sign_dsse};
@@ -143,7 +143,7 @@ pub fn push_bundle_referrer(
         (ANN_BUNDLE_PREDICATE.to_owned(), predicate_type.to_owned()),
         (
             "org.opencontainers.image.created".to_owned(),
-            crate::x509::fmt_time(crate::config::now()),
+            crate::verify::x509::fmt_time(crate::config::now()),
         ),
     ]);
     let manifest = Manifest {
@@ -262,7 +262,7 @@ pub fn predicate_value(type_uri: &str, contents: &[u8]) -> Result<Value> {
         Ok(v) => Ok(v),
         Err(_) if type_uri == "https://cosign.sigstore.dev/attestation/v1" => Ok(json!({
             "Data": String::from_utf8_lossy(contents),
-            "Timestamp": crate::x509::fmt_time(crate::config::now()),
+            "Timestamp": crate::verify::x509::fmt_time(crate::config::now()),
         })),
         Err(e) => Err(anyhow!("the predicate is not JSON: {e}")),
     }

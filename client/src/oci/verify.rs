@@ -16,11 +16,11 @@ use sigil_core::bundle::{
 use sigil_core::crypto::{DigestAlgorithm, sha256};
 use sigil_core::trust::TrustedRoot;
 
-use super::OciError;
 use super::cosign::{
     self, ANN_BUNDLE, ANN_CERTIFICATE, ANN_SIGNATURE, DSSE_MEDIA_TYPE, RekorBundle,
     SIMPLESIGNING_MEDIA_TYPE,
 };
+use super::error::OciError;
 use super::reference::{ImageRef, cosign_tag};
 use super::registry::{Descriptor, Manifest, Registry};
 use super::sign::{COSIGN_SIGN_PREDICATE, Resolved, resolve};

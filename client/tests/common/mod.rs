@@ -1,8 +1,7 @@
 //! Fixtures shared by the verifier tests: a Rekor v2 + RFC 3161 bundle and a Rekor v1 bundle
 //! signed by a Sigil deployment, its trusted root, the artifact and the signer's identity.
 
-use sigil::policy::{CertificatePolicy, StringMatcher};
-use sigil::verify::Policy;
+use sigil::verify::{CertificatePolicy, Policy, StringMatcher};
 
 /// The bytes of `client/tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> Vec<u8> {

@@ -1,15 +1,32 @@
 //! Reading an artifact for verification: hashed in pieces as it is read, in the one algorithm
 //! the bundle needs, so a large file costs one pass of the hash and no copy in memory. The bytes
 //! themselves are read only where a signature covers them directly (Ed25519 over the message).
+//! Also the artifact as verification sees it, and the digest a message signature is over.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use sigil_core::bundle::{Bundle, Content, HashAlgorithm, SigningMaterial};
+use sigil_core::bundle::{Bundle, Content, HashAlgorithm, MessageSignature, SigningMaterial};
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm};
 
-use crate::verify::{Artifact, Policy};
+use super::error::VerifyError;
+use super::policy::Policy;
+use super::x509::ParsedCert;
+
+/// What was signed, as the verifier knows it.
+#[derive(Clone, Debug)]
+pub enum Artifact<'a> {
+    /// The artifact's bytes.
+    Bytes(&'a [u8]),
+    /// Only the artifact's digest (conformance `sha256:<hex>`).
+    Digest {
+        algorithm: DigestAlgorithm,
+        digest: Vec<u8>,
+    },
+    /// Nothing: only for DSSE bundles, whose payload is self-contained.
+    None,
+}
 
 /// Size of each read: large enough that syscalls are noise next to hashing.
 const CHUNK: usize = 1 << 20;
@@ -132,12 +149,64 @@ pub fn load(path: &Path, bundle: &Bundle, policy: &Policy) -> std::io::Result<Lo
 fn signs_message_itself(bundle: &Bundle, policy: &Policy) -> bool {
     let key_alg = match (bundle.signing_material(), policy) {
         (Ok(SigningMaterial::Certificate { leaf, .. }), _) => {
-            crate::x509::ParsedCert::from_der(leaf).map(|c| c.key.algorithm())
+            ParsedCert::from_der(leaf).map(|c| c.key.algorithm())
         }
         (_, Policy::Key(k)) => Ok(k.algorithm()),
         _ => return false,
     };
     matches!(key_alg, Ok(KeyAlgorithm::Ed25519))
+}
+
+/// The artifact digest in the algorithm the bundle uses.
+fn artifact_digest(
+    artifact: &Artifact<'_>,
+    alg: DigestAlgorithm,
+) -> Result<Option<Vec<u8>>, VerifyError> {
+    match artifact {
+        Artifact::Bytes(b) => Ok(Some(alg.digest(b))),
+        Artifact::Digest { algorithm, digest } if *algorithm == alg => Ok(Some(digest.clone())),
+        Artifact::Digest { algorithm, .. } => Err(VerifyError::DigestMismatch {
+            algorithm: alg.name().into(),
+            bundle: format!("a {} digest", alg.name()),
+            artifact: format!("a {} digest", algorithm.name()),
+        }),
+        Artifact::None => Ok(None),
+    }
+}
+
+fn digest_alg(h: HashAlgorithm) -> Result<DigestAlgorithm, VerifyError> {
+    match h {
+        HashAlgorithm::Sha2_256 => Ok(DigestAlgorithm::Sha256),
+        HashAlgorithm::Sha2_384 => Ok(DigestAlgorithm::Sha384),
+        HashAlgorithm::Sha2_512 => Ok(DigestAlgorithm::Sha512),
+        other => Err(VerifyError::Signature(format!(
+            "unsupported message digest algorithm {other:?}"
+        ))),
+    }
+}
+
+/// The (algorithm, digest) the message signature is over, after checking it against the artifact.
+pub(crate) fn message_digest(
+    ms: &MessageSignature,
+    artifact: &Artifact<'_>,
+) -> Result<(DigestAlgorithm, Vec<u8>), VerifyError> {
+    let alg = match &ms.message_digest {
+        Some(md) => digest_alg(md.algorithm)?,
+        None => DigestAlgorithm::Sha256,
+    };
+    let computed = artifact_digest(artifact, alg)?;
+    match (&ms.message_digest, computed) {
+        (Some(md), Some(c)) if md.digest != c => Err(VerifyError::DigestMismatch {
+            algorithm: alg.name().into(),
+            bundle: hex::encode(&md.digest),
+            artifact: hex::encode(&c),
+        }),
+        (_, Some(c)) => Ok((alg, c)),
+        (Some(md), None) => Ok((alg, md.digest.clone())),
+        (None, None) => Err(VerifyError::Signature(
+            "no artifact and no message digest to verify against".into(),
+        )),
+    }
 }
 
 #[cfg(test)]

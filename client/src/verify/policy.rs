@@ -1,12 +1,22 @@
-//! Identity policy: who must have signed (certificate SAN, OIDC issuer, CI claims).
+//! Who must have signed: a known key, or a certificate identity (SAN, OIDC issuer, CI claims).
 
 use der::Decode;
 use serde::Serialize;
 use sigil_core::certs::{self, San};
+use sigil_core::crypto::PublicKey;
 use sigil_core::oid;
 use x509_cert::Certificate;
 
-use crate::verify::VerifyError;
+use super::error::VerifyError;
+
+/// Who must have signed.
+#[derive(Clone, Debug)]
+pub enum Policy {
+    /// A Fulcio-style certificate matching this policy.
+    Certificate(CertificatePolicy),
+    /// A known public key (bundle `publicKey` or a certificate's key).
+    Key(PublicKey),
+}
 
 /// Matches a string exactly or by regular expression (unanchored, as cosign does).
 #[derive(Clone, Debug)]

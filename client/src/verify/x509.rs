@@ -9,7 +9,7 @@ use sigil_core::trust::TrustedRoot;
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
 
-use crate::verify::VerifyError;
+use super::error::VerifyError;
 
 /// A parsed certificate with the fields verification needs.
 #[derive(Clone, Debug)]
