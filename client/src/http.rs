@@ -1,5 +1,5 @@
-//! The one way this crate builds HTTP clients: aws-lc-rs as the TLS provider, Sigil's user agent
-//! and a timeout; and the check every JSON API answer goes through.
+//! The one way this crate builds HTTP clients (aws-lc-rs as the TLS provider, Sigil's user agent,
+//! a timeout) and reads JSON API answers.
 
 use std::time::Duration;
 
@@ -47,4 +47,31 @@ pub fn json_answer(resp: reqwest::blocking::Response, what: &str) -> Result<Valu
         bail!("{what} answered {status}: {text}");
     }
     serde_json::from_str(&text).with_context(|| format!("{what}: answer is not JSON: {text}"))
+}
+
+/// GET (or POST `body` to) `url` and return its JSON; `None` when the server answers 404 (no
+/// such entry). A 5xx answer is a network error: the server, not the request, failed.
+pub fn fetch_json(url: &str, body: Option<&Value>) -> Result<Option<Value>> {
+    let client = http()?;
+    let (req, method) = match body {
+        Some(b) => (client.post(url).json(b), "POST"),
+        None => (client.get(url), "GET"),
+    };
+    let resp = req.send().with_context(|| format!("{method} {url}"))?;
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if status.is_server_error() {
+        return Err(crate::exit::network(format!(
+            "{url} answered {status}: {text}"
+        )));
+    }
+    if !status.is_success() {
+        bail!("{url} answered {status}: {text}");
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("{url}: the answer is not JSON: {text}"))
 }

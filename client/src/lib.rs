@@ -3,10 +3,12 @@
 //! Verification ([`verify`]) is pure and offline: bundle + trusted root + artifact + policy.
 
 pub mod browser_login;
+pub mod ca;
 pub mod config;
 pub mod exit;
 pub mod http;
 pub mod log_cli;
+pub mod log_v1;
 pub mod log_v2;
 pub mod logs;
 pub mod oci;

@@ -1,11 +1,20 @@
-//! Reading a Rekor v2 log, which has no entry API: an entry and its inclusion proof come from the
-//! log's static C2SP tiles, checked against its signed checkpoint.
+//! A Rekor v2 log: logging an entry, and reading it, which has no entry API: an entry and its
+//! inclusion proof come from the log's static C2SP tiles, checked against its signed checkpoint.
+
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use sigil_core::bundle::TransparencyLogEntry;
 use sigil_core::crypto::PublicKey;
 use sigil_core::merkle::{self, Hash};
 use sigil_core::tiles::{TILE_WIDTH, TileId, TileSet, parse_entry_bundle, tiles_for_nodes};
 use sigil_core::trust::TrustedRoot;
+
+use crate::http::{fetch_json, http, json_answer};
+
+/// Sigil's search extension of the Rekor v2 API.
+pub const V2_SEARCH_PATH: &str = "/api/v2/sigil/index/retrieve";
 
 /// One entry of a Rekor v2 log, proven to be in its latest checkpoint.
 #[derive(Debug)]
@@ -21,7 +30,7 @@ pub struct V2Entry {
 }
 
 fn get(url: &str) -> Result<Vec<u8>> {
-    let resp = crate::http::http()?
+    let resp = http()?
         .get(url)
         .send()
         .with_context(|| format!("GET {url}"))?;
@@ -155,4 +164,59 @@ pub fn find_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<Opt
         proof,
         checkpoint: text,
     }))
+}
+
+/// The entries Sigil's search extension of the log (`POST /api/v2/sigil/index/retrieve`) lists
+/// for one search request: (UUID, index).
+pub fn search(rekor_url: &str, request: &Value) -> Result<Vec<(String, Option<u64>)>> {
+    let base = rekor_url.trim_end_matches('/');
+    let url = format!("{base}{V2_SEARCH_PATH}");
+    let answer = fetch_json(&url, Some(request))?.ok_or_else(|| {
+        anyhow!(
+            "Rekor v2 log {base} offers no search ({V2_SEARCH_PATH} is Sigil's extension of \
+             Rekor v2); find entries with --rekor-version 1 or by --index"
+        )
+    })?;
+    let list = answer
+        .as_array()
+        .ok_or_else(|| anyhow!("{url}: the answer is not a list"))?;
+    Ok(list
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h.get("uuid")?.as_str()?.to_string(),
+                h.get("logIndex").and_then(Value::as_u64),
+            ))
+        })
+        .collect())
+}
+
+/// Posts a `CreateEntryRequest` to a Rekor v2 log; returns the `TransparencyLogEntry`, which
+/// arrives once the entry is in a signed checkpoint. A full log (503) is retried as it asks.
+pub fn log_entry_v2(rekor_url: &str, request: &Value) -> Result<TransparencyLogEntry> {
+    let url = format!("{}/api/v2/log/entries", rekor_url.trim_end_matches('/'));
+    let client = http()?;
+    let mut attempts = 0;
+    loop {
+        let resp = client
+            .post(&url)
+            .json(request)
+            .send()
+            .with_context(|| format!("POST {url}"))?;
+        if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < 5 {
+            attempts += 1;
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(10);
+            std::thread::sleep(Duration::from_secs(wait));
+            continue;
+        }
+        let entry = json_answer(resp, &format!("log {url}"))?;
+        return serde_json::from_value(entry.clone())
+            .with_context(|| format!("log {url}: answer is not a TransparencyLogEntry: {entry}"));
+    }
 }

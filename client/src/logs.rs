@@ -2,25 +2,21 @@
 //! v2), asked for an entry by index, UUID or search criteria, each answer proven against its
 //! log's signed checkpoint and labelled with the log that gave it.
 //!
-//! Rekor v1 logs are read through their entry and index APIs. Rekor v2 logs serve only tiles:
-//! entries are read and proven from the tiles ([`crate::log_v2`]), and found through Sigil's
-//! search extension (`POST /api/v2/sigil/index/retrieve`, answered only by Sigil servers).
+//! Rekor v1 logs are read through their entry and index APIs ([`crate::log_v1`]). Rekor v2 logs
+//! serve only tiles: entries are read and proven from the tiles ([`crate::log_v2`]), and found
+//! through Sigil's search extension (`POST /api/v2/sigil/index/retrieve`, answered only by Sigil
+//! servers).
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sigil_core::crypto::PublicKey;
 use sigil_core::merkle::{self, Hash};
 use sigil_core::trust::{SigningConfig, TrustedRoot, select_services};
 
 use crate::exit;
-use crate::http::http;
-
-/// Sigil's search extension of the Rekor v2 API.
-pub const V2_SEARCH_PATH: &str = "/api/v2/sigil/index/retrieve";
 
 /// One transparency log of the deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,89 +105,17 @@ impl Entry {
     }
 }
 
-/// GET or POST returning JSON; `None` when the log answers 404 (no such entry).
-fn fetch(url: &str, body: Option<&Value>) -> Result<Option<Value>> {
-    let client = http()?;
-    let (req, method) = match body {
-        Some(b) => (client.post(url).json(b), "POST"),
-        None => (client.get(url), "GET"),
-    };
-    let resp = req.send().with_context(|| format!("{method} {url}"))?;
-    let status = resp.status();
-    let text = resp.text().unwrap_or_default();
-    if status == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
+fn from_v1(log: &Log, e: crate::log_v1::V1Entry) -> Entry {
+    Entry {
+        log: log.clone(),
+        index: e.index,
+        uuid: hex::encode(merkle::leaf_hash(&e.body)),
+        integrated_time: Some(e.integrated_time),
+        log_id: e.log_id,
+        body: e.body,
+        tree_size: e.tree_size,
+        root_hash: e.root_hash,
     }
-    if status.is_server_error() {
-        return Err(exit::network(format!("{url} answered {status}: {text}")));
-    }
-    if !status.is_success() {
-        bail!("{url} answered {status}: {text}");
-    }
-    serde_json::from_str(&text)
-        .map(Some)
-        .with_context(|| format!("{url}: the answer is not JSON: {text}"))
-}
-
-/// A Rekor v1 `{uuid: LogEntry}` answer checked: its inclusion proof leads to a checkpoint
-/// signed by the trusted-root key of the log that wrote it.
-fn proven_v1(log: &Log, answer: Value, root: &TrustedRoot) -> Result<Entry> {
-    let first = match answer {
-        Value::Array(a) => a.into_iter().next(),
-        other => Some(other),
-    };
-    let (_, entry) = first
-        .and_then(|v| match v {
-            Value::Object(m) => m.into_iter().next(),
-            _ => None,
-        })
-        .ok_or_else(|| anyhow!("{} answered no entry", log.describe()))?;
-    let tlog = crate::sign::tlog_entry_from_rekor(&entry, "", "")?;
-    let check = || -> Result<Entry> {
-        let key = root
-            .tlogs_by_id(&tlog.log_id.key_id)
-            .next()
-            .ok_or_else(|| {
-                anyhow!(
-                    "log {} is not in the trusted root",
-                    hex::encode(&tlog.log_id.key_id)
-                )
-            })
-            .and_then(|l| Ok(PublicKey::from_spki_der(&l.public_key.raw_bytes)?))?;
-        let proof = tlog
-            .inclusion_proof
-            .as_ref()
-            .ok_or_else(|| anyhow!("the entry has no inclusion proof"))?;
-        let leaf = merkle::leaf_hash(&tlog.canonicalized_body);
-        let hashes: Vec<Hash> = proof
-            .hashes
-            .iter()
-            .map(|h| h.as_slice().try_into())
-            .collect::<Result<_, _>>()
-            .context("an inclusion proof hash is not 32 bytes")?;
-        let index = u64::try_from(proof.log_index)?;
-        let size = u64::try_from(proof.tree_size)?;
-        let computed = merkle::root_from_inclusion_proof(&leaf, index, size, &hashes)?;
-        let cp = proof
-            .checkpoint
-            .as_ref()
-            .ok_or_else(|| anyhow!("the inclusion proof has no checkpoint"))?;
-        let (cp_size, cp_root) = crate::verify::verify_checkpoint(cp.envelope.as_bytes(), &key)?;
-        if cp_root != computed || cp_size != size {
-            bail!("the inclusion proof does not lead to the signed checkpoint");
-        }
-        Ok(Entry {
-            log: log.clone(),
-            index,
-            uuid: hex::encode(leaf),
-            integrated_time: Some(tlog.integrated_time),
-            log_id: tlog.log_id.key_id.clone(),
-            body: tlog.canonicalized_body.clone(),
-            tree_size: size,
-            root_hash: cp_root,
-        })
-    };
-    check().map_err(|e| exit::verification(format!("{}: {e:#}", log.describe())))
 }
 
 fn from_v2(log: &Log, e: crate::log_v2::V2Entry) -> Entry {
@@ -211,12 +135,7 @@ fn from_v2(log: &Log, e: crate::log_v2::V2Entry) -> Entry {
 pub fn get_by_index(log: &Log, index: u64, root: &TrustedRoot) -> Result<Option<Entry>> {
     match log.version {
         2 => Ok(crate::log_v2::find_entry(log.base(), index, root)?.map(|e| from_v2(log, e))),
-        _ => fetch(
-            &format!("{}/api/v1/log/entries?logIndex={index}", log.base()),
-            None,
-        )?
-        .map(|a| proven_v1(log, a, root))
-        .transpose(),
+        _ => Ok(crate::log_v1::find_entry(log.base(), index, root)?.map(|e| from_v1(log, e))),
     }
 }
 
@@ -231,18 +150,15 @@ pub fn get_by_uuid(log: &Log, uuid: &str, root: &TrustedRoot) -> Result<Option<E
     })?;
     match log.version {
         2 => {
-            let hits = v2_search(log, &json!({"uuid": hex::encode(leaf)}))?;
+            let hits = crate::log_v2::search(log.base(), &json!({"uuid": hex::encode(leaf)}))?;
             match hits.first() {
-                Some(h) => get_by_index(log, h.index.unwrap_or(u64::MAX), root),
+                Some((_, index)) => get_by_index(log, index.unwrap_or(u64::MAX), root),
                 None => Ok(None),
             }
         }
-        _ => fetch(
-            &format!("{}/api/v1/log/entries/{}", log.base(), hex::encode(leaf)),
-            None,
-        )?
-        .map(|a| proven_v1(log, a, root))
-        .transpose(),
+        _ => Ok(
+            crate::log_v1::find_entry_by_leaf(log.base(), &leaf, root)?.map(|e| from_v1(log, e))
+        ),
     }
 }
 
@@ -290,71 +206,19 @@ impl Hit {
     }
 }
 
-fn v2_search(log: &Log, req: &Value) -> Result<Vec<Hit>> {
-    let url = format!("{}{V2_SEARCH_PATH}", log.base());
-    let answer = fetch(&url, Some(req))?.ok_or_else(|| {
-        anyhow!(
-            "{} offers no search ({V2_SEARCH_PATH} is Sigil's extension of Rekor v2); \
-             find entries with --rekor-version 1 or by --index",
-            log.describe()
-        )
-    })?;
-    let list = answer
-        .as_array()
-        .ok_or_else(|| anyhow!("{url}: the answer is not a list"))?;
-    Ok(list
-        .iter()
-        .filter_map(|h| {
-            Some(Hit {
-                log: log.clone(),
-                uuid: h.get("uuid")?.as_str()?.to_string(),
-                index: h.get("logIndex").and_then(Value::as_u64),
-            })
-        })
-        .collect())
-}
-
 /// The UUIDs (leaf hashes, lowercase hex) one criterion finds in a log, with their indexes when
 /// the log names them (v2).
 fn search_one(log: &Log, c: &Criterion) -> Result<Vec<(String, Option<u64>)>> {
     if log.version == 2 {
-        return Ok(v2_search(log, &c.request())?
+        return Ok(crate::log_v2::search(log.base(), &c.request())?
             .into_iter()
-            .map(|h| (h.uuid.to_ascii_lowercase(), h.index))
+            .map(|(uuid, index)| (uuid.to_ascii_lowercase(), index))
             .collect());
     }
-    let url = format!("{}/api/v1/index/retrieve", log.base());
-    let answer = fetch(&url, Some(&c.request()))?.unwrap_or(Value::Array(Vec::new()));
-    Ok(answer
-        .as_array()
-        .ok_or_else(|| anyhow!("{url}: the answer is not a list: {answer}"))?
-        .iter()
-        .filter_map(Value::as_str)
-        // An entry ID is the tree ID and the UUID: keep the UUID, as v2 names entries.
-        .filter_map(|id| id.get(id.len().saturating_sub(64)..))
-        .map(|u| (u.to_ascii_lowercase(), None))
+    Ok(crate::log_v1::search(log.base(), &c.request())?
+        .into_iter()
+        .map(|u| (u, None))
         .collect())
-}
-
-/// The indexes of Rekor v1 entries, from the entries themselves (at most 100 per request).
-fn v1_indexes(log: &Log, uuids: &[String]) -> Result<BTreeMap<String, u64>> {
-    let mut indexes = BTreeMap::new();
-    for chunk in uuids.chunks(100) {
-        let answer = fetch(
-            &format!("{}/api/v1/log/entries/retrieve", log.base()),
-            Some(&json!({"entryUUIDs": chunk})),
-        )?
-        .unwrap_or(Value::Array(Vec::new()));
-        for m in answer.as_array().into_iter().flatten() {
-            for (id, e) in m.as_object().into_iter().flatten() {
-                let uuid = id.get(id.len().saturating_sub(64)..).unwrap_or(id);
-                if let Some(i) = e.get("logIndex").and_then(Value::as_u64) {
-                    indexes.insert(uuid.to_ascii_lowercase(), i);
-                }
-            }
-        }
-    }
-    Ok(indexes)
 }
 
 /// Entries of one log matching the criteria, by index. Each criterion is asked alone and the
@@ -389,7 +253,7 @@ pub fn search(log: &Log, criteria: &[Criterion], op: Operator) -> Result<Vec<Hit
     let indexes = if missing.is_empty() {
         BTreeMap::new()
     } else {
-        v1_indexes(log, &missing)?
+        crate::log_v1::indexes(log.base(), &missing)?
     };
     let mut hits: Vec<Hit> = found
         .into_iter()
@@ -409,23 +273,7 @@ pub fn verified_head(log: &Log, root: &TrustedRoot) -> Result<(u64, Hash)> {
         return crate::log_v2::verified_head(log.base(), root)
             .map_err(|e| exit::verification(format!("{}: {e:#}", log.describe())));
     }
-    let info = fetch(&format!("{}/api/v1/log", log.base()), None)?
-        .ok_or_else(|| anyhow!("{} has no /api/v1/log", log.describe()))?;
-    let sth = info
-        .get("signedTreeHead")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("{} answered no signedTreeHead", log.describe()))?;
-    // The log is the trusted root's entry whose key signs this checkpoint.
-    root.tlogs
-        .iter()
-        .filter_map(|l| PublicKey::from_spki_der(&l.public_key.raw_bytes).ok())
-        .find_map(|k| crate::verify::verify_checkpoint(sth.as_bytes(), &k).ok())
-        .ok_or_else(|| {
-            exit::verification(format!(
-                "the checkpoint of the {} is not signed by a trusted log key",
-                log.describe()
-            ))
-        })
+    crate::log_v1::verified_head(log.base(), root)
 }
 
 /// A consistency proof between two sizes of a log (computed from the tiles for v2, which
@@ -434,23 +282,7 @@ pub fn consistency_proof(log: &Log, old: u64, new: u64) -> Result<Vec<Hash>> {
     if log.version == 2 {
         return crate::log_v2::consistency_proof(log.base(), old, new);
     }
-    let p = fetch(
-        &format!(
-            "{}/api/v1/log/proof?firstSize={old}&lastSize={new}",
-            log.base()
-        ),
-        None,
-    )?
-    .ok_or_else(|| anyhow!("{} serves no consistency proof", log.describe()))?;
-    Ok(p.get("hashes")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
-                .collect()
-        })
-        .unwrap_or_default())
+    crate::log_v1::consistency_proof(log.base(), old, new)
 }
 
 /// What `log verify` found for one log.

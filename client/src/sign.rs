@@ -1,23 +1,22 @@
-//! Signing: certificates from the CA (Fulcio API), entries in the log (Rekor v1 or v2 API),
-//! RFC 3161 timestamps, bundles.
-
-use std::time::Duration;
+//! Signing: which services to use, the signer (a key, or an ephemeral key with a certificate from
+//! the CA), and signed bundles: the signature timestamped by the TSA and logged in Rekor v1
+//! ([`crate::log_v1`]) or v2 ([`crate::log_v2`]).
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sigil_core::bundle::{
-    self, Bundle, Envelope, HashAlgorithm, HashOutput, InclusionPromise, InclusionProof,
-    KindVersion, LogId, MessageSignature, PublicKeyIdentifier, Rfc3161SignedTimestamp,
-    TimestampVerificationData, TransparencyLogEntry, VerificationMaterial, X509Certificate,
+    self, Bundle, Envelope, HashAlgorithm, HashOutput, MessageSignature, PublicKeyIdentifier,
+    Rfc3161SignedTimestamp, TimestampVerificationData, TransparencyLogEntry, VerificationMaterial,
+    X509Certificate,
 };
 use sigil_core::certs;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey, sha256};
 use sigil_core::rekor_v2;
 use sigil_core::trust::{Service, SigningConfig, select_services};
 
-use crate::http::{http, json_answer};
+use crate::log_v1;
 
 /// The service URLs to use now.
 #[derive(Clone, Debug)]
@@ -109,234 +108,6 @@ impl<'a> LogTarget<'a> {
             rekor_version: 1,
             tsa: None,
         }
-    }
-}
-
-/// Asks the CA for a certificate for `key`, proving possession by signing the token's challenge.
-/// Returns the chain as DER, leaf first.
-pub fn request_certificate(ca_url: &str, token: &str, key: &SigningKey) -> Result<Vec<Vec<u8>>> {
-    let claims = crate::oidc::unverified_claims(token)?;
-    let challenge = crate::oidc::challenge_claim(&claims)?;
-    let pop = key.sign(challenge.as_bytes())?;
-    let algorithm = match key.algorithm() {
-        KeyAlgorithm::Ed25519 => "ED25519",
-        KeyAlgorithm::Rsa { .. } => "RSA_PSS",
-        _ => "ECDSA",
-    };
-    let req = json!({
-        "credentials": {"oidcIdentityToken": token},
-        "publicKeyRequest": {
-            "publicKey": {"algorithm": algorithm, "content": key.public_key().to_pem()},
-            "proofOfPossession": STANDARD.encode(pop),
-        },
-    });
-    let url = format!("{}/api/v2/signingCert", ca_url.trim_end_matches('/'));
-    let resp = http()?
-        .post(&url)
-        .json(&req)
-        .send()
-        .with_context(|| format!("POST {url}"))?;
-    let body = json_answer(resp, &format!("CA {url}"))?;
-    let chain = body
-        .pointer("/signedCertificateEmbeddedSct/chain/certificates")
-        .or_else(|| body.pointer("/signedCertificateDetachedSct/chain/certificates"))
-        .and_then(Value::as_array)
-        .ok_or_else(|| anyhow!("CA answer has no certificate chain: {body}"))?;
-    let mut out = Vec::new();
-    for pem in chain {
-        let pem = pem
-            .as_str()
-            .ok_or_else(|| anyhow!("CA chain entry is not a string"))?;
-        for (label, der) in certs::pem_decode_all(pem.as_bytes())? {
-            if label == "CERTIFICATE" {
-                out.push(der);
-            }
-        }
-    }
-    if out.is_empty() {
-        bail!("CA returned an empty certificate chain");
-    }
-    Ok(out)
-}
-
-/// A Rekor v1 `LogEntry` (`{uuid: {...}}` value) converted to the bundle's form.
-pub fn tlog_entry_from_rekor(
-    entry: &Value,
-    kind: &str,
-    version: &str,
-) -> Result<TransparencyLogEntry> {
-    let s = |p: &str| entry.pointer(p).and_then(Value::as_str);
-    let i = |p: &str| entry.pointer(p).and_then(Value::as_i64);
-    let body = STANDARD.decode(s("/body").ok_or_else(|| anyhow!("log entry has no body"))?)?;
-    let log_id = hex::decode(s("/logID").ok_or_else(|| anyhow!("log entry has no logID"))?)?;
-    let promise = s("/verification/signedEntryTimestamp")
-        .map(|b| {
-            STANDARD.decode(b).map(|v| InclusionPromise {
-                signed_entry_timestamp: v,
-            })
-        })
-        .transpose()?;
-    let proof = match entry.pointer("/verification/inclusionProof") {
-        Some(p) if !p.is_null() => {
-            let hashes = p
-                .get("hashes")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(hex::decode)
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()?
-                .unwrap_or_default();
-            Some(InclusionProof {
-                log_index: p.get("logIndex").and_then(Value::as_i64).unwrap_or(0),
-                root_hash: hex::decode(p.get("rootHash").and_then(Value::as_str).unwrap_or(""))?,
-                tree_size: p.get("treeSize").and_then(Value::as_i64).unwrap_or(0),
-                hashes,
-                checkpoint: p.get("checkpoint").and_then(Value::as_str).map(|c| {
-                    bundle::Checkpoint {
-                        envelope: c.to_owned(),
-                    }
-                }),
-            })
-        }
-        _ => None,
-    };
-    // The kind in the body is authoritative.
-    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let kind = body_json
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or(kind)
-        .to_owned();
-    let version = body_json
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(version)
-        .to_owned();
-    Ok(TransparencyLogEntry {
-        log_index: i("/logIndex").unwrap_or(0),
-        log_id: LogId { key_id: log_id },
-        kind_version: KindVersion { kind, version },
-        integrated_time: i("/integratedTime").unwrap_or(0),
-        inclusion_promise: promise,
-        inclusion_proof: proof,
-        canonicalized_body: body,
-    })
-}
-
-/// Posts a proposed entry to Rekor v1; returns (uuid, entry). An existing identical entry (409)
-/// is fetched instead.
-pub fn log_entry(rekor_url: &str, proposed: &Value) -> Result<(String, Value)> {
-    let base = rekor_url.trim_end_matches('/');
-    let url = format!("{base}/api/v1/log/entries");
-    let client = http()?;
-    let resp = client
-        .post(&url)
-        .json(proposed)
-        .send()
-        .with_context(|| format!("POST {url}"))?;
-    let (uuid, mut entry) = if resp.status() == reqwest::StatusCode::CONFLICT {
-        let loc = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("log answered 409 without a Location"))?;
-        let uuid = loc.rsplit('/').next().unwrap_or_default().to_owned();
-        get_entry_by_uuid(base, &uuid)?
-    } else {
-        first_entry(json_answer(resp, &format!("log {url}"))?)?
-    };
-    // An entry whose proof is not ready yet: fetch again briefly.
-    for _ in 0..20 {
-        if entry
-            .pointer("/verification/inclusionProof/checkpoint")
-            .is_some()
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        entry = get_entry_by_uuid(base, &uuid)?.1;
-    }
-    Ok((uuid, entry))
-}
-
-fn first_entry(v: Value) -> Result<(String, Value)> {
-    let v = match v {
-        Value::Array(a) => a
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("log returned no entry"))?,
-        other => other,
-    };
-    match v {
-        Value::Object(m) => m
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("log returned no entry")),
-        other => bail!("unexpected log answer {other}"),
-    }
-}
-
-/// `GET /api/v1/log/entries/{uuid}`.
-pub fn get_entry_by_uuid(rekor_url: &str, uuid: &str) -> Result<(String, Value)> {
-    let url = format!(
-        "{}/api/v1/log/entries/{uuid}",
-        rekor_url.trim_end_matches('/')
-    );
-    first_entry(json_answer(
-        http()?
-            .get(&url)
-            .send()
-            .with_context(|| format!("GET {url}"))?,
-        &format!("log {url}"),
-    )?)
-}
-
-/// `GET /api/v1/log/entries?logIndex=N`.
-pub fn get_entry_by_index(rekor_url: &str, index: u64) -> Result<(String, Value)> {
-    let url = format!(
-        "{}/api/v1/log/entries?logIndex={index}",
-        rekor_url.trim_end_matches('/')
-    );
-    first_entry(json_answer(
-        http()?
-            .get(&url)
-            .send()
-            .with_context(|| format!("GET {url}"))?,
-        &format!("log {url}"),
-    )?)
-}
-
-/// Posts a `CreateEntryRequest` to a Rekor v2 log; returns the `TransparencyLogEntry`, which
-/// arrives once the entry is in a signed checkpoint. A full log (503) is retried as it asks.
-pub fn log_entry_v2(rekor_url: &str, request: &Value) -> Result<TransparencyLogEntry> {
-    let url = format!("{}/api/v2/log/entries", rekor_url.trim_end_matches('/'));
-    let client = http()?;
-    let mut attempts = 0;
-    loop {
-        let resp = client
-            .post(&url)
-            .json(request)
-            .send()
-            .with_context(|| format!("POST {url}"))?;
-        if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < 5 {
-            attempts += 1;
-            let wait = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(1)
-                .min(10);
-            std::thread::sleep(Duration::from_secs(wait));
-            continue;
-        }
-        let entry = json_answer(resp, &format!("log {url}"))?;
-        return serde_json::from_value(entry.clone())
-            .with_context(|| format!("log {url}: answer is not a TransparencyLogEntry: {entry}"));
     }
 }
 
@@ -449,7 +220,7 @@ fn log_v2(
     digest: &[u8],
     signature: &[u8],
 ) -> Result<TransparencyLogEntry> {
-    log_entry_v2(rekor, &signer.v2_request(digest, signature)?)
+    crate::log_v2::log_entry_v2(rekor, &signer.v2_request(digest, signature)?)
 }
 
 fn signed(bundle: Bundle) -> Result<Signed> {
@@ -498,8 +269,8 @@ pub fn sign_blob(signer: &Signer, artifact: &[u8], target: &LogTarget<'_>) -> Re
                 "data": {"hash": {"algorithm": alg.name(), "value": hex::encode(&digest)}},
             },
         });
-        let (_entry_id, entry) = log_entry(target.rekor, &proposed)?;
-        tlog_entry_from_rekor(&entry, "hashedrekord", "0.0.1")?
+        let (_entry_id, entry) = log_v1::log_entry(target.rekor, &proposed)?;
+        log_v1::tlog_entry_from_rekor(&entry, "hashedrekord", "0.0.1")?
     };
     signed(Bundle {
         media_type: bundle::MEDIA_TYPE_V03.into(),
@@ -550,8 +321,8 @@ pub fn sign_dsse(
                 "verifiers": [STANDARD.encode(signer.verifier_pem())],
             }},
         });
-        let (_entry_id, entry) = log_entry(target.rekor, &proposed)?;
-        tlog_entry_from_rekor(&entry, "dsse", "0.0.1")?
+        let (_entry_id, entry) = log_v1::log_entry(target.rekor, &proposed)?;
+        log_v1::tlog_entry_from_rekor(&entry, "dsse", "0.0.1")?
     };
     signed(Bundle {
         media_type: bundle::MEDIA_TYPE_V03.into(),
@@ -564,7 +335,7 @@ pub fn sign_dsse(
 /// A keyless signer: ephemeral P-256 key, certificate from the CA.
 pub fn keyless_signer(ca_url: &str, token: &str) -> Result<Signer> {
     let key = SigningKey::generate(KeyAlgorithm::EcdsaP256)?;
-    let chain = request_certificate(ca_url, token, &key)?;
+    let chain = crate::ca::request_certificate(ca_url, token, &key)?;
     Ok(Signer::Keyless { key, chain })
 }
 
