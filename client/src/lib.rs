@@ -4,10 +4,10 @@
 
 pub mod browser_login;
 pub mod ca;
+pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod http;
-pub mod log_cli;
 pub mod log_v1;
 pub mod log_v2;
 pub mod logs;

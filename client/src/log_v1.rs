@@ -32,7 +32,7 @@ pub struct V1Entry {
     pub root_hash: Hash,
 }
 
-/// How answers name the log (as [`crate::logs::Log::describe`]).
+/// How answers name the log (as `logs::Log::describe` does).
 fn describe(base: &str) -> String {
     format!("Rekor v1 log {base}")
 }

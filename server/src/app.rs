@@ -5,30 +5,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use sigil_core::crypto::{KeyAlgorithm, SigningKey};
-use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, resolve};
 use crate::keyfile::{read_certs, read_key, read_public_key};
-use crate::log::ct::CtState;
-use crate::log::engine::{EngineConfig, LogEngine};
-use crate::log::rekor_v1::{LogKey, RekorState};
+use crate::log::engine::LogEngine;
 use crate::routes::{Api, Route};
 use crate::storage::Store;
 use crate::trust::TrustInputs;
-
-/// Names of the logs this server hosts in its database.
-pub const REKOR_LOG_NAME: &str = "rekor";
-pub const CT_LOG_NAME: &str = "ctlog";
 
 /// A built service: the router and what `up` prints.
 pub struct Service {
@@ -40,28 +32,13 @@ pub struct Service {
     pub db: Store,
 }
 
-fn note_signer(name: &str, key: SigningKey) -> anyhow::Result<Arc<dyn NoteSigner + Send + Sync>> {
-    Ok(match key.algorithm() {
-        KeyAlgorithm::Ed25519 => Arc::new(Ed25519NoteKey::signer(name, key)?),
-        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
-            Arc::new(EcdsaNoteKey::signer(name, key)?)
-        }
-        other => bail!("log keys must be ECDSA or Ed25519, not {other:?}"),
-    })
-}
-
 /// Build every enabled role.
 pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let db_url = database_url(&cfg.database.url, data_dir);
     let db = crate::storage::connect(&db_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&db_url)))?;
-    let engine_cfg = EngineConfig {
-        max_batch: cfg.log.max_batch,
-        max_wait: Duration::from_millis(cfg.log.max_wait_ms),
-        queue_capacity: cfg.log.queue_capacity,
-        ..EngineConfig::default()
-    };
+    let engine_cfg = crate::log::setup::engine_config(cfg);
     let mut router = Api::new();
     let mut engines = Vec::new();
     let mut trust = TrustInputs {
@@ -78,7 +55,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         tsa_url: cfg.trust_tsa_url(),
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
-        history: crate::rotate::History::load(data_dir)?,
+        history: crate::trust_history::History::load(data_dir)?,
     };
     // Split deployments share the keys volume: describe the roles this process does not run too.
     if !cfg.log.enabled {
@@ -89,48 +66,18 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     }
 
     if cfg.log.enabled {
-        let path = resolve(data_dir, &cfg.log.key);
-        let key = read_key(&path)?;
-        let origin = cfg.log_origin();
-        let signer = note_signer(&origin, read_key(&path)?)?;
-        let engine = LogEngine::open(
-            db.clone(),
-            REKOR_LOG_NAME,
-            &origin,
-            signer,
-            engine_cfg.clone(),
-        )
-        .await
-        .context("cannot open the transparency log")?;
-        trust.log_key = Some(key.public_key());
-        let state = Arc::new(RekorState::new(engine.clone(), LogKey::new(key), 1000));
-        router = router.merge(crate::log::rekor_v1::router(state));
-        engines.push(engine);
+        let log = crate::log::setup::rekor_v1(cfg, data_dir, &db, engine_cfg.clone()).await?;
+        router = router.merge(log.api);
+        engines.push(log.engine);
+        trust.log_key = Some(log.public_key);
     }
-
     // Rekor v2: its own log (`rekor-v2`, own key) on the same database and engine.
     let v2_key_path = resolve(data_dir, &cfg.rekor_v2.key);
     if cfg.log.enabled && cfg.rekor_v2.enabled {
-        let key = read_key(&v2_key_path)?;
-        let signer = note_signer(&cfg.rekor_v2.origin, read_key(&v2_key_path)?)?;
-        let engine = LogEngine::open(
-            db.clone(),
-            crate::log::rekor_v2::LOG_NAME,
-            &cfg.rekor_v2.origin,
-            signer,
-            engine_cfg.clone(),
-        )
-        .await
-        .context("cannot open the Rekor v2 log")?;
-        let public = key.public_key();
-        let state = Arc::new(crate::log::rekor_v2::RekorV2State::new(
-            engine.clone(),
-            &public,
-        ));
-        trust.log_v2_key = Some(public);
-        router = router.merge(crate::log::v2_search::router(state.clone()));
-        router = router.merge(crate::log::rekor_v2::router(state));
-        engines.push(engine);
+        let log = crate::log::setup::rekor_v2(cfg, data_dir, &db, engine_cfg.clone()).await?;
+        router = router.merge(log.api);
+        engines.push(log.engine);
+        trust.log_v2_key = Some(log.public_key);
     } else if cfg.rekor_v2.enabled && v2_key_path.exists() {
         trust.log_v2_key = Some(read_key(&v2_key_path)?.public_key());
     }
@@ -146,26 +93,10 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
 
     let ca_root = resolve(data_dir, &cfg.ca.root_cert);
     if cfg.ct.enabled {
-        let path = resolve(data_dir, &cfg.ct.key);
-        let key = read_key(&path)?;
-        let signer = note_signer(&format!("{}-ct", cfg.log_origin()), read_key(&path)?)?;
-        let engine = LogEngine::open(
-            db.clone(),
-            CT_LOG_NAME,
-            &format!("{} CT", cfg.log_origin()),
-            signer,
-            engine_cfg,
-        )
-        .await
-        .context("cannot open the CT log")?;
-        let roots = read_certs(&resolve(data_dir, &cfg.ct.roots))?;
-        trust.ct_key = Some(key.public_key());
-        router = router.merge(crate::log::ct::router(Arc::new(CtState::new(
-            engine.clone(),
-            key,
-            roots,
-        ))));
-        engines.push(engine);
+        let log = crate::log::setup::ct(cfg, data_dir, &db, engine_cfg).await?;
+        router = router.merge(log.api);
+        engines.push(log.engine);
+        trust.ct_key = Some(log.public_key);
     } else if cfg.ca.enabled {
         trust.ct_key = Some(read_public_key(&resolve(
             data_dir,

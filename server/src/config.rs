@@ -115,9 +115,12 @@ pub struct RekorV2Config {
     /// PKCS#8 PEM checkpoint signing key (ECDSA P-256).
     #[serde(default = "default_rekor_v2_key")]
     pub key: PathBuf,
-    /// Checkpoint origin prefix; the origin is `<prefix> - <tree id>`.
-    #[serde(default = "default_rekor_v2_origin")]
-    pub origin: String,
+    /// Checkpoint origin prefix and note key name; the origin is `<prefix> - <tree id>`.
+    /// Default: the log URL's host, as for `[log]`; Sigstore clients (sigstore-js) look a
+    /// checkpoint's key name up in the log's URL. Deployments created before this default set
+    /// it to `sigil-v2` to keep their log's origin.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// Where clients reach each role, for the trust files (default: `server.public_url`). Set these
@@ -264,9 +267,6 @@ fn default_tsa_root_key() -> PathBuf {
 }
 fn default_rekor_v2_key() -> PathBuf {
     "keys/log-v2.pem".into()
-}
-fn default_rekor_v2_origin() -> String {
-    "sigil-v2".into()
 }
 fn default_tuf_dir() -> PathBuf {
     "tuf".into()
@@ -454,6 +454,14 @@ impl Config {
             let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
             rest.split('/').next().unwrap_or(rest).to_string()
         })
+    }
+
+    /// The Rekor v2 log's checkpoint origin prefix (see `rekor_v2.origin`).
+    pub fn rekor_v2_origin(&self) -> String {
+        self.rekor_v2
+            .origin
+            .clone()
+            .unwrap_or_else(|| self.log_origin())
     }
 
     /// The dev issuer's URL.

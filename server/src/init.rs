@@ -142,7 +142,7 @@ pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs
         tsa_url: cfg.trust_tsa_url(),
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
-        history: crate::rotate::History::load(data_dir)?,
+        history: crate::trust_history::History::load(data_dir)?,
     })
 }
 

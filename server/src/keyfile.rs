@@ -55,3 +55,19 @@ pub fn write_new(path: &Path, contents: &str, secret: bool) -> anyhow::Result<()
     f.write_all(contents.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// Writes a file so that readers see the old or the new bytes, never a part: a temp file in the
+/// same directory, synced, then renamed over the name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -15,6 +15,7 @@ pub mod rotate;
 pub mod routes;
 pub mod storage;
 pub mod trust;
+pub mod trust_history;
 pub mod tsa;
 pub mod tuf;
 

@@ -42,7 +42,7 @@ pub struct TrustInputs {
     pub operator: String,
     /// Rotated CAs and TSAs (still listed, their windows closed) and when the current ones
     /// started.
-    pub history: crate::rotate::History,
+    pub history: crate::trust_history::History,
 }
 
 fn key_details(k: &PublicKey) -> &'static str {

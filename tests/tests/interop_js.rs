@@ -200,6 +200,45 @@ async fn sigstore_js_attests_and_signs_and_verifies_against_sigil() {
         .await;
         checks.expect(LIB, "verify rejects modified blob", &r, false);
     }
+    // sigil signs with its defaults (Rekor v2 + the TSA), sigstore-js verifies: it looks the
+    // checkpoint's key name up in the log's URL, so the v2 log must be named after it.
+    let sigil_bundle = dir.join("sigil-v2.sigstore.json");
+    let token = idp.token("carol", Some(identity)).await.unwrap();
+    let mut cmd =
+        tokio::process::Command::new(sigil_tests::workspace_bin("sigil").expect("sigil binary"));
+    cmd.arg("sign-blob")
+        .arg(&blob)
+        .arg("--bundle")
+        .arg(&sigil_bundle)
+        .arg("--trust-config")
+        .arg(&trust.client_trust_config)
+        .args(["--identity-token", &token])
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env_remove("SIGSTORE_ID_TOKEN");
+    let r = run(cmd, TIMEOUT).await.expect("run sigil sign-blob");
+    assert!(
+        r.success(),
+        "sigil sign-blob failed\n{r}\n{}",
+        stack.output()
+    );
+    {
+        let b: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&sigil_bundle).unwrap()).unwrap();
+        assert_eq!(
+            b["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["version"], "0.0.2",
+            "the default is Rekor v2: {b}"
+        );
+        let r = verify(
+            &sigil_bundle,
+            &trust.trusted_root,
+            identity,
+            &issuer,
+            Some(&blob),
+        )
+        .await;
+        checks.expect(LIB, "verify a sigil Rekor v2 + TSA bundle", &r, true);
+    }
     checks.finish(&stack);
 }
 

@@ -127,8 +127,7 @@ async fn sigstore_python_and_sigstore_js_take_their_trust_from_sigils_tuf_reposi
     );
 
     // sigstore-js: its own `verify`, trust from the TUF mirror, on a Rekor v1 bundle of its
-    // own (sigstore-js 4.1 matches a checkpoint's key name against the log's URL, which the
-    // Rekor v2 log's origin `sigil-v2` is not).
+    // own (Rekor v2 bundles are verified by sigstore-js in `interop_js`).
     let js_bundle = scratch.join("release.txt.js.sigstore.json");
     let dir = js_dir().unwrap();
     let mut cmd = tokio::process::Command::new("node");

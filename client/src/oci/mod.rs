@@ -3,7 +3,6 @@
 //! the registry supports them, and Kyverno admission policies for this instance.
 
 pub mod auth;
-pub mod cli;
 pub mod cosign;
 pub mod error;
 pub mod kyverno;

@@ -456,6 +456,7 @@ fn check_embedded_certs(sd: &SignedData, chain: &[ParsedCert]) -> Result<(), Str
 
 fn check_tsa_chain(chain: &[ParsedCert], t: i64) -> Result<(), String> {
     for (i, c) in chain.iter().enumerate() {
+        super::x509::check_extensions(c)?;
         if !c.valid_at(t) {
             return Err(format!("{:?} is not valid at {}", c.subject(), fmt_time(t)));
         }

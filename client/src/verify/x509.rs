@@ -7,7 +7,10 @@ use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, PublicKey};
 use sigil_core::oid;
 use sigil_core::trust::TrustedRoot;
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectAltName, SubjectKeyIdentifier,
+};
 
 use super::error::VerifyError;
 
@@ -252,6 +255,7 @@ fn chain_to(
     leaf.check_issued_by(first)?;
     let mut child = first;
     for (n, c) in chain.iter().enumerate() {
+        check_extensions(c)?;
         if !c.is_ca() {
             return Err(format!(
                 "{:?} is not a CA (basicConstraints cA is not true)",
@@ -344,8 +348,30 @@ pub fn check_extensions(c: &ParsedCert) -> Result<(), String> {
                 e.extn_id
             ));
         }
+        well_formed(e).map_err(|why| {
+            format!(
+                "{:?}: extension {} is malformed: {why}",
+                c.subject(),
+                e.extn_id
+            )
+        })?;
     }
     Ok(())
+}
+
+/// A standard extension's value must be the DER its OID says, even where this verifier does not
+/// use it (a trust anchor's key identifiers): a present field is checked or refused.
+fn well_formed(e: &x509_cert::ext::Extension) -> Result<(), der::Error> {
+    let v = e.extn_value.as_bytes();
+    match e.extn_id {
+        oid::BASIC_CONSTRAINTS => BasicConstraints::from_der(v).map(drop),
+        oid::KEY_USAGE => KeyUsage::from_der(v).map(drop),
+        oid::EXTENDED_KEY_USAGE => ExtendedKeyUsage::from_der(v).map(drop),
+        oid::SUBJECT_ALT_NAME => SubjectAltName::from_der(v).map(drop),
+        oid::SUBJECT_KEY_IDENTIFIER => SubjectKeyIdentifier::from_der(v).map(drop),
+        oid::AUTHORITY_KEY_IDENTIFIER => AuthorityKeyIdentifier::from_der(v).map(drop),
+        _ => Ok(()),
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.

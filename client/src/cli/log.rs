@@ -12,45 +12,16 @@ use serde_json::{Value, json};
 use sigil_core::crypto::sha256;
 use sigil_core::trust::TrustedRoot;
 
-use crate::config::{TrustSources, config_dir, now};
+use super::args::{Output, TrustArgs, print_json};
+use crate::config::{config_dir, now};
 use crate::exit;
 use crate::logs::{self, Criterion, Entry, Hit, Log, Operator};
 use crate::progress::Progress;
 
-#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
-}
-
-/// Where trust material comes from.
-#[derive(Args, Clone, Debug, Default)]
-pub struct TrustArgs {
-    /// trusted_root.json to verify against.
-    #[arg(long, env = "SIGIL_TRUSTED_ROOT")]
-    pub trusted_root: Option<PathBuf>,
-    /// signing_config.json naming the logs.
-    #[arg(long, env = "SIGIL_SIGNING_CONFIG")]
-    pub signing_config: Option<PathBuf>,
-    /// Client trust config (trusted root + signing config).
-    #[arg(long, env = "SIGIL_TRUST_CONFIG")]
-    pub trust_config: Option<PathBuf>,
-}
-
-impl TrustArgs {
-    fn sources(&self) -> TrustSources {
-        TrustSources {
-            trusted_root: self.trusted_root.clone(),
-            signing_config: self.signing_config.clone(),
-            trust_config: self.trust_config.clone(),
-        }
-    }
-
-    fn logs(&self, only: Option<u32>) -> Result<(Vec<Log>, TrustedRoot)> {
-        let logs = logs::deployment_logs(&self.sources().signing_config()?, now(), only)?;
-        Ok((logs, self.sources().trusted_root()?))
-    }
+/// The deployment's logs (one API version, with `only`) and the trusted root.
+fn deployment(trust: &TrustArgs, only: Option<u32>) -> Result<(Vec<Log>, TrustedRoot)> {
+    let logs = logs::deployment_logs(&trust.sources().signing_config()?, now(), only)?;
+    Ok((logs, trust.sources().trusted_root()?))
 }
 
 /// Which of the deployment's logs to ask.
@@ -183,11 +154,6 @@ pub enum LogCmd {
     },
 }
 
-fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
 fn print_entry(e: &Entry) -> Result<()> {
     println!("Found in the {}", e.log.describe());
     println!("LogID: {}", hex::encode(&e.log_id));
@@ -228,7 +194,7 @@ pub fn run(cmd: LogCmd) -> Result<()> {
             output,
             trust,
         } => {
-            let (logs, root) = trust.logs(choice.rekor_version)?;
+            let (logs, root) = deployment(&trust, choice.rekor_version)?;
             let mut found = Vec::new();
             for log in &logs {
                 let e = match (index, &uuid) {
@@ -275,7 +241,7 @@ pub fn run(cmd: LogCmd) -> Result<()> {
             output,
             trust,
         } => {
-            let (logs, _) = trust.logs(choice.rekor_version)?;
+            let (logs, _) = deployment(&trust, choice.rekor_version)?;
             let criteria = search.criteria()?;
             let mut hits: Vec<Hit> = Vec::new();
             for log in &logs {
@@ -300,7 +266,7 @@ pub fn run(cmd: LogCmd) -> Result<()> {
             output,
             trust,
         } => {
-            let (logs, root) = trust.logs(choice.rekor_version)?;
+            let (logs, root) = deployment(&trust, choice.rekor_version)?;
             let state_dir = config_dir()?;
             let mut checked = Vec::new();
             for log in &logs {

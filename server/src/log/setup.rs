@@ -1,0 +1,141 @@
+//! Wiring of the logs this process hosts: each opens its engine on the shared store with its own
+//! key and origin and returns the routes it serves, so `app.rs` only composes them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sigil_core::crypto::{KeyAlgorithm, PublicKey, SigningKey};
+use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
+
+use crate::config::{Config, resolve};
+use crate::keyfile::{read_certs, read_key};
+use crate::log::ct::CtState;
+use crate::log::engine::{EngineConfig, LogEngine};
+use crate::log::rekor_v1::{LogKey, RekorState};
+use crate::log::rekor_v2::RekorV2State;
+use crate::routes::Api;
+use crate::storage::Store;
+
+/// Database names (`log_name`) of the logs a server hosts; Rekor v2's is
+/// [`crate::log::rekor_v2::LOG_NAME`].
+pub const REKOR_LOG_NAME: &str = "rekor";
+pub const CT_LOG_NAME: &str = "ctlog";
+
+/// An opened log: its routes, its engine (for draining on shutdown) and its public key (for the
+/// trust files).
+pub struct OpenedLog {
+    pub api: Api,
+    pub engine: LogEngine,
+    pub public_key: PublicKey,
+}
+
+/// Batching and queueing shared by every log of the process.
+pub fn engine_config(cfg: &Config) -> EngineConfig {
+    EngineConfig {
+        max_batch: cfg.log.max_batch,
+        max_wait: Duration::from_millis(cfg.log.max_wait_ms),
+        queue_capacity: cfg.log.queue_capacity,
+        ..EngineConfig::default()
+    }
+}
+
+/// A checkpoint signer for a note key of either supported algorithm.
+fn note_signer(name: &str, key: SigningKey) -> anyhow::Result<Arc<dyn NoteSigner + Send + Sync>> {
+    Ok(match key.algorithm() {
+        KeyAlgorithm::Ed25519 => Arc::new(Ed25519NoteKey::signer(name, key)?),
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
+            Arc::new(EcdsaNoteKey::signer(name, key)?)
+        }
+        other => bail!("log keys must be ECDSA or Ed25519, not {other:?}"),
+    })
+}
+
+/// Opens one log's engine, its checkpoints signed under `note_name`.
+async fn open_engine(
+    db: &Store,
+    log_name: &str,
+    origin: &str,
+    note_name: &str,
+    key_path: &Path,
+    engine_cfg: EngineConfig,
+) -> anyhow::Result<LogEngine> {
+    let signer = note_signer(note_name, read_key(key_path)?)?;
+    Ok(LogEngine::open(db.clone(), log_name, origin, signer, engine_cfg).await?)
+}
+
+/// The Rekor v1 log (`[log]`).
+pub async fn rekor_v1(
+    cfg: &Config,
+    data_dir: &Path,
+    db: &Store,
+    engine_cfg: EngineConfig,
+) -> anyhow::Result<OpenedLog> {
+    let path = resolve(data_dir, &cfg.log.key);
+    let key = read_key(&path)?;
+    let origin = cfg.log_origin();
+    let engine = open_engine(db, REKOR_LOG_NAME, &origin, &origin, &path, engine_cfg)
+        .await
+        .context("cannot open the transparency log")?;
+    let public_key = key.public_key();
+    let state = Arc::new(RekorState::new(engine.clone(), LogKey::new(key), 1000));
+    Ok(OpenedLog {
+        api: crate::log::rekor_v1::router(state),
+        engine,
+        public_key,
+    })
+}
+
+/// The Rekor v2 log (`[rekor_v2]`): its own log name and key on the same store, with Sigil's
+/// search index beside the tiles.
+pub async fn rekor_v2(
+    cfg: &Config,
+    data_dir: &Path,
+    db: &Store,
+    engine_cfg: EngineConfig,
+) -> anyhow::Result<OpenedLog> {
+    let path = resolve(data_dir, &cfg.rekor_v2.key);
+    let public_key = read_key(&path)?.public_key();
+    let origin = &cfg.rekor_v2_origin();
+    let engine = open_engine(
+        db,
+        crate::log::rekor_v2::LOG_NAME,
+        origin,
+        origin,
+        &path,
+        engine_cfg,
+    )
+    .await
+    .context("cannot open the Rekor v2 log")?;
+    let state = Arc::new(RekorV2State::new(engine.clone(), &public_key));
+    Ok(OpenedLog {
+        api: crate::log::v2_search::router(state.clone())
+            .merge(crate::log::rekor_v2::router(state)),
+        engine,
+        public_key,
+    })
+}
+
+/// The CT log (`[ct]`) that the CA's precertificates are submitted to.
+pub async fn ct(
+    cfg: &Config,
+    data_dir: &Path,
+    db: &Store,
+    engine_cfg: EngineConfig,
+) -> anyhow::Result<OpenedLog> {
+    let path = resolve(data_dir, &cfg.ct.key);
+    let key = read_key(&path)?;
+    let origin = format!("{} CT", cfg.log_origin());
+    let note_name = format!("{}-ct", cfg.log_origin());
+    let engine = open_engine(db, CT_LOG_NAME, &origin, &note_name, &path, engine_cfg)
+        .await
+        .context("cannot open the CT log")?;
+    let roots = read_certs(&resolve(data_dir, &cfg.ct.roots))?;
+    let public_key = key.public_key();
+    Ok(OpenedLog {
+        api: crate::log::ct::router(Arc::new(CtState::new(engine.clone(), key, roots))),
+        engine,
+        public_key,
+    })
+}
