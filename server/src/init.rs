@@ -29,7 +29,7 @@ fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn ensure_key(path: &Path) -> anyhow::Result<SigningKey> {
+pub fn ensure_key(path: &Path) -> anyhow::Result<SigningKey> {
     if path.exists() {
         return crate::keyfile::read_key(path);
     }

@@ -82,11 +82,12 @@ enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
-    /// Rotate a trust component: `ca` (a new CA hierarchy) or `tsa` (a new timestamping chain).
-    /// The old one stays in the trusted root, valid until now; the TUF repository publishes the
-    /// change. Restart the server afterwards.
+    /// Rotate a trust component: `ca` (a new CA hierarchy), `tsa` (a new timestamping chain) or
+    /// `rekor-v2` (a new log shard; the old one stays readable at `/shards/<name>`). The old one
+    /// stays in the trusted root, valid until now; the TUF repository publishes the change.
+    /// Restart the server afterwards.
     Rotate {
-        /// ca or tsa.
+        /// ca, tsa or rekor-v2.
         role: String,
         #[command(flatten)]
         common: Common,

@@ -1,6 +1,8 @@
-//! `sigil-server rotate ca | tsa`: a new CA hierarchy or TSA chain replaces the old one; the old
-//! one stays in the trusted root with its `validFor` window closed at the rotation, so signatures
-//! made before keep verifying, and the TUF repository publishes the new trust.
+//! `sigil-server rotate ca | tsa | rekor-v2`: a new CA hierarchy, TSA chain or log shard replaces
+//! the old one; the old one stays in the trusted root with its `validFor` window closed at the
+//! rotation, so signatures made before keep verifying, and the TUF repository publishes the new
+//! trust. A rotated Rekor v2 log is a new shard (new key, new tree) at the same URL; the old shard
+//! is served read-only at `<log url>/shards/<name>`.
 //!
 //! The history lives in `<data-dir>/trust-history.json` (`trust_history.rs`); the retired files move to
 //! `keys/retired/<role>-<unix time>/`.
@@ -13,10 +15,15 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::config::Config;
 use crate::keyfile::resolve;
-use crate::trust_history::{History, Retired};
+use crate::trust_history::{History, Retired, RetiredLog};
 
 /// Moves `files` into a fresh `keys/retired/<role>-<now>/` directory.
-fn retire_files(data_dir: &Path, role: &str, now: i64, files: &[PathBuf]) -> anyhow::Result<()> {
+fn retire_files(
+    data_dir: &Path,
+    role: &str,
+    now: i64,
+    files: &[PathBuf],
+) -> anyhow::Result<PathBuf> {
     let dir = data_dir
         .join("keys")
         .join("retired")
@@ -27,15 +34,54 @@ fn retire_files(data_dir: &Path, role: &str, now: i64, files: &[PathBuf]) -> any
         std::fs::rename(f, dir.join(name))
             .with_context(|| format!("cannot move {} to {}", f.display(), dir.display()))?;
     }
+    Ok(dir)
+}
+
+/// Retires the Rekor v2 log's shard: its key moves to `keys/retired/`, the next start opens a new
+/// shard (`rekor-v2-<now>`) with a new key.
+fn retire_log_v2(
+    cfg: &Config,
+    data_dir: &Path,
+    history: &mut History,
+    now: i64,
+) -> anyhow::Result<()> {
+    let role = "rekor-v2";
+    let key_path = resolve(data_dir, &cfg.rekor_v2.key);
+    let old = crate::keyfile::read_key(&key_path)?;
+    let log_name = history.log_name(role, crate::log::rekor_v2::LOG_NAME);
+    let dir = retire_files(data_dir, role, now, std::slice::from_ref(&key_path))?;
+    let file = key_path.file_name().context("a key file name")?;
+    let key_file = dir.join(file);
+    let key_file = key_file
+        .strip_prefix(data_dir)
+        .map_or(key_file.clone(), Path::to_path_buf);
+    history.retired_logs.push(RetiredLog {
+        role: role.into(),
+        log_name,
+        key_file,
+        public_key: STANDARD.encode(old.public_key().spki_der()),
+        start: history.start(role),
+        end: sigil_core::trust::format_rfc3339(now),
+    });
+    let next = format!("{}-{now}", crate::log::rekor_v2::LOG_NAME);
+    history.current_log.insert(role.into(), next);
+    crate::init::ensure_key(&key_path)?;
     Ok(())
 }
 
-/// Rotates `role` (`ca` or `tsa`) at `now` (Unix seconds) and publishes the new trust through
+/// Rotates `role` (`ca`, `tsa` or `rekor-v2`) at `now` (Unix seconds) and publishes the new trust through
 /// TUF (when enabled). Restart the server to sign with the new keys.
 pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Result<String> {
     let mut history = History::load(data_dir)?;
     let now_text = sigil_core::trust::format_rfc3339(now);
     let old_chain = match role {
+        "rekor-v2" => {
+            if !cfg.rekor_v2.enabled {
+                bail!("rotate rekor-v2: the Rekor v2 log is not enabled ([rekor_v2] enabled)");
+            }
+            retire_log_v2(cfg, data_dir, &mut history, now)?;
+            None
+        }
         "ca" => {
             if cfg.ca.backend != crate::ca::setup::CaBackend::File {
                 bail!(
@@ -59,7 +105,7 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
                 ],
             )?;
             crate::ca::setup::ensure_ca(&cfg.ca, data_dir)?;
-            chain
+            Some(chain)
         }
         "tsa" => {
             let chain = crate::keyfile::read_certs(&resolve(data_dir, &cfg.tsa.cert_chain))?;
@@ -70,19 +116,21 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
             ];
             retire_files(data_dir, role, now, &files)?;
             crate::tsa::setup::ensure_tsa(&files[0], &files[1], &files[2])?;
-            chain
+            Some(chain)
         }
-        "rekor" | "rekor-v2" | "ct" => bail!(
-            "rotate {role} (a new log shard) is not implemented yet; rotate ca and rotate tsa are"
+        "rekor" | "ct" => bail!(
+            "rotate {role} (a new shard of the Rekor v1 or CT log) is not implemented yet; rotate ca, tsa and rekor-v2 are"
         ),
-        other => bail!("rotate {other:?}: use ca or tsa"),
+        other => bail!("rotate {other:?}: use ca, tsa or rekor-v2"),
     };
-    history.retired.push(Retired {
-        role: role.into(),
-        chain: old_chain.iter().map(|c| STANDARD.encode(c)).collect(),
-        start: history.start(role),
-        end: now_text.clone(),
-    });
+    if let Some(chain) = old_chain {
+        history.retired.push(Retired {
+            role: role.into(),
+            chain: chain.iter().map(|c| STANDARD.encode(c)).collect(),
+            start: history.start(role),
+            end: now_text.clone(),
+        });
+    }
     history.current_start.insert(role.into(), now_text.clone());
     history.save(data_dir)?;
 

@@ -55,14 +55,18 @@ fn key_details(k: &PublicKey) -> &'static str {
     }
 }
 
-fn log_json(base_url: &str, k: &PublicKey, start: &str) -> Value {
+fn log_json(base_url: &str, k: &PublicKey, start: &str, end: Option<&str>) -> Value {
+    let mut valid_for = json!({"start": start});
+    if let (Some(end), Some(v)) = (end, valid_for.as_object_mut()) {
+        v.insert("end".into(), json!(end));
+    }
     json!({
         "baseUrl": base_url,
         "hashAlgorithm": "SHA2_256",
         "publicKey": {
             "rawBytes": STANDARD.encode(k.spki_der()),
             "keyDetails": key_details(k),
-            "validFor": {"start": start},
+            "validFor": valid_for,
         },
         "logId": {"keyId": STANDARD.encode(sha256(k.spki_der()))},
     })
@@ -90,16 +94,28 @@ fn chain_json(
 
 impl TrustInputs {
     pub fn trusted_root(&self) -> Value {
-        let tlogs: Vec<Value> = self
+        // Rekor v1; retired Rekor v2 shards (read-only at `<log url>/shards/<name>`), each closed
+        // at its rotation; the current Rekor v2 shard.
+        let mut tlogs: Vec<Value> = self
             .log_key
             .iter()
-            .chain(self.log_v2_key.iter())
-            .map(|k| log_json(&self.log_url, k, &self.valid_from))
+            .map(|k| log_json(&self.log_url, k, &self.valid_from, None))
             .collect();
+        for r in self.history.retired_logs("rekor-v2") {
+            // `History::load` refused keys that do not parse.
+            if let Ok(k) = r.key() {
+                let url = format!("{}/shards/{}", self.log_url, r.log_name);
+                tlogs.push(log_json(&url, &k, &r.start, Some(&r.end)));
+            }
+        }
+        if let Some(k) = &self.log_v2_key {
+            let start = self.history.start("rekor-v2");
+            tlogs.push(log_json(&self.log_url, k, &start, None));
+        }
         let ctlogs: Vec<Value> = self
             .ct_key
             .iter()
-            .map(|k| log_json(&self.ct_url, k, &self.valid_from))
+            .map(|k| log_json(&self.ct_url, k, &self.valid_from, None))
             .collect();
         // Retired chains first, each closed at its rotation; the current one last.
         let mut cas: Vec<Value> = self

@@ -3,12 +3,13 @@
 //! and written by `rotate`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+use sigil_core::crypto::PublicKey;
 
 const HISTORY_FILE: &str = "trust-history.json";
 /// The start of every window that no rotation has set.
@@ -33,6 +34,31 @@ impl Retired {
     }
 }
 
+/// A log shard that takes no more writes (`rotate rekor-v2`): still served read-only and listed
+/// in the trusted root with its window closed at the rotation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RetiredLog {
+    pub role: String,
+    /// The shard's name in the database (`log_name`).
+    pub log_name: String,
+    /// Its checkpoint key (PKCS#8 PEM), relative to the data dir.
+    pub key_file: PathBuf,
+    /// Base64 SPKI DER of that key.
+    pub public_key: String,
+    pub start: String,
+    pub end: String,
+}
+
+impl RetiredLog {
+    pub fn key(&self) -> anyhow::Result<PublicKey> {
+        let der = STANDARD
+            .decode(&self.public_key)
+            .with_context(|| format!("retired log {}: key is not base64", self.log_name))?;
+        PublicKey::from_spki_der(&der)
+            .with_context(|| format!("retired log {}: key is not a public key", self.log_name))
+    }
+}
+
 /// What rotations left behind.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct History {
@@ -41,14 +67,25 @@ pub struct History {
     pub current_start: BTreeMap<String, String>,
     #[serde(default)]
     pub retired: Vec<Retired>,
+    #[serde(default)]
+    pub retired_logs: Vec<RetiredLog>,
+    /// The database name of each rotated log's current shard (absent: the log's first name).
+    #[serde(default)]
+    pub current_log: BTreeMap<String, String>,
 }
 
 impl History {
     pub fn load(data_dir: &Path) -> anyhow::Result<History> {
         let path = data_dir.join(HISTORY_FILE);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .with_context(|| format!("{} is not a trust history", path.display())),
+            Ok(b) => {
+                let h: History = serde_json::from_slice(&b)
+                    .with_context(|| format!("{} is not a trust history", path.display()))?;
+                for l in &h.retired_logs {
+                    l.key().with_context(|| path.display().to_string())?;
+                }
+                Ok(h)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(History::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -65,6 +102,19 @@ impl History {
             .get(role)
             .cloned()
             .unwrap_or_else(|| FIRST_START.into())
+    }
+
+    /// The database name of `role`'s current shard; `first` until the log was rotated.
+    pub fn log_name(&self, role: &str, first: &str) -> String {
+        self.current_log
+            .get(role)
+            .cloned()
+            .unwrap_or_else(|| first.into())
+    }
+
+    pub fn retired_logs(&self, role: &str) -> impl Iterator<Item = &RetiredLog> {
+        let role = role.to_string();
+        self.retired_logs.iter().filter(move |r| r.role == role)
     }
 
     pub fn retired(&self, role: &str) -> impl Iterator<Item = &Retired> {

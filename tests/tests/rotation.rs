@@ -1,8 +1,9 @@
 //! Rotation end to end, with clients that take their trust from TUF and are never reconfigured:
-//! sign with the old CA → `sigil-server rotate ca` (and a restart) → sign with the new CA → every
-//! bundle verifies with `sigil` and with sigstore-python 4.5.1 (`--instance`, after its TUF
-//! refresh) and Rekor v1 bundles with sigstore-js (`tufMirrorURL` + `tufRootPath`; it cannot
-//! read the Rekor v2 checkpoint's key name, see tuf_clients.rs); then the same for `rotate tsa`.
+//! sign (Rekor v2 + TSA, the default of every client) → `sigil-server rotate ca`, `rotate tsa`
+//! and `rotate rekor-v2` (each followed by a restart) → sign with the new CA, TSA and log shard →
+//! every bundle verifies with `sigil`, with sigstore-python 4.5.1 (`--instance`, after its TUF
+//! refresh) and with sigstore-js (`tufMirrorURL` + `tufRootPath`). The retired shard keeps
+//! serving its checkpoint and tiles read-only; new entries land on the new shard.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -124,7 +125,7 @@ impl Run<'_> {
             .await
             .unwrap();
             assert!(r.success(), "sigstore verify {bs} {when}:\n{r}");
-            if bs.ends_with(".v1.json") {
+            {
                 let dir = js_dir().unwrap();
                 let mut cmd = tokio::process::Command::new("node");
                 cmd.arg(dir.join("sigstore-js.mjs"))
@@ -153,7 +154,8 @@ fn rotate(stack: &SigilStack, role: &str) {
 }
 
 #[tokio::test]
-async fn rotating_the_ca_and_the_tsa_keeps_old_signatures_valid_without_reconfiguring_clients() {
+async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_reconfiguring_clients()
+ {
     let mut stack = SigilStack::up().await.expect("sigil-server up");
     let scratch = stack.scratch().to_path_buf();
     let instance = format!("{}/tuf", stack.url());
@@ -193,7 +195,8 @@ async fn rotating_the_ca_and_the_tsa_keeps_old_signatures_valid_without_reconfig
     steps.sign_both("before").await;
     drop(steps);
 
-    for role in ["ca", "tsa"] {
+    let before_log_id = log_id(&scratch.join("before.sigil.json"));
+    for role in ["ca", "tsa", "rekor-v2"] {
         rotate(&stack, role);
         stack.restart().await.unwrap();
         let tr: serde_json::Value = serde_json::from_slice(
@@ -203,6 +206,19 @@ async fn rotating_the_ca_and_the_tsa_keeps_old_signatures_valid_without_reconfig
                 .unwrap(),
         )
         .unwrap();
+        if role == "rekor-v2" {
+            // Rekor v1, the retired v2 shard (closed, at its own base URL), the new v2 shard.
+            let tlogs = tr["tlogs"].as_array().unwrap();
+            assert_eq!(tlogs.len(), 3, "tlogs after rotate rekor-v2: {tr}");
+            let (old, new) = (&tlogs[1], &tlogs[2]);
+            assert!(old["publicKey"]["validFor"]["end"].is_string(), "{tr}");
+            assert!(new["publicKey"]["validFor"].get("end").is_none(), "{tr}");
+            assert_eq!(old["logId"]["keyId"], before_log_id.as_str(), "{tr}");
+            assert_ne!(new["logId"]["keyId"], before_log_id.as_str(), "{tr}");
+            let shard = old["baseUrl"].as_str().unwrap();
+            assert!(shard.contains("/shards/"), "{tr}");
+            continue;
+        }
         let list = if role == "ca" {
             "certificateAuthorities"
         } else {
@@ -233,15 +249,61 @@ async fn rotating_the_ca_and_the_tsa_keeps_old_signatures_valid_without_reconfig
         ],
     };
     steps.sign_both("after").await;
-    steps.verify_all("after rotating the CA and the TSA").await;
+    // New entries went to the new shard; the retired one still serves its checkpoint (the two
+    // entries signed before) and tiles, signed with its old key.
+    let after_log_id = log_id(&scratch.join("after.sigil.json"));
+    assert_ne!(
+        after_log_id, before_log_id,
+        "a new entry landed on the retired shard"
+    );
+    let tr: serde_json::Value = serde_json::from_slice(
+        &stack
+            .get_bytes("/api/v1/trust/trusted_root.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let shard_url = tr["tlogs"][1]["baseUrl"].as_str().unwrap().to_string();
+    let shard_path = shard_url.strip_prefix(stack.url()).unwrap();
+    let old_cp = stack
+        .get_bytes(&format!("{shard_path}/api/v2/checkpoint"))
+        .await
+        .unwrap();
+    let old_cp = String::from_utf8(old_cp).unwrap();
+    assert_eq!(old_cp.lines().nth(1), Some("2"), "retired shard: {old_cp}");
+    let new_cp = String::from_utf8(stack.get_bytes("/api/v2/checkpoint").await.unwrap()).unwrap();
+    assert_eq!(new_cp.lines().nth(1), Some("2"), "new shard: {new_cp}");
+    assert_ne!(
+        old_cp.lines().next(),
+        new_cp.lines().next(),
+        "two shards, two origins"
+    );
+    let tile = stack
+        .get_bytes(&format!("{shard_path}/api/v2/tile/entries/000.p/2"))
+        .await
+        .unwrap();
+    assert!(!tile.is_empty());
+
+    steps
+        .verify_all("after rotating the CA, the TSA and the Rekor v2 log")
+        .await;
     record_interop(
         PY,
-        "after `rotate ca` and `rotate tsa` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
+        "after `rotate ca`, `rotate tsa` and `rotate rekor-v2` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
         true,
     );
     record_interop(
         "sigstore-js sigstore 4.1.1",
-        "after `rotate ca` and `rotate tsa` (trust from TUF): Rekor v1 bundles signed before and after verify",
+        "after `rotate ca`, `rotate tsa` and `rotate rekor-v2` (trust from TUF): Rekor v2 + TSA bundles signed before and after verify",
         true,
     );
+}
+
+/// The base64 log ID of a bundle's (only) transparency log entry.
+fn log_id(bundle: &Path) -> String {
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+    b["verificationMaterial"]["tlogEntries"][0]["logId"]["keyId"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

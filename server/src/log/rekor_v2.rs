@@ -71,6 +71,45 @@ pub fn router(state: Arc<RekorV2State>) -> Api {
         .with_state(state)
 }
 
+/// Retired shards of the v2 log by database name, served read-only.
+pub type Shards = std::collections::HashMap<String, Arc<RekorV2State>>;
+
+/// Read-only routes of the retired shards (`rotate rekor-v2`): each at
+/// `/shards/<name>/api/v2/checkpoint` and `/shards/<name>/api/v2/tile/...`, the base URL the
+/// trusted root lists for it.
+pub fn shards_router(shards: Arc<Shards>) -> Api {
+    Api::new()
+        .get("/shards/{shard}/api/v2/checkpoint", shard_checkpoint)
+        .get("/shards/{shard}/api/v2/tile/{*path}", shard_tile)
+        .with_state(shards)
+}
+
+fn shard(shards: &Shards, name: &str) -> Result<Arc<RekorV2State>, AppError> {
+    shards.get(name).cloned().ok_or_else(|| {
+        AppError::not_found(format!(
+            "no retired shard {name:?} (the trusted root lists this log's shards)"
+        ))
+    })
+}
+
+async fn shard_checkpoint(
+    State(shards): State<Arc<Shards>>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let Path(name) = name.map_err(|e| AppError::bad_request(e.body_text()))?;
+    Ok(checkpoint(State(shard(&shards, &name)?), headers).await)
+}
+
+async fn shard_tile(
+    State(shards): State<Arc<Shards>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let Path((name, path)) = path.map_err(|e| AppError::bad_request(e.body_text()))?;
+    tile(State(shard(&shards, &name)?), Ok(Path(path)), headers).await
+}
+
 /// Why a v2 entry request is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum V2EntryError {

@@ -14,9 +14,10 @@ use crate::keyfile::{read_certs, read_key};
 use crate::log::ct::CtState;
 use crate::log::engine::{EngineConfig, LogEngine};
 use crate::log::rekor_v1::{LogKey, RekorState};
-use crate::log::rekor_v2::RekorV2State;
+use crate::log::rekor_v2::{RekorV2State, Shards};
 use crate::routes::Api;
 use crate::storage::Store;
+use crate::trust_history::History;
 
 /// Database names (`log_name`) of the logs a server hosts; Rekor v2's is
 /// [`crate::log::rekor_v2::LOG_NAME`].
@@ -98,20 +99,33 @@ pub async fn rekor_v2(
     let path = resolve(data_dir, &cfg.rekor_v2.key);
     let public_key = read_key(&path)?.public_key();
     let origin = &cfg.rekor_v2_origin();
-    let engine = open_engine(
-        db,
-        crate::log::rekor_v2::LOG_NAME,
-        origin,
-        origin,
-        &path,
-        engine_cfg,
-    )
-    .await
-    .context("cannot open the Rekor v2 log")?;
+    let history = History::load(data_dir)?;
+    let log_name = history.log_name("rekor-v2", crate::log::rekor_v2::LOG_NAME);
+    let engine = open_engine(db, &log_name, origin, origin, &path, engine_cfg.clone())
+        .await
+        .context("cannot open the Rekor v2 log")?;
     let state = Arc::new(RekorV2State::new(engine.clone(), &public_key));
+    let api =
+        crate::log::v2_search::router(state.clone()).merge(crate::log::rekor_v2::router(state));
+    // Retired shards: opened with their old keys, served without a write route.
+    let mut shards = Shards::new();
+    for r in history.retired_logs("rekor-v2") {
+        let key_file = resolve(data_dir, &r.key_file);
+        let engine = open_engine(
+            db,
+            &r.log_name,
+            origin,
+            origin,
+            &key_file,
+            engine_cfg.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot open the retired Rekor v2 shard {}", r.log_name))?;
+        let state = RekorV2State::new(engine, &r.key()?);
+        shards.insert(r.log_name.clone(), Arc::new(state));
+    }
     Ok(OpenedLog {
-        api: crate::log::v2_search::router(state.clone())
-            .merge(crate::log::rekor_v2::router(state)),
+        api: api.merge(crate::log::rekor_v2::shards_router(Arc::new(shards))),
         engine,
         public_key,
     })
