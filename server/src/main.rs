@@ -82,12 +82,12 @@ enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
-    /// Rotate a trust component: `ca` (a new CA hierarchy), `tsa` (a new timestamping chain) or
-    /// `rekor-v2` (a new log shard; the old one stays readable at `/shards/<name>`). The old one
+    /// Rotate a trust component: `ca` (a new CA hierarchy), `tsa` (a new timestamping chain),
+    /// `rekor-v2` or `ct` (a new log shard; the old one stays readable at `/shards/<name>`). The old one
     /// stays in the trusted root, valid until now; the TUF repository publishes the change.
     /// Restart the server afterwards.
     Rotate {
-        /// ca, tsa or rekor-v2.
+        /// ca, tsa, rekor-v2 or ct.
         role: String,
         #[command(flatten)]
         common: Common,

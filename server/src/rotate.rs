@@ -1,8 +1,8 @@
-//! `sigil-server rotate ca | tsa | rekor-v2`: a new CA hierarchy, TSA chain or log shard replaces
+//! `sigil-server rotate ca | tsa | rekor-v2 | ct`: a new CA hierarchy, TSA chain or log shard replaces
 //! the old one; the old one stays in the trusted root with its `validFor` window closed at the
 //! rotation, so signatures made before keep verifying, and the TUF repository publishes the new
-//! trust. A rotated Rekor v2 log is a new shard (new key, new tree) at the same URL; the old shard
-//! is served read-only at `<log url>/shards/<name>`.
+//! trust. A rotated Rekor v2 or CT log is a new shard (new key, new tree) at the same URL; the old
+//! shard is served read-only at `<log url>/shards/<name>`.
 //!
 //! The history lives in `<data-dir>/trust-history.json` (`trust_history.rs`); the retired files move to
 //! `keys/retired/<role>-<unix time>/`.
@@ -37,19 +37,22 @@ fn retire_files(
     Ok(dir)
 }
 
-/// Retires the Rekor v2 log's shard: its key moves to `keys/retired/`, the next start opens a new
-/// shard (`rekor-v2-<now>`) with a new key.
-fn retire_log_v2(
-    cfg: &Config,
+/// Retires a log's current shard (`role` rekor-v2 or ct, first named `first_name` in the
+/// database): its key (and `also`, files derived from it) moves to `keys/retired/`, the next
+/// start opens a new shard (`<first_name>-<now>`) with a new key.
+fn retire_log(
     data_dir: &Path,
     history: &mut History,
+    (role, first_name): (&str, &str),
+    key_path: &Path,
+    also: &[PathBuf],
     now: i64,
-) -> anyhow::Result<()> {
-    let role = "rekor-v2";
-    let key_path = resolve(data_dir, &cfg.rekor_v2.key);
-    let old = crate::keyfile::read_key(&key_path)?;
-    let log_name = history.log_name(role, crate::log::rekor_v2::LOG_NAME);
-    let dir = retire_files(data_dir, role, now, std::slice::from_ref(&key_path))?;
+) -> anyhow::Result<sigil_core::crypto::SigningKey> {
+    let old = crate::keyfile::read_key(key_path)?;
+    let log_name = history.log_name(role, first_name);
+    let mut files = vec![key_path.to_path_buf()];
+    files.extend_from_slice(also);
+    let dir = retire_files(data_dir, role, now, &files)?;
     let file = key_path.file_name().context("a key file name")?;
     let key_file = dir.join(file);
     let key_file = key_file
@@ -63,13 +66,13 @@ fn retire_log_v2(
         start: history.start(role),
         end: sigil_core::trust::format_rfc3339(now),
     });
-    let next = format!("{}-{now}", crate::log::rekor_v2::LOG_NAME);
-    history.current_log.insert(role.into(), next);
-    crate::init::ensure_key(&key_path)?;
-    Ok(())
+    history
+        .current_log
+        .insert(role.into(), format!("{first_name}-{now}"));
+    crate::init::ensure_key(key_path)
 }
 
-/// Rotates `role` (`ca`, `tsa` or `rekor-v2`) at `now` (Unix seconds) and publishes the new trust through
+/// Rotates `role` (`ca`, `tsa`, `rekor-v2` or `ct`) at `now` (Unix seconds) and publishes the new trust through
 /// TUF (when enabled). Restart the server to sign with the new keys.
 pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Result<String> {
     let mut history = History::load(data_dir)?;
@@ -79,7 +82,21 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
             if !cfg.rekor_v2.enabled {
                 bail!("rotate rekor-v2: the Rekor v2 log is not enabled ([rekor_v2] enabled)");
             }
-            retire_log_v2(cfg, data_dir, &mut history, now)?;
+            let key = resolve(data_dir, &cfg.rekor_v2.key);
+            let first = (role, crate::log::rekor_v2::LOG_NAME);
+            retire_log(data_dir, &mut history, first, &key, &[], now)?;
+            None
+        }
+        "ct" => {
+            if !cfg.ct.enabled {
+                bail!("rotate ct: the CT log is not enabled ([ct] enabled)");
+            }
+            let key = resolve(data_dir, &cfg.ct.key);
+            let public = resolve(data_dir, &cfg.ca.ct_log_public_key);
+            let first = (role, crate::log::setup::CT_LOG_NAME);
+            let new = retire_log(data_dir, &mut history, first, &key, &[public.clone()], now)?;
+            // The CA checks SCTs with this copy of the CT log's public key.
+            crate::keyfile::write_new(&public, &new.public_key().to_pem(), false)?;
             None
         }
         "ca" => {
@@ -118,10 +135,10 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
             crate::tsa::setup::ensure_tsa(&files[0], &files[1], &files[2])?;
             Some(chain)
         }
-        "rekor" | "ct" => bail!(
-            "rotate {role} (a new shard of the Rekor v1 or CT log) is not implemented yet; rotate ca, tsa and rekor-v2 are"
+        "rekor" => bail!(
+            "rotate rekor (a new shard of the Rekor v1 log) is not implemented yet; rotate ca, tsa, rekor-v2 and ct are"
         ),
-        other => bail!("rotate {other:?}: use ca, tsa or rekor-v2"),
+        other => bail!("rotate {other:?}: use ca, tsa, rekor-v2 or ct"),
     };
     if let Some(chain) = old_chain {
         history.retired.push(Retired {

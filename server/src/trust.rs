@@ -112,11 +112,16 @@ impl TrustInputs {
             let start = self.history.start("rekor-v2");
             tlogs.push(log_json(&self.log_url, k, &start, None));
         }
-        let ctlogs: Vec<Value> = self
-            .ct_key
-            .iter()
-            .map(|k| log_json(&self.ct_url, k, &self.valid_from, None))
-            .collect();
+        let mut ctlogs: Vec<Value> = Vec::new();
+        for r in self.history.retired_logs("ct") {
+            if let Ok(k) = r.key() {
+                let url = format!("{}/shards/{}", self.ct_url, r.log_name);
+                ctlogs.push(log_json(&url, &k, &r.start, Some(&r.end)));
+            }
+        }
+        if let Some(k) = &self.ct_key {
+            ctlogs.push(log_json(&self.ct_url, k, &self.history.start("ct"), None));
+        }
         // Retired chains first, each closed at its rotation; the current one last.
         let mut cas: Vec<Value> = self
             .history

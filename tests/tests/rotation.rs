@@ -1,9 +1,10 @@
 //! Rotation end to end, with clients that take their trust from TUF and are never reconfigured:
-//! sign (Rekor v2 + TSA, the default of every client) → `sigil-server rotate ca`, `rotate tsa`
-//! and `rotate rekor-v2` (each followed by a restart) → sign with the new CA, TSA and log shard →
+//! sign (Rekor v2 + TSA, the default of every client) → `sigil-server rotate ca`, `rotate tsa`,
+//! `rotate rekor-v2` and `rotate ct` (each followed by a restart) → sign with the new CA, TSA, log
+//! shard and CT log →
 //! every bundle verifies with `sigil`, with sigstore-python 4.5.1 (`--instance`, after its TUF
-//! refresh) and with sigstore-js (`tufMirrorURL` + `tufRootPath`). The retired shard keeps
-//! serving its checkpoint and tiles read-only; new entries land on the new shard.
+//! refresh) and with sigstore-js (`tufMirrorURL` + `tufRootPath`). The retired shards keep
+//! serving their checkpoint, tiles and STH read-only; new entries land on the new shards.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -196,7 +197,7 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
     drop(steps);
 
     let before_log_id = log_id(&scratch.join("before.sigil.json"));
-    for role in ["ca", "tsa", "rekor-v2"] {
+    for role in ["ca", "tsa", "rekor-v2", "ct"] {
         rotate(&stack, role);
         stack.restart().await.unwrap();
         let tr: serde_json::Value = serde_json::from_slice(
@@ -217,6 +218,33 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
             assert_ne!(new["logId"]["keyId"], before_log_id.as_str(), "{tr}");
             let shard = old["baseUrl"].as_str().unwrap();
             assert!(shard.contains("/shards/"), "{tr}");
+            continue;
+        }
+        if role == "ct" {
+            // The retired CT shard (closed; its SCTs are in the certificates issued before),
+            // then the new one.
+            let ctlogs = tr["ctlogs"].as_array().unwrap();
+            assert_eq!(ctlogs.len(), 2, "ctlogs after rotate ct: {tr}");
+            assert!(
+                ctlogs[0]["publicKey"]["validFor"]["end"].is_string(),
+                "{tr}"
+            );
+            assert!(
+                ctlogs[1]["publicKey"]["validFor"].get("end").is_none(),
+                "{tr}"
+            );
+            assert_ne!(ctlogs[0]["logId"], ctlogs[1]["logId"], "{tr}");
+            let shard = ctlogs[0]["baseUrl"].as_str().unwrap();
+            let path = shard.strip_prefix(stack.url()).unwrap();
+            let sth: serde_json::Value = serde_json::from_slice(
+                &stack
+                    .get_bytes(&format!("{path}/ct/v1/get-sth"))
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
+            // Two certificates were issued before the rotation (one per signer).
+            assert_eq!(sth["tree_size"], 2, "retired CT shard: {sth}");
             continue;
         }
         let list = if role == "ca" {
@@ -285,16 +313,16 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
     assert!(!tile.is_empty());
 
     steps
-        .verify_all("after rotating the CA, the TSA and the Rekor v2 log")
+        .verify_all("after rotating the CA, the TSA, the Rekor v2 log and the CT log")
         .await;
     record_interop(
         PY,
-        "after `rotate ca`, `rotate tsa` and `rotate rekor-v2` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
+        "after `rotate ca`, `rotate tsa`, `rotate rekor-v2` and `rotate ct` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
         true,
     );
     record_interop(
         "sigstore-js sigstore 4.1.1",
-        "after `rotate ca`, `rotate tsa` and `rotate rekor-v2` (trust from TUF): Rekor v2 + TSA bundles signed before and after verify",
+        "after `rotate ca`, `rotate tsa`, `rotate rekor-v2` and `rotate ct` (trust from TUF): Rekor v2 + TSA bundles signed before and after verify",
         true,
     );
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::routes::Api;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use der::{Decode, Encode};
@@ -62,6 +62,76 @@ pub fn router(state: Arc<CtState>) -> Api {
         .get("/ct/v1/get-entries", get_entries)
         .get("/ct/v1/get-roots", get_roots)
         .with_state(state)
+}
+
+/// Retired shards of the CT log by database name, served read-only.
+pub type Shards = std::collections::HashMap<String, Arc<CtState>>;
+
+/// Read-only RFC 6962 routes of the retired shards (`rotate ct`), each under
+/// `/shards/<name>/ct/v1/`, the base URL the trusted root lists for it.
+pub fn shards_router(shards: Arc<Shards>) -> Api {
+    Api::new()
+        .get("/shards/{shard}/ct/v1/get-sth", shard_get_sth)
+        .get(
+            "/shards/{shard}/ct/v1/get-sth-consistency",
+            shard_get_sth_consistency,
+        )
+        .get(
+            "/shards/{shard}/ct/v1/get-proof-by-hash",
+            shard_get_proof_by_hash,
+        )
+        .get("/shards/{shard}/ct/v1/get-entries", shard_get_entries)
+        .get("/shards/{shard}/ct/v1/get-roots", shard_get_roots)
+        .with_state(shards)
+}
+
+type ShardName = Result<Path<String>, PathRejection>;
+
+fn shard(shards: &Shards, name: ShardName) -> Result<State<Arc<CtState>>, AppError> {
+    let Path(name) = name.map_err(|e| AppError::bad_request(e.body_text()))?;
+    shards.get(&name).cloned().map(State).ok_or_else(|| {
+        AppError::not_found(format!(
+            "no retired CT shard {name:?} (the trusted root lists this log's shards)"
+        ))
+    })
+}
+
+async fn shard_get_sth(
+    State(shards): State<Arc<Shards>>,
+    name: ShardName,
+) -> Result<Json<Value>, AppError> {
+    get_sth(shard(&shards, name)?).await
+}
+
+async fn shard_get_sth_consistency(
+    State(shards): State<Arc<Shards>>,
+    name: ShardName,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    get_sth_consistency(shard(&shards, name)?, q).await
+}
+
+async fn shard_get_proof_by_hash(
+    State(shards): State<Arc<Shards>>,
+    name: ShardName,
+    q: Result<Query<ProofByHashQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    get_proof_by_hash(shard(&shards, name)?, q).await
+}
+
+async fn shard_get_entries(
+    State(shards): State<Arc<Shards>>,
+    name: ShardName,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    get_entries(shard(&shards, name)?, q).await
+}
+
+async fn shard_get_roots(
+    State(shards): State<Arc<Shards>>,
+    name: ShardName,
+) -> Result<Json<Value>, AppError> {
+    Ok(get_roots(shard(&shards, name)?).await)
 }
 
 fn sig_algs(key: &SigningKey) -> (u8, u8) {

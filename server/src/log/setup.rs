@@ -11,7 +11,7 @@ use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
 
 use crate::config::{Config, resolve};
 use crate::keyfile::{read_certs, read_key};
-use crate::log::ct::CtState;
+use crate::log::ct::{CtState, Shards as CtShards};
 use crate::log::engine::{EngineConfig, LogEngine};
 use crate::log::rekor_v1::{LogKey, RekorState};
 use crate::log::rekor_v2::{RekorV2State, Shards};
@@ -142,13 +142,40 @@ pub async fn ct(
     let key = read_key(&path)?;
     let origin = format!("{} CT", cfg.log_origin());
     let note_name = format!("{}-ct", cfg.log_origin());
-    let engine = open_engine(db, CT_LOG_NAME, &origin, &note_name, &path, engine_cfg)
-        .await
-        .context("cannot open the CT log")?;
+    let history = History::load(data_dir)?;
+    let log_name = history.log_name("ct", CT_LOG_NAME);
+    let engine = open_engine(
+        db,
+        &log_name,
+        &origin,
+        &note_name,
+        &path,
+        engine_cfg.clone(),
+    )
+    .await
+    .context("cannot open the CT log")?;
     let roots = read_certs(&resolve(data_dir, &cfg.ct.roots))?;
     let public_key = key.public_key();
+    let api = crate::log::ct::router(Arc::new(CtState::new(engine.clone(), key, roots.clone())));
+    // Retired shards: opened with their old keys, served without the add-* routes.
+    let mut shards = CtShards::new();
+    for r in history.retired_logs("ct") {
+        let key_file = resolve(data_dir, &r.key_file);
+        let old = open_engine(
+            db,
+            &r.log_name,
+            &origin,
+            &note_name,
+            &key_file,
+            engine_cfg.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot open the retired CT shard {}", r.log_name))?;
+        let state = CtState::new(old, read_key(&key_file)?, roots.clone());
+        shards.insert(r.log_name.clone(), Arc::new(state));
+    }
     Ok(OpenedLog {
-        api: crate::log::ct::router(Arc::new(CtState::new(engine.clone(), key, roots))),
+        api: api.merge(crate::log::ct::shards_router(Arc::new(shards))),
         engine,
         public_key,
     })
