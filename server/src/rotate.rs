@@ -94,7 +94,8 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
             let key = resolve(data_dir, &cfg.ct.key);
             let public = resolve(data_dir, &cfg.ca.ct_log_public_key);
             let first = (role, crate::log::setup::CT_LOG_NAME);
-            let new = retire_log(data_dir, &mut history, first, &key, &[public.clone()], now)?;
+            let also = std::slice::from_ref(&public);
+            let new = retire_log(data_dir, &mut history, first, &key, also, now)?;
             // The CA checks SCTs with this copy of the CT log's public key.
             crate::keyfile::write_new(&public, &new.public_key().to_pem(), false)?;
             None
