@@ -83,11 +83,11 @@ enum Command {
         command: TrustCommand,
     },
     /// Rotate a trust component: `ca` (a new CA hierarchy), `tsa` (a new timestamping chain),
-    /// `rekor-v2` or `ct` (a new log shard; the old one stays readable at `/shards/<name>`). The old one
+    /// `rekor`, `rekor-v2` or `ct` (a new log shard; the old one stays readable). The old one
     /// stays in the trusted root, valid until now; the TUF repository publishes the change.
     /// Restart the server afterwards.
     Rotate {
-        /// ca, tsa, rekor-v2 or ct.
+        /// ca, tsa, rekor, rekor-v2 or ct.
         role: String,
         #[command(flatten)]
         common: Common,

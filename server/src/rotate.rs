@@ -1,8 +1,10 @@
-//! `sigil-server rotate ca | tsa | rekor-v2 | ct`: a new CA hierarchy, TSA chain or log shard replaces
+//! `sigil-server rotate ca | tsa | rekor | rekor-v2 | ct`: a new CA hierarchy, TSA chain or log shard replaces
 //! the old one; the old one stays in the trusted root with its `validFor` window closed at the
 //! rotation, so signatures made before keep verifying, and the TUF repository publishes the new
-//! trust. A rotated Rekor v2 or CT log is a new shard (new key, new tree) at the same URL; the old
-//! shard is served read-only at `<log url>/shards/<name>`.
+//! trust. A rotated log is a new shard (new key, new tree) at the same URL. The Rekor v1 API
+//! serves its old shards itself (`inactiveShards`, entry IDs by tree, log indexes that count
+//! across shards, as Rekor does); old Rekor v2 and CT shards are served read-only at
+//! `<log url>/shards/<name>`.
 //!
 //! The history lives in `<data-dir>/trust-history.json` (`trust_history.rs`); the retired files move to
 //! `keys/retired/<role>-<unix time>/`.
@@ -16,6 +18,14 @@ use base64::engine::general_purpose::STANDARD;
 use crate::config::Config;
 use crate::keyfile::resolve;
 use crate::trust_history::{History, Retired, RetiredLog};
+
+/// The end of a retired key's window for a rotation at `now` (whole seconds): the next second,
+/// so that what it signed earlier in that second (timestamps carry fractions) stays inside. The
+/// new key's window starts at `now`; both keys are this deployment's, so the overlap of under a
+/// second trusts nothing new.
+fn window_end(now: i64) -> String {
+    sigil_core::trust::format_rfc3339(now.saturating_add(1))
+}
 
 /// Moves `files` into a fresh `keys/retired/<role>-<now>/` directory.
 fn retire_files(
@@ -37,7 +47,7 @@ fn retire_files(
     Ok(dir)
 }
 
-/// Retires a log's current shard (`role` rekor-v2 or ct, first named `first_name` in the
+/// Retires a log's current shard (`role` rekor, rekor-v2 or ct, first named `first_name` in the
 /// database): its key (and `also`, files derived from it) moves to `keys/retired/`, the next
 /// start opens a new shard (`<first_name>-<now>`) with a new key.
 fn retire_log(
@@ -64,7 +74,7 @@ fn retire_log(
         key_file,
         public_key: STANDARD.encode(old.public_key().spki_der()),
         start: history.start(role),
-        end: sigil_core::trust::format_rfc3339(now),
+        end: window_end(now),
     });
     history
         .current_log
@@ -72,11 +82,12 @@ fn retire_log(
     crate::init::ensure_key(key_path)
 }
 
-/// Rotates `role` (`ca`, `tsa`, `rekor-v2` or `ct`) at `now` (Unix seconds) and publishes the new trust through
+/// Rotates `role` (`ca`, `tsa`, `rekor`, `rekor-v2` or `ct`) at `now` (Unix seconds) and publishes the new trust through
 /// TUF (when enabled). Restart the server to sign with the new keys.
 pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Result<String> {
     let mut history = History::load(data_dir)?;
     let now_text = sigil_core::trust::format_rfc3339(now);
+    let end_text = window_end(now);
     let old_chain = match role {
         "rekor-v2" => {
             if !cfg.rekor_v2.enabled {
@@ -136,24 +147,30 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
             crate::tsa::setup::ensure_tsa(&files[0], &files[1], &files[2])?;
             Some(chain)
         }
-        "rekor" => bail!(
-            "rotate rekor (a new shard of the Rekor v1 log) is not implemented yet; rotate ca, tsa, rekor-v2 and ct are"
-        ),
-        other => bail!("rotate {other:?}: use ca, tsa, rekor-v2 or ct"),
+        "rekor" => {
+            if !cfg.log.enabled {
+                bail!("rotate rekor: the log is not enabled ([log] enabled)");
+            }
+            let key = resolve(data_dir, &cfg.log.key);
+            let first = (role, crate::log::setup::REKOR_LOG_NAME);
+            retire_log(data_dir, &mut history, first, &key, &[], now)?;
+            None
+        }
+        other => bail!("rotate {other:?}: use ca, tsa, rekor, rekor-v2 or ct"),
     };
     if let Some(chain) = old_chain {
         history.retired.push(Retired {
             role: role.into(),
             chain: chain.iter().map(|c| STANDARD.encode(c)).collect(),
             start: history.start(role),
-            end: now_text.clone(),
+            end: end_text.clone(),
         });
     }
     history.current_start.insert(role.into(), now_text.clone());
     history.save(data_dir)?;
 
     let mut msg = format!(
-        "rotated {role}: the old one is valid until {now_text} in the trusted root, the new one from then on"
+        "rotated {role}: the old one is valid until {end_text} in the trusted root, the new one from {now_text} on"
     );
     if cfg.tuf.enabled {
         let trust = crate::init::trust_inputs(cfg, data_dir)?;

@@ -94,13 +94,23 @@ fn chain_json(
 
 impl TrustInputs {
     pub fn trusted_root(&self) -> Value {
-        // Rekor v1; retired Rekor v2 shards (read-only at `<log url>/shards/<name>`), each closed
-        // at its rotation; the current Rekor v2 shard.
-        let mut tlogs: Vec<Value> = self
-            .log_key
-            .iter()
-            .map(|k| log_json(&self.log_url, k, &self.valid_from, None))
-            .collect();
+        // Rekor v1's retired and current shards; retired Rekor v2 shards (read-only at
+        // `<log url>/shards/<name>`), each closed at its rotation; the current Rekor v2 shard.
+        let mut tlogs: Vec<Value> = Vec::new();
+        // Rekor v1's shards share its URL (its API serves them all).
+        for r in self.history.retired_logs("rekor") {
+            if let Ok(k) = r.key() {
+                tlogs.push(log_json(&self.log_url, &k, &r.start, Some(&r.end)));
+            }
+        }
+        if let Some(k) = &self.log_key {
+            tlogs.push(log_json(
+                &self.log_url,
+                k,
+                &self.history.start("rekor"),
+                None,
+            ));
+        }
         for r in self.history.retired_logs("rekor-v2") {
             // `History::load` refused keys that do not parse.
             if let Ok(k) = r.key() {

@@ -1,7 +1,7 @@
 //! Rotation end to end, with clients that take their trust from TUF and are never reconfigured:
-//! sign (Rekor v2 + TSA, the default of every client) → `sigil-server rotate ca`, `rotate tsa`,
-//! `rotate rekor-v2` and `rotate ct` (each followed by a restart) → sign with the new CA, TSA, log
-//! shard and CT log →
+//! sign (Rekor v2 + TSA, the default of every client, and Rekor v1) → `sigil-server rotate ca`,
+//! `rotate tsa`, `rotate rekor-v2`, `rotate ct` and `rotate rekor` (each followed by a restart) →
+//! sign with the new CA, TSA, log shards and CT log →
 //! every bundle verifies with `sigil`, with sigstore-python 4.5.1 (`--instance`, after its TUF
 //! refresh) and with sigstore-js (`tufMirrorURL` + `tufRootPath`). The retired shards keep
 //! serving their checkpoint, tiles and STH read-only; new entries land on the new shards.
@@ -65,6 +65,15 @@ impl Run<'_> {
             &["sign-blob", fs, "--bundle", bs, "--identity-token", &token],
         );
         self.signed.push((f.clone(), b));
+        // And through the Rekor v1 log.
+        let (token, _) = self.stack.dev_token().await.unwrap();
+        let b1 = self.scratch.join(format!("{label}.sigil-v1.json"));
+        let args = ["--bundle", b1.to_str().unwrap(), "--identity-token", &token];
+        sigil(
+            &self.home,
+            &[&["sign-blob", fs, "--rekor-version", "1"][..], &args[..]].concat(),
+        );
+        self.signed.push((f.clone(), b1));
         let pb = self.scratch.join(format!("{label}.python.json"));
         let (token, _) = self.stack.dev_token().await.unwrap();
         let r = run(
@@ -155,7 +164,7 @@ fn rotate(stack: &SigilStack, role: &str) {
 }
 
 #[tokio::test]
-async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_reconfiguring_clients()
+async fn rotating_the_ca_the_tsa_and_the_logs_keeps_old_signatures_valid_without_reconfiguring_clients()
  {
     let mut stack = SigilStack::up().await.expect("sigil-server up");
     let scratch = stack.scratch().to_path_buf();
@@ -197,7 +206,8 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
     drop(steps);
 
     let before_log_id = log_id(&scratch.join("before.sigil.json"));
-    for role in ["ca", "tsa", "rekor-v2", "ct"] {
+    let before_v1_log_id = log_id(&scratch.join("before.sigil-v1.json"));
+    for role in ["ca", "tsa", "rekor-v2", "ct", "rekor"] {
         rotate(&stack, role);
         stack.restart().await.unwrap();
         let tr: serde_json::Value = serde_json::from_slice(
@@ -243,8 +253,33 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
                     .unwrap(),
             )
             .unwrap();
-            // Two certificates were issued before the rotation (one per signer).
-            assert_eq!(sth["tree_size"], 2, "retired CT shard: {sth}");
+            // Three certificates were issued before the rotation (one per signature).
+            assert_eq!(sth["tree_size"], 3, "retired CT shard: {sth}");
+            continue;
+        }
+        if role == "rekor" {
+            // Rekor v1's shards share its URL: the retired one (closed) and the new one, then
+            // the two Rekor v2 shards.
+            let tlogs = tr["tlogs"].as_array().unwrap();
+            assert_eq!(tlogs.len(), 4, "tlogs after rotate rekor: {tr}");
+            assert_eq!(
+                tlogs[0]["logId"]["keyId"],
+                before_v1_log_id.as_str(),
+                "{tr}"
+            );
+            assert!(tlogs[0]["publicKey"]["validFor"]["end"].is_string(), "{tr}");
+            assert_eq!(tlogs[0]["baseUrl"], tlogs[1]["baseUrl"], "{tr}");
+            assert!(
+                tlogs[1]["publicKey"]["validFor"].get("end").is_none(),
+                "{tr}"
+            );
+            let log: serde_json::Value =
+                serde_json::from_slice(&stack.get_bytes("/api/v1/log").await.unwrap()).unwrap();
+            let inactive = log["inactiveShards"].as_array().unwrap();
+            assert_eq!(inactive.len(), 1, "{log}");
+            assert_eq!(inactive[0]["treeSize"], 1, "{log}");
+            assert_ne!(inactive[0]["treeID"], log["treeID"], "{log}");
+            assert_eq!(log["treeSize"], 0, "{log}");
             continue;
         }
         let list = if role == "ca" {
@@ -272,6 +307,10 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
             ),
             (
                 scratch.join("before.txt"),
+                scratch.join("before.sigil-v1.json"),
+            ),
+            (
+                scratch.join("before.txt"),
                 scratch.join("before.python.json"),
             ),
         ],
@@ -291,7 +330,13 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
             .unwrap(),
     )
     .unwrap();
-    let shard_url = tr["tlogs"][1]["baseUrl"].as_str().unwrap().to_string();
+    let shard_url = tr["tlogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|t| t["baseUrl"].as_str().filter(|u| u.contains("/shards/")))
+        .unwrap()
+        .to_string();
     let shard_path = shard_url.strip_prefix(stack.url()).unwrap();
     let old_cp = stack
         .get_bytes(&format!("{shard_path}/api/v2/checkpoint"))
@@ -311,20 +356,57 @@ async fn rotating_the_ca_the_tsa_and_the_log_keeps_old_signatures_valid_without_
         .await
         .unwrap();
     assert!(!tile.is_empty());
+    // Rekor v1 numbers entries across shards, as Rekor does: the new shard's first entry is
+    // logIndex 1 (index 0 in its own tree), and both shards' entries are served.
+    let v1: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.join("after.sigil-v1.json")).unwrap())
+            .unwrap();
+    let entry = &v1["verificationMaterial"]["tlogEntries"][0];
+    assert_eq!(entry["logIndex"], "1", "{entry}");
+    assert_eq!(entry["inclusionProof"]["logIndex"], "0", "{entry}");
+    assert_ne!(
+        log_id(&scratch.join("after.sigil-v1.json")),
+        before_v1_log_id
+    );
+    for (index, id) in [
+        (0, before_v1_log_id.clone()),
+        (1, log_id(&scratch.join("after.sigil-v1.json"))),
+    ] {
+        let got: serde_json::Value = serde_json::from_slice(
+            &stack
+                .get_bytes(&format!("/api/v1/log/entries?logIndex={index}"))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let (_, e) = got.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(e["logIndex"], index, "{got}");
+        let want = hex_of(&id);
+        assert_eq!(e["logID"].as_str().unwrap(), want, "{got}");
+    }
 
     steps
-        .verify_all("after rotating the CA, the TSA, the Rekor v2 log and the CT log")
+        .verify_all("after rotating the CA, the TSA, both Rekor logs and the CT log")
         .await;
     record_interop(
         PY,
-        "after `rotate ca`, `rotate tsa`, `rotate rekor-v2` and `rotate ct` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
+        "after `rotate ca`, `rotate tsa`, `rotate rekor`, `rotate rekor-v2` and `rotate ct` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
         true,
     );
     record_interop(
         "sigstore-js sigstore 4.1.1",
-        "after `rotate ca`, `rotate tsa`, `rotate rekor-v2` and `rotate ct` (trust from TUF): Rekor v2 + TSA bundles signed before and after verify",
+        "after `rotate ca`, `rotate tsa`, `rotate rekor`, `rotate rekor-v2` and `rotate ct` (trust from TUF): Rekor v1 and Rekor v2 + TSA bundles signed before and after verify",
         true,
     );
+}
+
+/// Base64 to lower-case hex.
+fn hex_of(b64: &str) -> String {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The base64 log ID of a bundle's (only) transparency log entry.

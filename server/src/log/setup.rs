@@ -76,11 +76,34 @@ pub async fn rekor_v1(
     let path = resolve(data_dir, &cfg.log.key);
     let key = read_key(&path)?;
     let origin = cfg.log_origin();
-    let engine = open_engine(db, REKOR_LOG_NAME, &origin, &origin, &path, engine_cfg)
+    let history = History::load(data_dir)?;
+    let log_name = history.log_name("rekor", REKOR_LOG_NAME);
+    let engine = open_engine(db, &log_name, &origin, &origin, &path, engine_cfg.clone())
         .await
         .context("cannot open the transparency log")?;
     let public_key = key.public_key();
-    let state = Arc::new(RekorState::new(engine.clone(), LogKey::new(key), 1000));
+    // Retired shards (`rotate rekor`), oldest first: read-only, with their old keys.
+    let mut inactive = Vec::new();
+    for r in history.retired_logs("rekor") {
+        let key_file = resolve(data_dir, &r.key_file);
+        let old = open_engine(
+            db,
+            &r.log_name,
+            &origin,
+            &origin,
+            &key_file,
+            engine_cfg.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot open the retired Rekor shard {}", r.log_name))?;
+        inactive.push((old.view().clone(), LogKey::new(read_key(&key_file)?)));
+    }
+    let state = Arc::new(RekorState::new(
+        engine.clone(),
+        LogKey::new(key),
+        1000,
+        inactive,
+    ));
     Ok(OpenedLog {
         api: crate::log::rekor_v1::router(state),
         engine,

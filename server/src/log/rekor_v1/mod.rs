@@ -1,7 +1,6 @@
 //! The Rekor v1 API (what cosign 2, sigstore-python/-js with `majorApiVersion: 1` and rekor-cli
 //! speak) on top of the log engine.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::routes::Api;
@@ -22,6 +21,8 @@ use sigil_core::rekor::{self, EntryError, EntryRef};
 use super::engine::{EngineError, LeafInput, LogEngine, LogView, Submission};
 use crate::error::AppError;
 use crate::storage::EntryRow;
+
+mod search;
 
 /// The artifact log's identity: its signing key and the values derived from it.
 pub struct LogKey {
@@ -47,38 +48,96 @@ impl LogKey {
     }
 }
 
+/// One tree of the log. The active shard takes the appends; the inactive ones (left by
+/// `rotate rekor`) are read-only. As in Rekor, an entry's `logIndex` counts across shards
+/// (`offset`: the entries of the shards before) while its inclusion proof's is the index in its
+/// own tree.
+pub struct Shard {
+    pub log: LogView,
+    pub key: LogKey,
+    pub offset: u64,
+}
+
 /// Shared state of the Rekor v1 handlers.
 pub struct RekorState {
     /// Appends (the only write path).
     pub engine: LogEngine,
-    /// Reads.
+    /// Reads of the active shard.
     pub log: LogView,
     pub key: LogKey,
+    /// The active shard's first global log index.
+    pub offset: u64,
+    /// Read-only shards, oldest first.
+    pub inactive: Vec<Shard>,
     /// Search answers are capped at this many entries.
     pub max_search_results: i64,
 }
 
 impl RekorState {
-    pub fn new(engine: LogEngine, key: LogKey, max_search_results: i64) -> Self {
+    /// `inactive`: the retired shards, oldest first, each given with its view and key.
+    pub fn new(
+        engine: LogEngine,
+        key: LogKey,
+        max_search_results: i64,
+        inactive: Vec<(LogView, LogKey)>,
+    ) -> Self {
+        let mut offset = 0;
+        let inactive = inactive
+            .into_iter()
+            .map(|(log, key)| {
+                let shard = Shard { log, key, offset };
+                offset += shard.log.head().size;
+                shard
+            })
+            .collect();
         Self {
             log: engine.view().clone(),
             engine,
             key,
+            offset,
+            inactive,
             max_search_results,
         }
     }
 
-    /// The tree ID of the active shard: a random positive 63-bit integer drawn when the log was
-    /// created and kept in the database (`logs.tree_id`); the 16-hex prefix of every entry ID.
+    /// The active shard's tree ID.
     fn tree_id(&self) -> i64 {
         self.log.tree_id()
     }
 
-    /// The public key of the shard with this tree ID, if this log has it. One shard today; a
-    /// log that rotates its tree keeps the previous ones here (and in `inactiveShards`), and
-    /// `tree_id`-addressed reads go to the shard named.
+    /// The active shard (the fields are kept apart for the write path).
+    fn active(&self) -> ShardRef<'_> {
+        ShardRef {
+            log: &self.log,
+            key: &self.key,
+            offset: self.offset,
+        }
+    }
+
+    /// Every shard, the active one first.
+    fn shards(&self) -> Vec<ShardRef<'_>> {
+        let mut all = vec![self.active()];
+        all.extend(self.inactive.iter().rev().map(|s| ShardRef {
+            log: &s.log,
+            key: &s.key,
+            offset: s.offset,
+        }));
+        all
+    }
+
+    /// The shard with this tree ID, if this log has it.
+    fn shard(&self, tree_id: i64) -> Option<ShardRef<'_>> {
+        self.shards().into_iter().find(|s| s.tree_id() == tree_id)
+    }
+
+    /// The public key of the shard with this tree ID, if this log has it.
     fn shard_public_key(&self, tree_id: i64) -> Option<&str> {
-        (tree_id == self.tree_id()).then_some(self.key.public_pem.as_str())
+        self.shard(tree_id).map(|s| s.key.public_pem.as_str())
+    }
+
+    /// The shard holding the entry at global log index `global`.
+    fn shard_of_index(&self, global: u64) -> Option<ShardRef<'_>> {
+        self.shards().into_iter().find(|s| s.holds(global))
     }
 
     /// A `treeID` query parameter as Rekor takes it (decimal); `None` when absent or empty.
@@ -105,13 +164,41 @@ impl RekorState {
         Ok(Some(id))
     }
 
-    /// The leaf an entry reference names in this log's shards: `Ok(None)` for an entry ID of a
-    /// tree this log does not have (not found), `Err` for a malformed reference.
-    fn resolve(&self, id: &str) -> Result<Option<Hash>, AppError> {
+    /// The leaf an entry reference names and the shards to look for it in (every shard for a
+    /// bare UUID, the named one for an entry ID): no shard for an entry ID of a tree this log
+    /// does not have (not found), `Err` for a malformed reference.
+    fn resolve(&self, id: &str) -> Result<(Hash, Vec<ShardRef<'_>>), AppError> {
         match rekor::parse_entry_ref(id).map_err(AppError::BadRequest)? {
-            EntryRef::Uuid(leaf) => Ok(Some(leaf)),
-            EntryRef::EntryId { tree_id, leaf } => Ok(self.shard_public_key(tree_id).map(|_| leaf)),
+            EntryRef::Uuid(leaf) => Ok((leaf, self.shards())),
+            EntryRef::EntryId { tree_id, leaf } => {
+                Ok((leaf, self.shard(tree_id).into_iter().collect()))
+            }
         }
+    }
+}
+
+/// A shard as handlers read it.
+#[derive(Clone, Copy)]
+struct ShardRef<'a> {
+    log: &'a LogView,
+    key: &'a LogKey,
+    offset: u64,
+}
+
+impl ShardRef<'_> {
+    /// The shard's tree ID: a random positive 63-bit integer drawn when it was created and kept
+    /// in the database (`logs.tree_id`); the 16-hex prefix of its entry IDs.
+    fn tree_id(&self) -> i64 {
+        self.log.tree_id()
+    }
+
+    fn tree_u64(&self) -> u64 {
+        u64::try_from(self.tree_id()).unwrap_or(0)
+    }
+
+    /// Whether the entry at global log index `global` is in this shard.
+    fn holds(&self, global: u64) -> bool {
+        global >= self.offset && global - self.offset < self.log.head().size
     }
 }
 
@@ -126,7 +213,7 @@ pub fn router(state: Arc<RekorState>) -> Api {
         .get("/api/v1/log/entries/{id}", get_entry_by_uuid)
         .post("/api/v1/log/entries/retrieve", retrieve_entries)
         .post("/api/v1/log/entries/retrieve/", retrieve_entries)
-        .post("/api/v1/index/retrieve", search_index)
+        .post("/api/v1/index/retrieve", search::search_index)
         .with_state(state)
 }
 
@@ -173,7 +260,15 @@ async fn get_log(State(s): State<Arc<RekorState>>) -> Json<Value> {
         "treeSize": head.size,
         "signedTreeHead": String::from_utf8_lossy(&head.checkpoint),
         "treeID": s.log.tree_id().to_string(),
-        "inactiveShards": [],
+        "inactiveShards": s.inactive.iter().map(|sh| {
+            let head = sh.log.head();
+            json!({
+                "rootHash": hex::encode(head.root),
+                "treeSize": head.size,
+                "signedTreeHead": String::from_utf8_lossy(&head.checkpoint),
+                "treeID": sh.log.tree_id().to_string(),
+            })
+        }).collect::<Vec<_>>(),
     }))
 }
 
@@ -224,8 +319,10 @@ async fn get_proof(
     q: Result<Query<ProofQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
-    // One shard: a valid treeID can only name the active tree.
-    s.requested_tree(q.tree_id.as_deref())?;
+    let shard = match s.requested_tree(q.tree_id.as_deref())? {
+        Some(id) => s.shard(id).unwrap_or_else(|| s.active()),
+        None => s.active(),
+    };
     let first = parse_size(&q.first_size, "firstSize")?.unwrap_or(1);
     let last = parse_size(&q.last_size, "lastSize")?
         .ok_or_else(|| AppError::bad_request("lastSize is required"))?;
@@ -234,8 +331,8 @@ async fn get_proof(
             "firstSize ({first}) must be at least 1 and not larger than lastSize ({last})"
         )));
     }
-    let hashes = s.log.consistency_proof(first, last).await?;
-    let root = s.log.root_at(last).await?;
+    let hashes = shard.log.consistency_proof(first, last).await?;
+    let root = shard.log.root_at(last).await?;
     Ok(Json(json!({
         "rootHash": hex::encode(root),
         "hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
@@ -253,7 +350,7 @@ async fn create_entry(
     let proposed = body_json(body)?;
     // Verification happens here, outside the sequencer, on the handler's task.
     let canonical = rekor::canonicalize(&proposed).map_err(entry_error)?;
-    let entry_id = rekor::entry_id(tree_id_u64(&s), &canonical.uuid());
+    let entry_id = rekor::entry_id(s.active().tree_u64(), &canonical.uuid());
     let appended = match s
         .engine
         .append(Submission {
@@ -282,7 +379,7 @@ async fn create_entry(
         integrated_time: appended.integrated_time,
     };
     let entry = log_entry(
-        &s,
+        s.active(),
         &row,
         Some(appended.tree.size),
         Some(appended.tree.checkpoint.clone()),
@@ -304,14 +401,10 @@ async fn create_entry(
         .into_response())
 }
 
-fn tree_id_u64(s: &RekorState) -> u64 {
-    u64::try_from(s.tree_id()).unwrap_or(0)
-}
-
 /// A Rekor `LogEntry` with its signed entry timestamp and an inclusion proof in the latest
 /// (or the given) checkpoint.
 async fn log_entry(
-    s: &RekorState,
+    s: ShardRef<'_>,
     row: &EntryRow,
     size: Option<u64>,
     checkpoint: Option<Vec<u8>>,
@@ -328,6 +421,7 @@ async fn log_entry(
         sigil_core::merkle::root_from_inclusion_proof(&row.leaf_hash, row.index, size, &proof)
             .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
     let log_id = s.key.log_id_hex();
+    let global = s.offset + row.index;
     let set = s
         .key
         .key
@@ -335,14 +429,14 @@ async fn log_entry(
             &row.data,
             row.integrated_time,
             &log_id,
-            row.index,
+            global,
         ))
         .map_err(AppError::internal)?;
     Ok(json!({
         "body": STANDARD.encode(&row.data),
         "integratedTime": row.integrated_time,
         "logID": log_id,
-        "logIndex": row.index,
+        "logIndex": global,
         "verification": {
             "signedEntryTimestamp": STANDARD.encode(set),
             "inclusionProof": {
@@ -356,9 +450,9 @@ async fn log_entry(
     }))
 }
 
-async fn entry_json(s: &RekorState, row: &EntryRow) -> Result<Value, AppError> {
+async fn entry_json(s: ShardRef<'_>, row: &EntryRow) -> Result<Value, AppError> {
     let uuid = hex::encode(row.leaf_hash);
-    let id = rekor::entry_id(tree_id_u64(s), &uuid);
+    let id = rekor::entry_id(s.tree_u64(), &uuid);
     Ok(json!({ id: log_entry(s, row, None, None).await? }))
 }
 
@@ -381,24 +475,38 @@ async fn get_entry_by_index(
             "logIndex must be a non-negative integer, got {raw:?}"
         ))
     })?;
-    let row = fetch_index(&s, index).await?;
-    Ok(Json(entry_json(&s, &row).await?))
+    let (shard, row) = fetch_global(&s, index).await?;
+    Ok(Json(entry_json(shard, &row).await?))
 }
 
-async fn fetch_index(s: &RekorState, index: u64) -> Result<EntryRow, AppError> {
+/// The entry at global log index `global` and its shard.
+async fn fetch_global(s: &RekorState, global: u64) -> Result<(ShardRef<'_>, EntryRow), AppError> {
+    let Some(shard) = s.shard_of_index(global) else {
+        let size = s.offset + s.log.head().size;
+        return Err(AppError::not_found(format!(
+            "no entry at logIndex {global}: the log has {size} entries"
+        )));
+    };
+    Ok((shard, fetch_index(shard, global - shard.offset).await?))
+}
+
+/// The entry at `index` in the shard's own tree.
+async fn fetch_index(s: ShardRef<'_>, index: u64) -> Result<EntryRow, AppError> {
     let size = s.log.head().size;
     if index >= size {
         return Err(AppError::not_found(format!(
-            "no entry at logIndex {index}: the log has {size} entries"
+            "no entry at logIndex {}: the log has {} entries",
+            s.offset + index,
+            s.offset + size
         )));
     }
     s.log
         .entry(index)
         .await?
-        .ok_or_else(|| AppError::not_found(format!("no entry at logIndex {index}")))
+        .ok_or_else(|| AppError::not_found(format!("no entry at logIndex {}", s.offset + index)))
 }
 
-async fn fetch_leaf(s: &RekorState, leaf: &Hash) -> Result<Option<EntryRow>, AppError> {
+async fn fetch_leaf(s: ShardRef<'_>, leaf: &Hash) -> Result<Option<EntryRow>, AppError> {
     let Some(index) = s.log.index_of_leaf(leaf).await? else {
         return Ok(None);
     };
@@ -409,21 +517,35 @@ async fn fetch_leaf(s: &RekorState, leaf: &Hash) -> Result<Option<EntryRow>, App
     Ok(Some(fetch_index(s, index).await?))
 }
 
+/// The first of `shards` that holds `leaf`, with the entry.
+async fn find_leaf<'a>(
+    shards: &[ShardRef<'a>],
+    leaf: &Hash,
+) -> Result<Option<(ShardRef<'a>, EntryRow)>, AppError> {
+    for sh in shards {
+        if let Some(row) = fetch_leaf(*sh, leaf).await? {
+            return Ok(Some((*sh, row)));
+        }
+    }
+    Ok(None)
+}
+
 async fn get_entry_by_uuid(
     State(s): State<Arc<RekorState>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Path(id) = id.map_err(|e| AppError::bad_request(e.body_text()))?;
-    let leaf = s.resolve(&id)?.ok_or_else(|| {
-        AppError::not_found(format!(
+    let (leaf, shards) = s.resolve(&id)?;
+    if shards.is_empty() {
+        return Err(AppError::not_found(format!(
             "no entry {id}: its tree ID is not this log's; entry IDs here start with {:016x}",
             s.tree_id()
-        ))
-    })?;
-    let row = fetch_leaf(&s, &leaf)
+        )));
+    }
+    let (shard, row) = find_leaf(&shards, &leaf)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no entry with UUID {}", hex::encode(leaf))))?;
-    Ok(Json(entry_json(&s, &row).await?))
+    Ok(Json(entry_json(shard, &row).await?))
 }
 
 const MAX_RETRIEVE: usize = 100;
@@ -436,7 +558,7 @@ async fn retrieve_entries(
     let obj = req.as_object().ok_or_else(|| {
         AppError::bad_request("body must be an object {entries?, entryUUIDs?, logIndexes?}")
     })?;
-    let mut rows: Vec<EntryRow> = Vec::new();
+    let mut rows: Vec<(ShardRef<'_>, EntryRow)> = Vec::new();
     let list = |key: &str| -> Result<Vec<Value>, AppError> {
         match obj.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
@@ -452,158 +574,24 @@ async fn retrieve_entries(
             .as_str()
             .ok_or_else(|| AppError::bad_request("entryUUIDs must be strings"))?;
         // An entry ID of a tree this log does not have matches nothing, as in Rekor.
-        if let Some(leaf) = s.resolve(u)? {
-            rows.extend(fetch_leaf(&s, &leaf).await?);
-        }
+        let (leaf, shards) = s.resolve(u)?;
+        rows.extend(find_leaf(&shards, &leaf).await?);
     }
     for i in list("logIndexes")? {
         let i = i
             .as_u64()
             .ok_or_else(|| AppError::bad_request("logIndexes must be non-negative integers"))?;
-        if i < s.log.head().size {
-            rows.push(fetch_index(&s, i).await?);
+        if s.shard_of_index(i).is_some() {
+            rows.push(fetch_global(&s, i).await?);
         }
     }
     for e in list("entries")? {
         let canonical = rekor::canonicalize(&e).map_err(entry_error)?;
-        rows.extend(fetch_leaf(&s, &canonical.leaf_hash()).await?);
+        rows.extend(find_leaf(&s.shards(), &canonical.leaf_hash()).await?);
     }
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        out.push(entry_json(&s, row).await?);
+    for (shard, row) in &rows {
+        out.push(entry_json(*shard, row).await?);
     }
     Ok(Json(Value::Array(out)))
-}
-
-/// How the criteria of a search combine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Operator {
-    And,
-    Or,
-}
-
-/// A non-empty string field of a search query; empty strings count as absent, as in Rekor.
-fn query_str<'a>(
-    obj: &'a serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<&'a str>, AppError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(v)) if v.is_empty() => Ok(None),
-        Some(Value::String(v)) => Ok(Some(v)),
-        Some(_) => Err(AppError::bad_request(format!("{key} must be a string"))),
-    }
-}
-
-/// Longest `subject` Rekor takes (its index key width).
-const MAX_SUBJECT_LEN: usize = 512;
-
-/// The search keys of an `/api/v1/index/retrieve` query and how to combine them. Each criterion
-/// is one key; `or` (Rekor's default) answers the union of their entries, `and` the
-/// intersection.
-fn search_keys(req: &Value) -> Result<(Vec<String>, Operator), AppError> {
-    let obj = req.as_object().ok_or_else(|| {
-        AppError::bad_request(
-            "body must be an object {hash?, publicKey?, email?, subject?, operator?}",
-        )
-    })?;
-    let operator = match query_str(obj, "operator")? {
-        None | Some("or") => Operator::Or,
-        Some("and") => Operator::And,
-        Some(other) => {
-            return Err(AppError::bad_request(format!(
-                "operator must be \"and\" or \"or\" (the default), got {other:?}"
-            )));
-        }
-    };
-    let mut keys = Vec::new();
-    if let Some(h) = query_str(obj, "hash")? {
-        keys.push(rekor::search_hash_key(h).map_err(AppError::BadRequest)?);
-    }
-    match obj.get("publicKey") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(pk)) => {
-            match query_str(pk, "format")? {
-                None | Some("x509") => {}
-                Some(other) => {
-                    return Err(AppError::bad_request(format!(
-                        "publicKey.format {other:?} is not supported by this log: only x509 \
-                         (PEM public keys and certificates) is"
-                    )));
-                }
-            }
-            let content = query_str(pk, "content")?.ok_or_else(|| {
-                AppError::bad_request("publicKey.content (base64 of a PEM key) is required")
-            })?;
-            let pem = STANDARD.decode(content).map_err(|e| {
-                AppError::bad_request(format!("publicKey.content is not base64: {e}"))
-            })?;
-            let v = rekor::parse_verifier(&pem, "publicKey.content").map_err(entry_error)?;
-            keys.push(format!(
-                "sha256:{}",
-                hex::encode(sha256(v.canonical_pem.as_bytes()))
-            ));
-        }
-        Some(_) => {
-            return Err(AppError::bad_request(
-                "publicKey must be an object {format, content}",
-            ));
-        }
-    }
-    if let Some(email) = query_str(obj, "email")? {
-        let (local, domain) = email.split_once('@').unwrap_or_default();
-        if local.is_empty() || domain.is_empty() || email.chars().any(char::is_whitespace) {
-            return Err(AppError::bad_request(format!(
-                "email {email:?} is not an e-mail address"
-            )));
-        }
-        keys.push(email.to_lowercase());
-    }
-    if let Some(subject) = query_str(obj, "subject")? {
-        if subject.len() > MAX_SUBJECT_LEN {
-            return Err(AppError::bad_request(format!(
-                "subject is {} bytes long; at most {MAX_SUBJECT_LEN}",
-                subject.len()
-            )));
-        }
-        keys.push(subject.to_lowercase());
-    }
-    if keys.is_empty() {
-        return Err(AppError::bad_request(
-            "give at least one of hash, publicKey, email or subject",
-        ));
-    }
-    Ok((keys, operator))
-}
-
-async fn search_index(
-    State(s): State<Arc<RekorState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, AppError> {
-    let (keys, operator) = search_keys(&body_json(body)?)?;
-    let mut result: Option<Vec<Hash>> = None;
-    for k in &keys {
-        let found = s.log.search(k, s.max_search_results).await?;
-        result = Some(match (result, operator) {
-            (None, _) => found,
-            (Some(prev), Operator::And) => {
-                let found: HashSet<Hash> = found.into_iter().collect();
-                prev.into_iter().filter(|h| found.contains(h)).collect()
-            }
-            (Some(mut prev), Operator::Or) => {
-                let mut seen: HashSet<Hash> = prev.iter().copied().collect();
-                prev.extend(found.into_iter().filter(|h| seen.insert(*h)));
-                prev
-            }
-        });
-    }
-    let tree = tree_id_u64(&s);
-    let cap = usize::try_from(s.max_search_results).unwrap_or(usize::MAX);
-    let ids: Vec<String> = result
-        .unwrap_or_default()
-        .iter()
-        .take(cap)
-        .map(|h| rekor::entry_id(tree, &hex::encode(h)))
-        .collect();
-    Ok(Json(json!(ids)))
 }
