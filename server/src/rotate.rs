@@ -112,27 +112,26 @@ pub fn rotate(cfg: &Config, data_dir: &Path, role: &str, now: i64) -> anyhow::Re
             None
         }
         "ca" => {
-            if cfg.ca.backend != crate::ca::setup::CaBackend::File {
+            if cfg.ca.backend == crate::ca::setup::CaBackend::Ephemeral {
                 bail!(
-                    "rotate ca generates file keys; with ca.backend = {:?} rotate the key in the token and re-run init",
-                    cfg.ca.backend
+                    "rotate ca: an ephemeral CA makes new keys at every start; there is nothing to rotate"
                 );
             }
             let chain = crate::ca::setup::ca_chain(&cfg.ca, data_dir)?;
             let int_key = resolve(data_dir, &cfg.ca.intermediate_key);
             // The root's key, written beside the intermediate's by the generator.
             let root_key = int_key.parent().unwrap_or(data_dir).join("ca-root.pem");
-            retire_files(
-                data_dir,
-                role,
-                now,
-                &[
-                    resolve(data_dir, &cfg.ca.root_cert),
-                    resolve(data_dir, &cfg.ca.intermediate_cert),
-                    int_key,
-                    root_key,
-                ],
-            )?;
+            // With the token backend the issuing key stays in the token: a new root certifies
+            // the key `pkcs11_key_label` names (a new label: a new key pair made in the token).
+            let mut files = vec![
+                resolve(data_dir, &cfg.ca.root_cert),
+                resolve(data_dir, &cfg.ca.intermediate_cert),
+                root_key,
+            ];
+            if cfg.ca.backend != crate::ca::setup::CaBackend::Pkcs11 {
+                files.push(int_key);
+            }
+            retire_files(data_dir, role, now, &files)?;
             crate::ca::setup::ensure_ca(&cfg.ca, data_dir)?;
             Some(chain)
         }

@@ -396,6 +396,55 @@ async fn init_generates_the_key_in_the_token_and_up_issues_with_it() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("generated"));
 }
 
+/// `rotate ca` with the token backend: the old chain is retired (and stays in the trusted root,
+/// closed), a new root certifies the token key the configuration names, and the CA issues under
+/// the new chain after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_ca_certifies_the_token_key_under_a_new_root() {
+    let hsm = SoftHsm::new();
+    let oidc = OidcProvider::start().await.unwrap();
+    let (_dir, data, _) = init(&hsm, "ecdsa-p256", oidc.issuer());
+    let old_root = std::fs::read(data.join("keys/ca-root.crt.pem")).unwrap();
+    let old_int = std::fs::read(data.join("keys/ca-intermediate.crt.pem")).unwrap();
+    let out = Command::new(workspace_bin("sigil-server").unwrap())
+        .args(["rotate", "ca", "--data-dir"])
+        .arg(&data)
+        .envs(token_env(&hsm, "ecdsa-p256"))
+        .env("SIGIL_PKCS11_PIN", PIN)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("rotated ca"), "{text}");
+    assert!(!text.contains(PIN), "the PIN must never be printed");
+    let new_root = std::fs::read(data.join("keys/ca-root.crt.pem")).unwrap();
+    assert_ne!(old_root, new_root, "a new root");
+    assert_ne!(
+        old_int,
+        std::fs::read(data.join("keys/ca-intermediate.crt.pem")).unwrap()
+    );
+    // The retired chain is kept for the trusted root, its window closed.
+    let history: Value =
+        serde_json::from_slice(&std::fs::read(data.join("trust-history.json")).unwrap()).unwrap();
+    let retired = history["retired"].as_array().unwrap();
+    assert_eq!(retired.len(), 1, "{history}");
+    assert_eq!(retired[0]["role"], "ca");
+    assert!(retired[0]["end"].is_string());
+    // Issues with the token key under the new root (checked against the root file).
+    issue_and_verify(
+        &hsm,
+        &data,
+        &oidc,
+        KeyAlgorithm::EcdsaP256,
+        &[("SIGIL_PKCS11_PIN", PIN)],
+    )
+    .await;
+}
+
 /// The documented migration: a CA made with the file backend moves its issuing key into a
 /// token (the root stays), then re-running init certifies the token's existing key.
 #[tokio::test(flavor = "multi_thread")]
