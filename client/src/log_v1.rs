@@ -312,7 +312,7 @@ pub fn indexes(rekor_url: &str, uuids: &[String]) -> Result<BTreeMap<String, u64
 }
 
 /// The log's signed tree head, verified with a trusted-root key: (size, root hash).
-pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash)> {
+pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash, String)> {
     let base = rekor_url.trim_end_matches('/');
     let info = fetch_json(&format!("{base}/api/v1/log"), None)?
         .ok_or_else(|| anyhow!("{} has no /api/v1/log", describe(base)))?;
@@ -325,6 +325,13 @@ pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash)>
         .iter()
         .filter_map(|l| PublicKey::from_spki_der(&l.public_key.raw_bytes).ok())
         .find_map(|k| crate::verify::verify_checkpoint(sth.as_bytes(), &k).ok())
+        .map(|(size, hash)| {
+            (
+                size,
+                hash,
+                sth.lines().next().unwrap_or_default().to_string(),
+            )
+        })
         .ok_or_else(|| {
             exit::verification(format!(
                 "the checkpoint of the {} is not signed by a trusted log key",

@@ -77,10 +77,16 @@ fn checkpoint(base: &str, root: &TrustedRoot) -> Result<(String, u64, Hash, Vec<
     )
 }
 
-/// The Rekor v2 log's latest checkpoint, verified with its trusted-root key: (size, root hash).
-pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash)> {
-    let (_, size, hash, _) = checkpoint(rekor_url.trim_end_matches('/'), root)?;
-    Ok((size, hash))
+/// The Rekor v2 log's latest checkpoint, verified with its trusted-root key: (size, root hash,
+/// origin).
+pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash, String)> {
+    let (text, size, hash, _) = checkpoint(rekor_url.trim_end_matches('/'), root)?;
+    Ok((size, hash, origin_of(&text)))
+}
+
+/// A checkpoint's origin: its first line.
+pub fn origin_of(checkpoint: &str) -> String {
+    checkpoint.lines().next().unwrap_or_default().to_string()
 }
 
 /// Fetches the tiles holding the hashes of `nodes` in a tree of `size`.

@@ -267,8 +267,8 @@ pub fn search(log: &Log, criteria: &[Criterion], op: Operator) -> Result<Vec<Hit
     Ok(hits)
 }
 
-/// A log's latest checkpoint, verified with its trusted-root key: (size, root hash).
-pub fn verified_head(log: &Log, root: &TrustedRoot) -> Result<(u64, Hash)> {
+/// A log's latest checkpoint, verified with its trusted-root key: (size, root hash, origin).
+pub fn verified_head(log: &Log, root: &TrustedRoot) -> Result<(u64, Hash, String)> {
     if log.version == 2 {
         return crate::log_v2::verified_head(log.base(), root)
             .map_err(|e| exit::verification(format!("{}: {e:#}", log.describe())));
@@ -309,12 +309,14 @@ pub fn check_consistency(
     root: &TrustedRoot,
     state_dir: &std::path::Path,
 ) -> Result<Consistency> {
-    let (size, root_hash) = verified_head(log, root)?;
-    // v1 and v2 logs may share a base URL: each has its own last-seen checkpoint.
+    let (size, root_hash, origin) = verified_head(log, root)?;
+    // One last-seen checkpoint per tree: v1 and v2 logs may share a base URL, and a rotated log
+    // starts a new tree (a new origin) at the same URL, which is not a fork of the old one.
     let suffix = if log.version == 2 { "-v2" } else { "" };
+    let tree = format!("{}\n{origin}", log.base());
     let state = state_dir.join(format!(
         "checkpoint-{}{suffix}.json",
-        hex::encode(sigil_core::crypto::sha256(log.base().as_bytes()))
+        hex::encode(sigil_core::crypto::sha256(tree.as_bytes()))
     ));
     let mut previous = None;
     if let Ok(prev) = std::fs::read(&state) {

@@ -204,6 +204,9 @@ async fn rotating_the_ca_the_tsa_and_the_logs_keeps_old_signatures_valid_without
     };
     steps.sign_both("before").await;
     drop(steps);
+    // `sigil log verify` remembers each log's checkpoint; a rotated log's new tree is not taken
+    // for a fork of the old one below.
+    let seen = sigil(&scratch.join("home"), &["log", "verify"]);
 
     let before_log_id = log_id(&scratch.join("before.sigil.json"));
     let before_v1_log_id = log_id(&scratch.join("before.sigil-v1.json"));
@@ -388,6 +391,8 @@ async fn rotating_the_ca_the_tsa_and_the_logs_keeps_old_signatures_valid_without
     steps
         .verify_all("after rotating the CA, the TSA, both Rekor logs and the CT log")
         .await;
+    let again = sigil(&scratch.join("home"), &["log", "verify"]);
+    assert!(!again.is_empty(), "{seen}\n{again}");
     record_interop(
         PY,
         "after `rotate ca`, `rotate tsa`, `rotate rekor`, `rotate rekor-v2` and `rotate ct` (its TUF refresh, no reconfiguration): bundles signed before and after verify, as with sigil",
