@@ -55,11 +55,16 @@ fn key_details(k: &PublicKey) -> &'static str {
     }
 }
 
-fn log_json(base_url: &str, k: &PublicKey, start: &str, end: Option<&str>) -> Value {
-    let mut valid_for = json!({"start": start});
-    if let (Some(end), Some(v)) = (end, valid_for.as_object_mut()) {
-        v.insert("end".into(), json!(end));
+/// A `validFor` window; `end` is set once a rotation retired the key or chain.
+fn valid_for(start: &str, end: Option<&str>) -> Value {
+    match end {
+        Some(end) => json!({"start": start, "end": end}),
+        None => json!({"start": start}),
     }
+}
+
+fn log_json(base_url: &str, k: &PublicKey, start: &str, end: Option<&str>) -> Value {
+    let valid_for = valid_for(start, end);
     json!({
         "baseUrl": base_url,
         "hashAlgorithm": "SHA2_256",
@@ -80,10 +85,7 @@ fn chain_json(
     start: &str,
     end: Option<&str>,
 ) -> Value {
-    let mut valid_for = json!({"start": start});
-    if let (Some(end), Some(v)) = (end, valid_for.as_object_mut()) {
-        v.insert("end".into(), json!(end));
-    }
+    let valid_for = valid_for(start, end);
     json!({
         "subject": {"organization": org, "commonName": cn},
         "uri": uri,
