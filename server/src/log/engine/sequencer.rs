@@ -259,8 +259,10 @@ async fn sequencer(
                     Ok(p) => p,
                     Err((mut batch, e)) => {
                         tracing::error!(log = %shared.log_name, error = %e, "preparing a batch failed");
-                        fail_all(&mut batch, &e.to_string());
+                        // Reload before answering, so a submitter that reads after its error
+                        // sees the stored log.
                         reload_or_log(&shared, store, &mut edge, &mut edge_ms).await;
+                        fail_all(&mut batch, &e.to_string());
                         continue;
                     }
                 }
@@ -338,6 +340,7 @@ async fn sequencer(
             }
             Err(e) => {
                 let mut batch = cur.batch;
+                let mut failed = None;
                 match e {
                     CommitError::Conflict if attempts + 1 < MAX_CONFLICT_ATTEMPTS => {
                         attempts += 1;
@@ -355,7 +358,7 @@ async fn sequencer(
                     e => {
                         attempts = 0;
                         tracing::error!(log = %shared.log_name, error = %e, "batch commit failed");
-                        fail_all(&mut batch, &e.to_string());
+                        failed = Some((std::mem::take(&mut batch), e.to_string()));
                     }
                 }
                 // The following batch was built on a tree that did not become durable.
@@ -364,7 +367,12 @@ async fn sequencer(
                     Some(Err((b, _))) => requeue.extend(b),
                     None => {}
                 }
+                // The commit may have been durable although it failed (a connection lost after
+                // COMMIT): serve the stored log before telling anyone the batch failed.
                 reload_or_log(&shared, store, &mut edge, &mut edge_ms).await;
+                if let Some((mut b, msg)) = failed {
+                    fail_all(&mut b, &msg);
+                }
             }
         }
         requeue.extend(rest);
