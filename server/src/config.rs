@@ -188,6 +188,10 @@ pub struct LogConfig {
     pub max_wait_ms: u64,
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
+    /// How often an idle log process takes up what other processes writing to the same
+    /// database committed (milliseconds; 0: only when it commits itself).
+    #[serde(default = "default_head_refresh")]
+    pub head_refresh_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -243,6 +247,9 @@ fn default_max_batch() -> usize {
 }
 fn default_max_wait() -> u64 {
     2
+}
+fn default_head_refresh() -> u64 {
+    500
 }
 fn default_queue() -> usize {
     8192

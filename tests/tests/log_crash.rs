@@ -1,6 +1,7 @@
 //! Crash safety and replicas on PostgreSQL, with `sigil-server log` as real processes:
 //! kill -9 during a write load loses no acknowledged entry and never forks the log; two servers
-//! appending to one database at once build one consistent tree.
+//! appending to one database at once build one consistent tree; an idle server takes up the
+//! other's writes within a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +23,11 @@ async fn kill_9_during_writes_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_database_never_fork() {
     two_servers().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_serves_what_another_wrote_within_a_second() {
+    idle_refresh().await.unwrap();
 }
 
 fn entries(n: usize, tag: &str) -> Result<Vec<Value>> {
@@ -429,4 +435,71 @@ async fn two_servers() -> Result<()> {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Server B never writes: its checkpoint must still reach what A committed (within
+/// `head_refresh_ms`, 500 ms by default), and B must serve A's entry and proofs for it.
+async fn idle_refresh() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let (port_a, port_b) = (free_port(), free_port());
+    let dir = LogProcess::init(port_a)?;
+    let a = LogProcess::start(dir.path(), &pg.url(), port_a).await?;
+    let b = LogProcess::start(dir.path(), &pg.url(), port_b).await?;
+    let http = http_client(4)?;
+    let log = LogIdentity::fetch(&http, &a.url).await?;
+    let client = |url: &str| LogClient {
+        url: url.to_string(),
+        http: http.clone(),
+        log: log.clone(),
+    };
+    let (ca, cb) = (client(&a.url), client(&b.url));
+    let mut worst = Duration::ZERO;
+    for (round, work) in entries(5, "written through A")?.iter().enumerate() {
+        let e = ca
+            .append(work)
+            .await?
+            .map_err(|x| anyhow!("append: {} {}", x.status, x.text))?;
+        let since = Instant::now();
+        loop {
+            let (size, root, _) = cb.tree().await?;
+            if size >= e.tree_size {
+                if size == e.tree_size {
+                    ensure!(
+                        root == e.root,
+                        "B serves another root at size {size}: a fork"
+                    );
+                }
+                break;
+            }
+            ensure!(
+                since.elapsed() < Duration::from_millis(1500),
+                "round {round}: B still serves size {size} {} ms after A committed size {}",
+                since.elapsed().as_millis(),
+                e.tree_size
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worst = worst.max(since.elapsed());
+        // B serves the entry itself and proves it.
+        let got = cb
+            .get(&format!("/api/v1/log/entries?logIndex={}", e.index))
+            .await?;
+        ensure!(
+            got.status == 200,
+            "B: entry {}: {} {}",
+            e.index,
+            got.status,
+            got.text
+        );
+        let (size, root, _) = cb.tree().await?;
+        cb.check_consistency((e.tree_size, e.root), (size, root))
+            .await?;
+        // Idle for a while between rounds, as a replica behind a load balancer is.
+        tokio::time::sleep(Duration::from_millis(300 + 200 * round as u64)).await;
+    }
+    eprintln!(
+        "B took up A's commits within {} ms at worst",
+        worst.as_millis()
+    );
+    Ok(())
 }

@@ -38,6 +38,7 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
         max_batch: cfg.log.max_batch,
         max_wait: Duration::from_millis(cfg.log.max_wait_ms),
         queue_capacity: cfg.log.queue_capacity,
+        head_refresh: Duration::from_millis(cfg.log.head_refresh_ms),
         ..EngineConfig::default()
     }
 }

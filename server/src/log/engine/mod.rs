@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub tile_cache_entries: usize,
     /// Proof node hashes kept in memory (about 50 bytes each).
     pub node_cache_entries: usize,
+    /// How often an idle sequencer looks for entries other processes committed to the same
+    /// database (zero: never; then its head moves only with its own commits).
+    pub head_refresh: Duration,
     /// Where batch timestamps come from.
     pub clock: Arc<dyn Clock>,
 }
@@ -53,6 +56,7 @@ impl Default for EngineConfig {
             queue_capacity: 8192,
             tile_cache_entries: 16384,
             node_cache_entries: 1 << 16,
+            head_refresh: Duration::from_millis(500),
             clock: clock::system(),
         }
     }

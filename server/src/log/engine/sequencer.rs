@@ -246,7 +246,8 @@ async fn sequencer(
                     if !open {
                         return;
                     }
-                    let Some(first) = rx.recv().await else {
+                    let Some(first) = idle(&shared, store, &mut rx, &mut edge, &mut edge_ms).await
+                    else {
                         return; // every sender dropped: shut down after draining.
                     };
                     waiting.push(first);
@@ -378,6 +379,37 @@ async fn sequencer(
         requeue.extend(rest);
         requeue.append(&mut waiting);
         waiting = requeue;
+    }
+}
+
+/// Waits for the next submission. Meanwhile, every `head_refresh`, takes up what other
+/// processes writing to the same database committed, so an idle process does not serve an old
+/// checkpoint (nor miss their entries) for longer than that.
+async fn idle(
+    shared: &Shared,
+    store: &dyn LogStore,
+    rx: &mut mpsc::Receiver<Pending>,
+    edge: &mut TreeEdge,
+    edge_ms: &mut u64,
+) -> Option<Pending> {
+    let every = shared.config.head_refresh;
+    if every.is_zero() {
+        return rx.recv().await;
+    }
+    loop {
+        tokio::select! {
+            p = rx.recv() => return p,
+            _ = tokio::time::sleep(every) => {
+                match store.load_log(&shared.log_name).await {
+                    Ok(Some(row)) if row.tree_size != edge.size() => {
+                        tracing::debug!(log = %shared.log_name, size = row.tree_size, "the log grew elsewhere; reloading");
+                        reload_or_log(shared, store, edge, edge_ms).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(log = %shared.log_name, error = %e, "checking the stored head failed"),
+                }
+            }
+        }
     }
 }
 
