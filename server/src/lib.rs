@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod dev_oidc;
 pub mod error;
+pub mod fsck;
 pub mod init;
 pub mod keyfile;
 pub mod log;

@@ -77,6 +77,16 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Recompute every log of the database from its stored entries (leaf hashes, tiles,
+    /// checkpoints and their signatures, the head) and report the first mismatch of each.
+    /// Only reads: safe on a live log or a hot standby. Exits 1 if anything does not match.
+    Fsck {
+        #[command(flatten)]
+        common: Common,
+        /// Check this database instead of the configured one (e.g. a read replica).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Trust material for clients.
     Trust {
         #[command(subcommand)]
@@ -264,6 +274,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to {}", app::redact(&url));
             Ok(())
         }
+        Command::Fsck {
+            common,
+            database_url,
+        } => fsck(&common, database_url).await,
         Command::Tuf { command } => tuf_command(command),
         Command::Rotate { role, common } => {
             let cfg = load_config(&common)?;
@@ -297,6 +311,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn fsck(common: &Common, database_url: Option<String>) -> anyhow::Result<()> {
+    let cfg = load_config(common)?;
+    let url =
+        database_url.unwrap_or_else(|| app::database_url(&cfg.database.url, &common.data_dir));
+    // The logs' keys, current and retired, as clients trust them.
+    let root: sigil_core::trust::TrustedRoot =
+        serde_json::from_str(&init::export(&cfg, &common.data_dir, Some("trusted-root"))?)
+            .context("reading the trusted root")?;
+    let keys: Vec<sigil_core::crypto::PublicKey> = root
+        .tlogs
+        .iter()
+        .chain(&root.ctlogs)
+        .filter_map(|l| sigil_core::crypto::PublicKey::from_spki_der(&l.public_key.raw_bytes).ok())
+        .collect();
+    let store = sigil_server::storage::connect_existing(&url)
+        .await
+        .with_context(|| format!("cannot open {}", app::redact(&url)))?;
+    eprintln!(
+        "checking {} against {} trusted log keys",
+        app::redact(&url),
+        keys.len()
+    );
+    let progress = |log: &str, done: u64, size: u64| {
+        eprintln!("  {log}: {done} of {size} entries checked");
+    };
+    let reports = sigil_server::fsck::check_all(&store, &keys, &progress).await?;
+    let mut bad = 0;
+    for r in &reports {
+        match &r.problem {
+            None => println!(
+                "{}: OK: {} entries, {} tiles, {} checkpoints ({:.1} s)",
+                r.log_name, r.size, r.tiles, r.checkpoints, r.seconds
+            ),
+            Some(p) => {
+                bad += 1;
+                println!("{}: MISMATCH: {p}", r.log_name);
+            }
+        }
+    }
+    if reports.is_empty() {
+        println!("the database holds no log");
+    }
+    if bad > 0 {
+        eprintln!(
+            "{bad} of {} logs do not match their entries; stop writing to them, keep this \
+             database for investigation and restore from a backup that fsck accepts",
+            reports.len()
+        );
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn read_signing_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<sigil_core::crypto::SigningKey>> {

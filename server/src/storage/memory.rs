@@ -284,6 +284,33 @@ impl LogStore for MemoryStore {
             .and_then(|l| l.leaves.get(leaf).copied()))
     }
 
+    async fn log_names(&self) -> Result<Vec<String>, StorageError> {
+        let mut names: Vec<String> = self.lock().logs.keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn checkpoints_after(
+        &self,
+        log_name: &str,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<(u64, Hash, Vec<u8>)>, StorageError> {
+        let st = self.lock();
+        let Some(log) = st.logs.get(log_name) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<_> = log
+            .checkpoints
+            .iter()
+            .filter(|(s, _, _)| *s > after)
+            .cloned()
+            .collect();
+        out.sort_by_key(|(s, _, _)| *s);
+        out.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(out)
+    }
+
     async fn search(
         &self,
         log_name: &str,

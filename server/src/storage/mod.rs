@@ -147,6 +147,18 @@ pub trait LogStore: Send + Sync + 'static {
     async fn index_of_leaf(&self, log_name: &str, leaf: &Hash)
     -> Result<Option<u64>, StorageError>;
 
+    /// Every log the database holds, by name.
+    async fn log_names(&self) -> Result<Vec<String>, StorageError>;
+
+    /// Stored checkpoints of sizes above `after`, smallest first, at most `limit`:
+    /// (tree size, root hash, signed note).
+    async fn checkpoints_after(
+        &self,
+        log_name: &str,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<(u64, Hash, Vec<u8>)>, StorageError>;
+
     /// Leaf hashes indexed under `key`, at most `limit`.
     async fn search(
         &self,
@@ -162,10 +174,20 @@ pub type Store = Arc<dyn LogStore>;
 /// Connect to `postgres://…` or `sqlite://…` (creating an SQLite file if needed) and apply
 /// the migrations.
 pub async fn connect(url: &str) -> Result<Store, StorageError> {
+    open(url, true).await
+}
+
+/// Connect to an existing database without migrating it (a hot standby is read-only): for
+/// tools that only read, such as `fsck`.
+pub async fn connect_existing(url: &str) -> Result<Store, StorageError> {
+    open(url, false).await
+}
+
+async fn open(url: &str, migrate: bool) -> Result<Store, StorageError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+        Ok(Arc::new(postgres::PgStore::connect(url, migrate).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, migrate).await?))
     } else {
         Err(StorageError::UnsupportedUrl(url.to_string()))
     }

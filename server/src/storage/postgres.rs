@@ -20,14 +20,16 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connect and apply the migrations.
-    pub async fn connect(url: &str) -> Result<PgStore, StorageError> {
+    /// Connect, and apply the migrations if `migrate`.
+    pub async fn connect(url: &str, migrate: bool) -> Result<PgStore, StorageError> {
         let opts = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        if migrate {
+            sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        }
         Ok(PgStore { pool })
     }
 }
@@ -244,6 +246,33 @@ impl LogStore for PgStore {
                 .fetch_optional(&self.pool)
                 .await?;
         idx.map(to_u64).transpose()
+    }
+
+    async fn log_names(&self) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query("SELECT log_id FROM logs ORDER BY log_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn checkpoints_after(
+        &self,
+        log_name: &str,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<(u64, Hash, Vec<u8>)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT tree_size, root_hash, checkpoint FROM checkpoints \
+             WHERE log_id = $1 AND tree_size > $2 ORDER BY tree_size LIMIT $3",
+        )
+        .bind(log_name)
+        .bind(to_i64(after))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((to_u64(r.get(0))?, to_hash(r.get(1))?, r.get(2))))
+            .collect()
     }
 
     async fn search(

@@ -23,10 +23,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Open (creating the file if needed) and apply the migrations.
-    pub async fn connect(url: &str) -> Result<SqliteStore, StorageError> {
+    /// Open, and if `migrate` create the file if needed and apply the migrations.
+    pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StorageError> {
         let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(migrate)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before it is acknowledged.
             .synchronous(SqliteSynchronous::Full)
@@ -35,7 +35,9 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        if migrate {
+            sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        }
         Ok(SqliteStore { pool })
     }
 }
@@ -203,6 +205,33 @@ impl LogStore for SqliteStore {
             .await?
             .get(leaf)
             .copied())
+    }
+
+    async fn log_names(&self) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query("SELECT log_id FROM logs ORDER BY log_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn checkpoints_after(
+        &self,
+        log_name: &str,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<(u64, Hash, Vec<u8>)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT tree_size, root_hash, checkpoint FROM checkpoints \
+             WHERE log_id = $1 AND tree_size > $2 ORDER BY tree_size LIMIT $3",
+        )
+        .bind(log_name)
+        .bind(to_i64(after))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((to_u64(r.get(0))?, to_hash(r.get(1))?, r.get(2))))
+            .collect()
     }
 
     async fn search(
