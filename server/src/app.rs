@@ -38,7 +38,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let db = crate::storage::connect(&db_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&db_url)))?;
-    let engine_cfg = crate::log::setup::engine_config(cfg);
+    let engine_cfg = crate::log::setup::engine_config(cfg, data_dir);
     let mut router = Api::new();
     let mut engines = Vec::new();
     let mut trust = TrustInputs {

@@ -192,6 +192,15 @@ pub struct LogConfig {
     /// database committed (milliseconds; 0: only when it commits itself).
     #[serde(default = "default_head_refresh")]
     pub head_refresh_ms: u64,
+    /// The checkpoint journal's directory (relative to the data dir): every checkpoint this
+    /// process publishes, kept outside the database so that a database restored from an old
+    /// backup is refused rather than served (which would fork the log). Empty: no journal.
+    #[serde(default = "default_journal_dir")]
+    pub journal_dir: PathBuf,
+    /// Journal each batch's entries too, so that `sigil-server recover` can re-append what a
+    /// restored database lacks (about the size of the entries again on disk).
+    #[serde(default = "yes")]
+    pub journal_entries: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -247,6 +256,9 @@ fn default_max_batch() -> usize {
 }
 fn default_max_wait() -> u64 {
     2
+}
+fn default_journal_dir() -> PathBuf {
+    "journal".into()
 }
 fn default_head_refresh() -> u64 {
     500

@@ -1,6 +1,7 @@
 //! Sigil server library: the roles `sigil-server` runs (log, CA, TSA), usable in-process by tests.
 
 pub mod app;
+pub mod backup;
 pub mod ca;
 pub mod clock;
 pub mod config;

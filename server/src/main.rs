@@ -77,6 +77,32 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Write a consistent backup of the database (SQLite online backup or pg_dump, while the
+    /// server runs) and of the data dir's keys, config and trust files into DIR (new or empty).
+    /// The checkpoint journal is not included: it is what detects a restored old backup.
+    Backup {
+        /// Where to write the backup.
+        dir: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Restore a backup written by `backup` into the data dir and the configured database
+    /// (replacing it). Stop every server of the data dir first. If the server then refuses to
+    /// start because the backup is older than what it published, run `recover`.
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Re-append to the database, from the checkpoint journal, every batch this server
+    /// published that the database lacks (after restoring an old backup); the same entries,
+    /// timestamps and signed checkpoints, so the log is the one clients saw. Stop every server
+    /// of the log first.
+    Recover {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Recompute every log of the database from its stored entries (leaf hashes, tiles,
     /// checkpoints and their signatures, the head) and report the first mismatch of each.
     /// Only reads: safe on a live log or a hot standby. Exits 1 if anything does not match.
@@ -278,6 +304,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             database_url,
         } => fsck(&common, database_url).await,
+        Command::Backup { dir, common } => {
+            let cfg = load_config(&common)?;
+            let url = app::database_url(&cfg.database.url, &common.data_dir);
+            let m = sigil_server::backup::backup(&cfg, &common.data_dir, &url, &dir).await?;
+            for l in &m.logs {
+                println!("{}: at least {} entries", l.name, l.size);
+            }
+            println!(
+                "backup of the {} database and the data dir written to {}",
+                m.database,
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Restore { dir, common } => {
+            let cfg = load_config(&common)?;
+            let url = app::database_url(&cfg.database.url, &common.data_dir);
+            let m = sigil_server::backup::restore(&dir, &common.data_dir, &url).await?;
+            println!(
+                "restored the backup of {} into {} and {}; start the server: if it refuses \
+                 because the backup is older than what it published, run `sigil-server recover`",
+                m.created,
+                common.data_dir.display(),
+                app::redact(&url)
+            );
+            Ok(())
+        }
+        Command::Recover { common } => recover(&common).await,
         Command::Tuf { command } => tuf_command(command),
         Command::Rotate { role, common } => {
             let cfg = load_config(&common)?;
@@ -311,6 +365,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn recover(common: &Common) -> anyhow::Result<()> {
+    let cfg = load_config(common)?;
+    let url = app::database_url(&cfg.database.url, &common.data_dir);
+    let dir = sigil_server::log::setup::journal_dir(&cfg, &common.data_dir)
+        .context("the journal is turned off (log.journal_dir = \"\"): nothing to recover from")?;
+    let store = sigil_server::storage::connect(&url)
+        .await
+        .with_context(|| format!("cannot open {}", app::redact(&url)))?;
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading the journal directory {}", dir.display()))?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".journal").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        anyhow::bail!("{} holds no journal", dir.display());
+    }
+    for name in names {
+        let added = sigil_server::log::engine::recover(&store, &name, &dir)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{name}: re-appended {added} entries from the journal");
+    }
+    Ok(())
 }
 
 async fn fsck(common: &Common, database_url: Option<String>) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
 use crate::config::{Config, resolve};
 use crate::keyfile::{read_certs, read_key};
 use crate::log::ct::{CtState, Shards as CtShards};
-use crate::log::engine::{EngineConfig, LogEngine};
+use crate::log::engine::{EngineConfig, JournalConfig, LogEngine};
 use crate::log::rekor_v1::{LogKey, RekorState};
 use crate::log::rekor_v2::{RekorV2State, Shards};
 use crate::routes::Api;
@@ -32,15 +32,24 @@ pub struct OpenedLog {
     pub public_key: PublicKey,
 }
 
-/// Batching and queueing shared by every log of the process.
-pub fn engine_config(cfg: &Config) -> EngineConfig {
+/// Batching, queueing and the journal, shared by every log of the process.
+pub fn engine_config(cfg: &Config, data_dir: &Path) -> EngineConfig {
     EngineConfig {
         max_batch: cfg.log.max_batch,
         max_wait: Duration::from_millis(cfg.log.max_wait_ms),
         queue_capacity: cfg.log.queue_capacity,
         head_refresh: Duration::from_millis(cfg.log.head_refresh_ms),
+        journal: journal_dir(cfg, data_dir).map(|dir| JournalConfig {
+            dir,
+            entries: cfg.log.journal_entries,
+        }),
         ..EngineConfig::default()
     }
+}
+
+/// The checkpoint journal's directory, unless it is turned off (`journal_dir = ""`).
+pub fn journal_dir(cfg: &Config, data_dir: &Path) -> Option<std::path::PathBuf> {
+    (!cfg.log.journal_dir.as_os_str().is_empty()).then(|| resolve(data_dir, &cfg.log.journal_dir))
 }
 
 /// A checkpoint signer for a note key of either supported algorithm.

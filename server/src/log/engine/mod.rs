@@ -20,13 +20,24 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::{self, Clock};
 use crate::storage::{NewLog, StorageError, Store};
 
+pub mod journal;
+mod recover;
 mod sequencer;
 mod view;
 
 #[cfg(test)]
 mod tests;
 
+pub use recover::recover;
 pub use view::LogView;
+
+/// Where the sequencer journals what it commits (see [`journal`]).
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    pub dir: std::path::PathBuf,
+    /// Keep each batch's entries too (what recovery re-appends), not only its checkpoint.
+    pub entries: bool,
+}
 
 /// Sequencer tuning, and the clock it reads.
 #[derive(Clone, Debug)]
@@ -44,6 +55,8 @@ pub struct EngineConfig {
     /// How often an idle sequencer looks for entries other processes committed to the same
     /// database (zero: never; then its head moves only with its own commits).
     pub head_refresh: Duration,
+    /// The checkpoint journal; `None`: none (a restored old backup then goes undetected).
+    pub journal: Option<JournalConfig>,
     /// Where batch timestamps come from.
     pub clock: Arc<dyn Clock>,
 }
@@ -57,6 +70,7 @@ impl Default for EngineConfig {
             tile_cache_entries: 16384,
             node_cache_entries: 1 << 16,
             head_refresh: Duration::from_millis(500),
+            journal: None,
             clock: clock::system(),
         }
     }
@@ -82,6 +96,9 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     #[error("{0}")]
     Internal(String),
+    /// The database and the journal disagree: opening the log would fork it.
+    #[error("{0}")]
+    Diverged(String),
 }
 
 /// Builds a leaf from the batch timestamp (milliseconds since the epoch); an error refuses that
@@ -204,6 +221,17 @@ impl LogEngine {
                 row.tree_size
             )));
         }
+        let journal = match &config.journal {
+            Some(j) => {
+                let (journal, last) = journal::Journal::open(&j.dir, log_name, j.entries)
+                    .map_err(EngineError::Internal)?;
+                if let Some(last) = last {
+                    recover::check(store.as_ref(), log_name, &row, &last, journal.path()).await?;
+                }
+                Some(journal)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             store,
             log_name: log_name.to_string(),
@@ -222,7 +250,7 @@ impl LogEngine {
             queued: AtomicUsize::new(0),
         });
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        sequencer::start(shared.clone(), edge, rx, signer)?;
+        sequencer::start(shared.clone(), edge, rx, signer, journal)?;
         Ok(LogEngine {
             view: LogView::new(shared),
             tx,

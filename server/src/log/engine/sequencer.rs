@@ -14,6 +14,7 @@ use sigil_core::note::NoteSigner;
 use sigil_core::tiles::{TileId, TreeEdge};
 use tokio::sync::{mpsc, oneshot};
 
+use super::journal::Journal;
 use super::{
     Appended, EngineError, LeafBuilder, LeafInput, Shared, Submission, Tiles, TreeHead, to_i64,
 };
@@ -139,6 +140,7 @@ pub(super) fn start(
     edge: TreeEdge,
     rx: mpsc::Receiver<Pending>,
     signer: Arc<dyn NoteSigner + Send + Sync>,
+    journal: Option<Journal>,
 ) -> Result<(), EngineError> {
     std::thread::Builder::new()
         .name(format!("sequencer-{}", shared.log_name))
@@ -156,7 +158,7 @@ pub(super) fn start(
             rt.block_on(async move {
                 let store = shared.store.for_own_runtime(2);
                 let edge_ms = shared.head().timestamp_ms;
-                sequencer(shared, store, edge, edge_ms, rx, signer).await;
+                sequencer(shared, store, edge, edge_ms, rx, signer, journal).await;
             });
         })
         .map_err(|e| EngineError::Internal(format!("cannot start the sequencer: {e}")))?;
@@ -229,6 +231,7 @@ async fn sequencer(
     mut edge_ms: u64,
     mut rx: mpsc::Receiver<Pending>,
     signer: Arc<dyn NoteSigner + Send + Sync>,
+    mut journal: Option<Journal>,
 ) {
     let store = store.as_ref();
     let max_batch = shared.config.max_batch.max(1);
@@ -326,6 +329,27 @@ async fn sequencer(
         match result {
             Ok(()) => {
                 attempts = 0;
+                // Journaled before anyone hears of the checkpoint. If that fails, the batch is
+                // durable but unjournaled: its submitters and those waiting get an error (a
+                // retry finds a durable entry where it is), and the next batch tries again.
+                if let Some(Err(e)) = journal.as_mut().map(|j| j.append(&cur.storage_batch())) {
+                    tracing::error!(log = %shared.log_name, error = %e, "journaling a committed batch failed");
+                    let mut batch = cur.batch;
+                    let mut requeue: Vec<Pending> = match following {
+                        Some(Ok(p)) => p.batch,
+                        Some(Err((b, _))) => b,
+                        None => Vec::new(),
+                    };
+                    reload_or_log(&shared, store, &mut edge, &mut edge_ms).await;
+                    fail_all(
+                        &mut batch,
+                        &format!("the log's journal cannot be written: {e}"),
+                    );
+                    requeue.extend(rest);
+                    requeue.append(&mut waiting);
+                    fail_all(&mut requeue, "the log's journal cannot be written");
+                    continue;
+                }
                 edge = cur.next.clone();
                 edge_ms = cur.timestamp_ms;
                 answer(&shared, cur, Some(&edge));

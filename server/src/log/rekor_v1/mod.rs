@@ -236,7 +236,7 @@ impl From<EngineError> for AppError {
             },
             EngineError::InvalidArgs(m) => AppError::BadRequest(m),
             EngineError::Storage(e) => AppError::internal(e),
-            EngineError::Internal(m) => AppError::Internal(m),
+            EngineError::Internal(m) | EngineError::Diverged(m) => AppError::Internal(m),
         }
     }
 }
