@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, resolve};
 use crate::keyfile::{read_certs, read_key, read_public_key};
-use crate::log::engine::LogEngine;
+use crate::log::engine::{LogEngine, ReadRouting};
 use crate::routes::{Api, Route};
 use crate::storage::Store;
 use crate::trust::TrustInputs;
@@ -38,7 +38,22 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let db = crate::storage::connect(&db_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&db_url)))?;
-    let engine_cfg = crate::log::setup::engine_config(cfg, data_dir);
+    let mut engine_cfg = crate::log::setup::engine_config(cfg, data_dir);
+    let routing = match &cfg.database.read_url {
+        Some(url) => {
+            let replica = crate::storage::connect_existing(url)
+                .await
+                .with_context(|| format!("cannot open the read replica {}", redact(url)))?;
+            let r = ReadRouting::new(
+                replica,
+                Duration::from_millis(cfg.database.replica_max_lag_ms),
+                cfg.database.replica_fallback,
+            );
+            engine_cfg.replica = Some(r.clone());
+            Some(r)
+        }
+        None => None,
+    };
     let mut router = Api::new();
     let mut engines = Vec::new();
     let mut trust = TrustInputs {
@@ -151,6 +166,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         .into_parts();
     let router = router
         .fallback(no_route)
+        .layer(middleware::from_fn_with_state(routing, route_reads))
         .layer(middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -223,6 +239,60 @@ async fn metrics() -> Response {
         crate::metrics::render(),
     )
         .into_response()
+}
+
+/// With a read replica: decides, once per read request, which database serves it (the
+/// standby while it is within the lag bound), says which in `X-Sigil-Read-Source`, and answers
+/// 503 when the standby lags and falling back to the primary is turned off. Writes and requests
+/// that write as they read always use the primary.
+async fn route_reads(
+    State(routing): State<Option<Arc<ReadRouting>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(routing) = routing.filter(|_| is_read(&req)) else {
+        return next.run(req).await;
+    };
+    let source = match routing.decide() {
+        Ok(s) => s,
+        Err(message) => {
+            crate::metrics::read_from("refused");
+            let mut resp = crate::error::AppError::Unavailable {
+                message,
+                retry_after_secs: 1,
+            }
+            .into_response();
+            resp.headers_mut()
+                .insert("x-sigil-read-source", HeaderValue::from_static("none"));
+            return resp;
+        }
+    };
+    crate::metrics::read_from(source.as_str());
+    let mut resp = crate::log::engine::replica::with_source(source, next.run(req)).await;
+    resp.headers_mut().insert(
+        "x-sigil-read-source",
+        HeaderValue::from_static(source.as_str()),
+    );
+    resp
+}
+
+/// The logs' GETs, and the POSTs that only search (`…/retrieve`).
+fn is_read(req: &Request) -> bool {
+    let path = req.uri().path();
+    let log = [
+        "/api/v1/log",
+        "/api/v1/index",
+        "/api/v2/",
+        "/ct/v1/",
+        "/shards/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
+    let method = req.method();
+    log && (method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || method == axum::http::Method::POST
+            && (path.ends_with("/retrieve") || path.ends_with("/retrieve/")))
 }
 
 /// Per-route request counts, latencies and error categories.

@@ -167,6 +167,16 @@ pub struct DatabaseConfig {
     /// `postgres://…` or `sqlite://path` (relative paths are under the data dir).
     #[serde(default = "default_db")]
     pub url: String,
+    /// A PostgreSQL hot standby of `url` to serve the logs' reads from (entries, proofs,
+    /// checkpoints, tiles, search); writes stay on `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_url: Option<String>,
+    /// Reads go to the standby only while it is at most this far behind the primary (ms).
+    #[serde(default = "default_replica_lag")]
+    pub replica_max_lag_ms: u64,
+    /// When the standby is further behind: serve from the primary (true) or answer 503 (false).
+    #[serde(default = "yes")]
+    pub replica_fallback: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -256,6 +266,9 @@ fn default_max_batch() -> usize {
 }
 fn default_max_wait() -> u64 {
     2
+}
+fn default_replica_lag() -> u64 {
+    1000
 }
 fn default_journal_dir() -> PathBuf {
     "journal".into()

@@ -18,6 +18,8 @@ struct Metrics {
     tuf_signed: IntCounterVec,
     tuf_expires: IntGaugeVec,
     tuf_failures: IntCounterVec,
+    reads: IntCounterVec,
+    replica_lag: prometheus::Gauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -90,6 +92,19 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["reason"],
     )?;
+    let reads = IntCounterVec::new(
+        Opts::new(
+            "sigil_log_reads_total",
+            "Read requests by the database that served them (replica or primary)",
+        ),
+        &["source"],
+    )?;
+    let replica_lag = prometheus::Gauge::new(
+        "sigil_replica_lag_seconds",
+        "How far the read replica is behind the primary, as last measured",
+    )?;
+    registry.register(Box::new(reads.clone()))?;
+    registry.register(Box::new(replica_lag.clone()))?;
     registry.register(Box::new(tuf_signed.clone()))?;
     registry.register(Box::new(tuf_expires.clone()))?;
     registry.register(Box::new(tuf_failures.clone()))?;
@@ -112,6 +127,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         tuf_signed,
         tuf_expires,
         tuf_failures,
+        reads,
+        replica_lag,
     })
 }
 
@@ -147,6 +164,19 @@ pub fn set_queue_depth(log: &str, depth: usize) {
         m.queue_depth
             .with_label_values(&[log])
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+}
+
+pub fn read_from(source: &str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.reads.with_label_values(&[source]).inc();
+    }
+}
+
+pub fn set_replica_lag(seconds: f64) {
+    if let Some(m) = METRICS.as_ref() {
+        // A replica with no known lag (`Duration::MAX`) is shown as very far behind.
+        m.replica_lag.set(seconds.min(1e9));
     }
 }
 

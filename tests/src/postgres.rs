@@ -120,6 +120,88 @@ impl Postgres {
     }
 }
 
+/// A streaming-replication hot standby of a harness-started cluster (`pg_basebackup -R`), as a
+/// cluster of its own; see [`Postgres::start_standby`].
+pub struct Standby {
+    cluster: Cluster,
+    database: String,
+}
+
+impl Postgres {
+    /// Starts a hot standby of this database's cluster, streaming from it (the primary must be
+    /// a harness-started cluster, e.g. [`Postgres::start_dedicated`]); returns once the
+    /// standby accepts read-only connections.
+    pub async fn start_standby(&self) -> Result<Standby> {
+        let primary = self.cluster.as_ref().ok_or_else(|| {
+            anyhow!("a standby needs a harness-started primary, not DATABASE_URL")
+        })?;
+        let cluster = Cluster::empty()?;
+        let data = cluster.data_dir();
+        cluster.run(
+            "pg_basebackup",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-h",
+                path_str(primary.dir.path())?,
+                "-p",
+                &SOCKET_PORT.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        )?;
+        cluster.start()?;
+        let standby = Standby {
+            cluster,
+            database: self.database.clone(),
+        };
+        // Hot standby: connections are accepted once it reached a consistent state.
+        let since = std::time::Instant::now();
+        loop {
+            match PgConnection::connect(&standby.url()).await {
+                Ok(c) => {
+                    c.close().await.ok();
+                    break;
+                }
+                Err(e) if since.elapsed() > std::time::Duration::from_secs(60) => {
+                    bail!("the standby does not accept connections: {e}");
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        Ok(standby)
+    }
+}
+
+impl Standby {
+    /// The same database, on the standby.
+    pub fn url(&self) -> String {
+        self.cluster.url_for(&self.database)
+    }
+
+    /// Stops applying the primary's WAL (`pg_wal_replay_pause()`): the standby falls behind.
+    pub async fn pause_replay(&self) -> Result<()> {
+        self.admin("SELECT pg_wal_replay_pause()").await
+    }
+
+    /// Applies the primary's WAL again.
+    pub async fn resume_replay(&self) -> Result<()> {
+        self.admin("SELECT pg_wal_replay_resume()").await
+    }
+
+    async fn admin(&self, sql: &str) -> Result<()> {
+        let mut c = PgConnection::connect(&self.cluster.url_for("postgres")).await?;
+        sqlx::query(sql).execute(&mut c).await?;
+        c.close().await.ok();
+        Ok(())
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // The harness's own cluster is removed whole when its last user goes; only an external
@@ -207,22 +289,7 @@ struct Cluster {
 
 impl Cluster {
     fn init() -> Result<Cluster> {
-        let bin_dir = find_bin_dir()?;
-        let as_postgres = running_as_root();
-        let dir = tempfile::Builder::new()
-            .prefix("sigil-pg-")
-            .tempdir()
-            .context("creating a temp dir for PostgreSQL")?;
-        if as_postgres {
-            let (uid, gid) = postgres_user_ids()?;
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .context("giving the cluster dir to the postgres user")?;
-        }
-        let cluster = Cluster {
-            dir,
-            bin_dir,
-            as_postgres,
-        };
+        let cluster = Self::empty()?;
         let data = cluster.data_dir();
         // -N: initdb's own fsyncs only protect a cluster we throw away; the running server keeps
         // fsync on, so durability tests see real commits.
@@ -243,6 +310,26 @@ impl Cluster {
         )?;
         cluster.start()?;
         Ok(cluster)
+    }
+
+    /// A temp dir for a cluster, owned by the user the server will run as; nothing in it yet.
+    fn empty() -> Result<Cluster> {
+        let bin_dir = find_bin_dir()?;
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("sigil-pg-")
+            .tempdir()
+            .context("creating a temp dir for PostgreSQL")?;
+        if as_postgres {
+            let (uid, gid) = postgres_user_ids()?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .context("giving the cluster dir to the postgres user")?;
+        }
+        Ok(Cluster {
+            dir,
+            bin_dir,
+            as_postgres,
+        })
     }
 
     fn data_dir(&self) -> PathBuf {

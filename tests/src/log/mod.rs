@@ -189,20 +189,28 @@ impl LogProcess {
 
     /// Starts `sigil-server log` on `port` and waits for `/healthz`.
     pub async fn start(data_dir: &Path, db_url: &str, port: u16) -> Result<LogProcess> {
+        Self::start_with_env(data_dir, db_url, port, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with more `SIGIL_*` settings.
+    pub async fn start_with_env(
+        data_dir: &Path,
+        db_url: &str,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Result<LogProcess> {
         let bin = workspace_bin("sigil-server")?;
         let listen = format!("127.0.0.1:{port}");
         let data = data_dir
             .to_str()
             .ok_or_else(|| anyhow!("non-UTF-8 data dir"))?;
-        let mut process = ServerProcess::spawn(
-            &bin,
-            ["log", "--data-dir", data],
-            &[
-                ("SIGIL_DATABASE_URL", db_url),
-                ("SIGIL_SERVER_LISTEN", &listen),
-                ("RUST_LOG", "warn"),
-            ],
-        )?;
+        let mut env = vec![
+            ("SIGIL_DATABASE_URL", db_url),
+            ("SIGIL_SERVER_LISTEN", listen.as_str()),
+            ("RUST_LOG", "warn"),
+        ];
+        env.extend_from_slice(extra);
+        let mut process = ServerProcess::spawn(&bin, ["log", "--data-dir", data], &env)?;
         let url = format!("http://{listen}");
         process
             .wait_for_url(&format!("{url}/healthz"), Duration::from_secs(60))

@@ -22,6 +22,7 @@ use crate::storage::{NewLog, StorageError, Store};
 
 pub mod journal;
 mod recover;
+pub mod replica;
 mod sequencer;
 mod view;
 
@@ -29,6 +30,7 @@ mod view;
 mod tests;
 
 pub use recover::recover;
+pub use replica::{ReadRouting, Source};
 pub use view::LogView;
 
 /// Where the sequencer journals what it commits (see [`journal`]).
@@ -57,6 +59,8 @@ pub struct EngineConfig {
     pub head_refresh: Duration,
     /// The checkpoint journal; `None`: none (a restored old backup then goes undetected).
     pub journal: Option<JournalConfig>,
+    /// Reads from a hot standby too (see [`replica`]).
+    pub replica: Option<Arc<ReadRouting>>,
     /// Where batch timestamps come from.
     pub clock: Arc<dyn Clock>,
 }
@@ -71,6 +75,7 @@ impl Default for EngineConfig {
             node_cache_entries: 1 << 16,
             head_refresh: Duration::from_millis(500),
             journal: None,
+            replica: None,
             clock: clock::system(),
         }
     }
@@ -166,6 +171,10 @@ struct Shared {
     nodes: Mutex<HashMap<NodeId, Hash>>,
     config: EngineConfig,
     queued: AtomicUsize,
+    /// Heads published, with when this process saw each (dates a standby's lag).
+    history: Mutex<replica::HeadHistory>,
+    /// The standby view of this log, if reads may go to one.
+    replica: std::sync::OnceLock<Arc<replica::Replica>>,
 }
 
 impl Shared {
@@ -173,6 +182,16 @@ impl Shared {
         match self.head.read() {
             Ok(h) => h.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Publishes a new head to readers.
+    fn set_head(&self, head: Arc<TreeHead>) {
+        if let Ok(mut h) = self.history.lock() {
+            h.record(head.size);
+        }
+        if let Ok(mut h) = self.head.write() {
+            *h = head;
         }
     }
 }
@@ -248,7 +267,16 @@ impl LogEngine {
             nodes: Mutex::new(HashMap::new()),
             config: config.clone(),
             queued: AtomicUsize::new(0),
+            history: Mutex::new(replica::HeadHistory::default()),
+            replica: std::sync::OnceLock::new(),
         });
+        if let Ok(mut h) = shared.history.lock() {
+            h.record(row.tree_size);
+        }
+        if let Some(routing) = &config.replica {
+            let r = replica::open(&shared, routing).await?;
+            let _ = shared.replica.set(r);
+        }
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         sequencer::start(shared.clone(), edge, rx, signer, journal)?;
         Ok(LogEngine {

@@ -473,14 +473,12 @@ async fn reload(
     if let Ok(mut p) = shared.partials.write() {
         *p = partials;
     }
-    if let Ok(mut h) = shared.head.write() {
-        *h = Arc::new(TreeHead {
-            size: row.tree_size,
-            root: row.root_hash,
-            checkpoint: row.checkpoint,
-            timestamp_ms,
-        });
-    }
+    shared.set_head(Arc::new(TreeHead {
+        size: row.tree_size,
+        root: row.root_hash,
+        checkpoint: row.checkpoint,
+        timestamp_ms,
+    }));
     crate::metrics::set_log_size(&shared.log_name, row.tree_size);
     Ok(())
 }
@@ -624,9 +622,7 @@ fn publish(
         checkpoint,
         timestamp_ms,
     });
-    if let Ok(mut h) = shared.head.write() {
-        *h = head.clone();
-    }
+    shared.set_head(head.clone());
     crate::metrics::set_log_size(&shared.log_name, edge.size());
     head
 }

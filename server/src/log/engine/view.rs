@@ -27,19 +27,27 @@ impl LogView {
         &self.shared
     }
 
+    /// What this request reads: the standby view when the request was routed there.
+    fn active(&self) -> &Shared {
+        match self.shared.replica.get() {
+            Some(r) if super::replica::reading_replica() => &r.shared,
+            _ => &self.shared,
+        }
+    }
+
     /// The log's name in the database (e.g. `rekor`).
     pub fn log_name(&self) -> &str {
-        &self.shared.log_name
+        &self.active().log_name
     }
     pub fn tree_id(&self) -> i64 {
-        self.shared.tree_id
+        self.active().tree_id
     }
     pub fn origin(&self) -> &str {
-        &self.shared.origin
+        &self.active().origin
     }
     /// The clock the sequencer stamps batches with.
     pub fn clock(&self) -> &dyn Clock {
-        self.shared.config.clock.as_ref()
+        self.active().config.clock.as_ref()
     }
     /// Submissions waiting for the sequencer.
     pub fn queue_depth(&self) -> usize {
@@ -48,7 +56,7 @@ impl LogView {
 
     /// The latest committed tree head.
     pub fn head(&self) -> Arc<TreeHead> {
-        self.shared.head()
+        self.active().head()
     }
 
     /// The entry at `index`, if stored (possibly committed by another replica after our head).
@@ -65,7 +73,7 @@ impl LogView {
         Ok(self
             .shared
             .store
-            .entries_range(&self.shared.log_name, start, end)
+            .entries_range(&self.active().log_name, start, end)
             .await?)
     }
 
@@ -74,7 +82,7 @@ impl LogView {
         Ok(self
             .shared
             .store
-            .index_of_leaf(&self.shared.log_name, leaf)
+            .index_of_leaf(&self.active().log_name, leaf)
             .await?)
     }
 
@@ -83,7 +91,7 @@ impl LogView {
         Ok(self
             .shared
             .store
-            .search(&self.shared.log_name, key, limit)
+            .search(&self.active().log_name, key, limit)
             .await?)
     }
 
@@ -127,13 +135,13 @@ impl LogView {
     pub async fn tile(&self, tile: TileId) -> Result<Option<Arc<Vec<u8>>>, EngineError> {
         let key = (tile.level, tile.index);
         let need = usize::from(tile.width) * 32;
-        if let Ok(cache) = self.shared.full_tiles.lock()
+        if let Ok(cache) = self.active().full_tiles.lock()
             && let Some(t) = cache.get(&key)
         {
             return Ok(Some(truncated(t, need)));
         }
         if !tile.is_full()
-            && let Ok(p) = self.shared.partials.read()
+            && let Ok(p) = self.active().partials.read()
             && let Some(t) = p.get(&key)
             && t.len() >= need
         {
@@ -142,7 +150,7 @@ impl LogView {
         let mut rows = self
             .shared
             .store
-            .read_tiles(&self.shared.log_name, &[key])
+            .read_tiles(&self.active().log_name, &[key])
             .await?;
         let Some(data) = rows.remove(&key) else {
             return Ok(None);
@@ -158,8 +166,8 @@ impl LogView {
     }
 
     fn cache_full(&self, key: (u8, u64), data: Arc<Vec<u8>>) {
-        if let Ok(mut cache) = self.shared.full_tiles.lock() {
-            if cache.len() >= self.shared.config.tile_cache_entries {
+        if let Ok(mut cache) = self.active().full_tiles.lock() {
+            if cache.len() >= self.active().config.tile_cache_entries {
                 // Crude but bounded: the working set (recent tiles, upper levels) refills quickly.
                 cache.clear();
             }
@@ -171,7 +179,7 @@ impl LogView {
     async fn node_hashes(&self, nodes: &[NodeId], size: u64) -> Result<KnownNodes, EngineError> {
         let mut known = HashMap::with_capacity(nodes.len());
         let mut missing = Vec::new();
-        if let Ok(cache) = self.shared.nodes.lock() {
+        if let Ok(cache) = self.active().nodes.lock() {
             for n in nodes {
                 match cache.get(n) {
                     Some(h) => {
@@ -191,8 +199,8 @@ impl LogView {
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 known.insert(*n, h);
             }
-            if let Ok(mut cache) = self.shared.nodes.lock() {
-                if cache.len() + missing.len() > self.shared.config.node_cache_entries {
+            if let Ok(mut cache) = self.active().nodes.lock() {
+                if cache.len() + missing.len() > self.active().config.node_cache_entries {
                     // Bounded like the tile cache: the hot nodes (upper levels, the right
                     // edge) come straight back.
                     cache.clear();
