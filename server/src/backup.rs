@@ -127,6 +127,8 @@ pub async fn restore(src: &Path, data_dir: &Path, db_url: &str) -> Result<Manife
     if manifest.format != FORMAT {
         bail!("unknown backup format {:?}", manifest.format);
     }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     match (manifest.database.as_str(), is_postgres(db_url)) {
         ("postgres", true) => {
             let out = Command::new(pg_tool("pg_restore")?)
@@ -157,6 +159,9 @@ pub async fn restore(src: &Path, data_dir: &Path, db_url: &str) -> Result<Manife
                     std::fs::remove_file(&side)
                         .with_context(|| format!("removing {}", side.display()))?;
                 }
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
             }
             let tmp = path.with_extension("restoring");
             std::fs::copy(src.join(SQLITE_FILE), &tmp)
