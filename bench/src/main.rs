@@ -22,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Parser, Subcommand};
 
+mod scale;
 mod verify;
 use serde_json::json;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey};
@@ -40,6 +41,9 @@ enum Command {
     Log(LogArgs),
     /// `sigil verify-blob` vs `sigstore verify identity` on the same bundle, per artifact size.
     Verify(verify::VerifyArgs),
+    /// A PostgreSQL log filled to 10^7 entries through the API (resumable), measured at each
+    /// power of ten: append rate, entry + proof reads, consistency proofs, RSS, bytes/entry.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -93,6 +97,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Log(args) => bench_log(args).await,
             Command::Verify(args) => verify::bench_verify(args).await,
+            Command::Scale(args) => scale::bench_scale(args).await,
         }
     });
     match result {
@@ -126,7 +131,7 @@ fn signed_entries(n: usize) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-fn rand_tag() -> u128 {
+pub(crate) fn rand_tag() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -338,7 +343,7 @@ async fn open_loop(
     Ok(run)
 }
 
-async fn post(http: &reqwest::Client, endpoint: &str, body: Vec<u8>) -> u16 {
+pub(crate) async fn post(http: &reqwest::Client, endpoint: &str, body: Vec<u8>) -> u16 {
     match http
         .post(endpoint)
         .header("content-type", "application/json")

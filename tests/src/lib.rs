@@ -14,7 +14,7 @@ pub use interop::{CmdResult, js_dir, record_interop, run, venv_tool};
 pub use sigil::{ExtraIssuer, SigilStack, StackOptions, TrustFiles};
 
 pub use oidc::{CLIENT_ID, Consent, ID_TOKEN_GRANT, OidcProvider, jwt_parts, oidc_dir};
-pub use postgres::{Postgres, Standby};
+pub use postgres::{KeptPostgres, Postgres, Standby};
 pub use process::{ServerProcess, free_port, workspace_bin, workspace_root};
 pub use registry::{DockerRegistry, find_tool};
 

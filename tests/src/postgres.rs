@@ -279,9 +279,64 @@ fn shared_cluster() -> Result<Arc<Cluster>> {
     Ok(cluster)
 }
 
-/// A running cluster in a temp dir: `<dir>/data`, the socket in `<dir>`, the log `<dir>/server.log`.
+/// Where a cluster lives: a temp dir removed with it, or a kept one (benchmarks that resume).
+enum ClusterDir {
+    Temp(TempDir),
+    Kept(PathBuf),
+}
+
+impl ClusterDir {
+    fn path(&self) -> &Path {
+        match self {
+            ClusterDir::Temp(t) => t.path(),
+            ClusterDir::Kept(p) => p,
+        }
+    }
+}
+
+/// A cluster kept in a directory across runs (created on first use), stopped when dropped.
+pub struct KeptPostgres {
+    cluster: Cluster,
+    database: String,
+}
+
+impl KeptPostgres {
+    /// Starts (initialising if needed) the cluster in `dir`, with a database `database`.
+    pub async fn start(dir: &Path, database: &str) -> Result<KeptPostgres> {
+        crate::install_crypto_provider();
+        std::fs::create_dir_all(dir)?;
+        let cluster = Cluster {
+            dir: ClusterDir::Kept(dir.canonicalize()?),
+            bin_dir: find_bin_dir()?,
+            as_postgres: running_as_root(),
+        };
+        if cluster.as_postgres {
+            let (uid, gid) = postgres_user_ids()?;
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                .context("giving the cluster dir to the postgres user")?;
+        }
+        let fresh = !cluster.data_dir().join("PG_VERSION").exists();
+        if fresh {
+            cluster.initdb()?;
+        }
+        cluster.start()?;
+        if fresh {
+            create_database(&cluster.url_for("postgres"), database).await?;
+        }
+        Ok(KeptPostgres {
+            cluster,
+            database: database.to_string(),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        self.cluster.url_for(&self.database)
+    }
+}
+
+/// A running cluster: `<dir>/data`, the socket in `<dir>`, the log `<dir>/server.log`.
 struct Cluster {
-    dir: TempDir,
+    dir: ClusterDir,
     bin_dir: PathBuf,
     /// Run the binaries as the `postgres` user (we are root).
     as_postgres: bool,
@@ -290,6 +345,13 @@ struct Cluster {
 impl Cluster {
     fn init() -> Result<Cluster> {
         let cluster = Self::empty()?;
+        cluster.initdb()?;
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    fn initdb(&self) -> Result<()> {
+        let cluster = self;
         let data = cluster.data_dir();
         // -N: initdb's own fsyncs only protect a cluster we throw away; the running server keeps
         // fsync on, so durability tests see real commits.
@@ -307,9 +369,7 @@ impl Cluster {
                 "--locale=C",
                 "-N",
             ],
-        )?;
-        cluster.start()?;
-        Ok(cluster)
+        )
     }
 
     /// A temp dir for a cluster, owned by the user the server will run as; nothing in it yet.
@@ -326,7 +386,7 @@ impl Cluster {
                 .context("giving the cluster dir to the postgres user")?;
         }
         Ok(Cluster {
-            dir,
+            dir: ClusterDir::Temp(dir),
             bin_dir,
             as_postgres,
         })
@@ -408,8 +468,15 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Immediate: nothing to flush for a throwaway cluster. The TempDir removes the files.
-        let _ = self.stop("immediate");
+        match self.dir {
+            // Immediate: nothing to flush for a throwaway cluster. The TempDir removes the files.
+            ClusterDir::Temp(_) => {
+                let _ = self.stop("immediate");
+            }
+            ClusterDir::Kept(_) => {
+                let _ = self.stop("fast");
+            }
+        }
     }
 }
 
