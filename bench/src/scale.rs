@@ -131,10 +131,9 @@ pub async fn bench_scale(args: ScaleArgs) -> Result<()> {
         if size < decade {
             append_rate = fill(&http, &url, &key, size, decade, args.clients).await?;
         }
-        if !results.contains_key(&decade) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = results.entry(decade) {
             eprintln!("measuring at {decade} entries");
-            let row = measure(&http, &url, &db, pid, decade, append_rate, &args).await?;
-            results.insert(decade, row);
+            slot.insert(measure(&http, &url, &db, pid, decade, append_rate, &args).await?);
             std::fs::write(&results_file, serde_json::to_vec_pretty(&results)?)?;
         }
         decade = decade.saturating_mul(10);
