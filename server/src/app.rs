@@ -38,7 +38,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let db = crate::storage::connect(&db_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&db_url)))?;
-    let mut engine_cfg = crate::log::setup::engine_config(cfg, data_dir);
+    let mut engine_cfg = crate::log::setup::engine_config(cfg, data_dir)?;
     let routing = match &cfg.database.read_url {
         Some(url) => {
             let replica = crate::storage::connect_existing(url)

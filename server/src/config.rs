@@ -211,6 +211,15 @@ pub struct LogConfig {
     /// restored database lacks (about the size of the entries again on disk).
     #[serde(default = "yes")]
     pub journal_entries: bool,
+    /// Identities (e-mails, subjects) in the search index: `keyed` stores an HMAC of each under
+    /// `search_key` (a search names the identity it looks for), `off` stores none and refuses
+    /// identity searches.
+    #[serde(default = "default_identity_search")]
+    pub identity_search: String,
+    /// The secret of the keyed identity index (32 random bytes, created on first start). Every
+    /// process of a deployment needs the same one; it is never stored in the database.
+    #[serde(default = "default_search_key")]
+    pub search_key: PathBuf,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -266,6 +275,12 @@ fn default_max_batch() -> usize {
 }
 fn default_max_wait() -> u64 {
     2
+}
+fn default_identity_search() -> String {
+    "keyed".into()
+}
+fn default_search_key() -> PathBuf {
+    "keys/search-index.key".into()
 }
 fn default_replica_lag() -> u64 {
     1000
@@ -403,6 +418,12 @@ impl Config {
             return Err(invalid(
                 "database.url",
                 format!("{db:?} must start with postgres:// or sqlite://"),
+            ));
+        }
+        if !matches!(self.log.identity_search.as_str(), "keyed" | "off") {
+            return Err(invalid(
+                "log.identity_search",
+                "must be \"keyed\" (HMAC of each identity) or \"off\" (no identity search)",
             ));
         }
         if self.log.max_batch == 0 || self.log.queue_capacity == 0 {

@@ -109,6 +109,22 @@ impl Postgres {
             .and_then(|c| std::fs::read_to_string(c.log_file()).ok())
     }
 
+    /// Stops the server (`pg_ctl stop -m fast`); only for a cluster the harness started.
+    pub fn stop_server(&self) -> Result<()> {
+        self.cluster
+            .as_ref()
+            .ok_or_else(|| anyhow!("stop_server needs a harness-started cluster"))?
+            .stop("fast")
+    }
+
+    /// Starts the server again after [`Postgres::stop_server`].
+    pub fn start_server(&self) -> Result<()> {
+        self.cluster
+            .as_ref()
+            .ok_or_else(|| anyhow!("start_server needs a harness-started cluster"))?
+            .start()
+    }
+
     /// Stops the server as a crash would (`pg_ctl stop -m immediate`) and starts it again;
     /// only for a cluster the harness started.
     pub fn crash_restart(&self) -> Result<()> {

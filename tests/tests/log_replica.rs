@@ -1,7 +1,7 @@
 //! Reads from a real PostgreSQL streaming standby (a second cluster made with `pg_basebackup
 //! -R` from the system binaries), with `sigil-server log` as a process configured with
-//! `database.read_url`: reads are served from the standby (shown by a checkpoint the primary
-//! has already passed) and say so in `X-Sigil-Read-Source`; with replay paused, once the
+//! `database.read_url`: reads are served from the standby (entries and proofs with the primary
+//! stopped; a checkpoint the primary has already passed) and say so in `X-Sigil-Read-Source`; with replay paused, once the
 //! standby is more than the lag bound behind, reads come from the primary, or get a 503 when
 //! falling back is turned off; resumed, the standby serves again.
 
@@ -120,9 +120,17 @@ async fn run() -> Result<()> {
         "the standby served size {size} {} ms after the last write",
         t.as_millis()
     );
-    // Entries and proofs too: a retrieve by index, from the standby.
+    // Entries and proofs too, from the standby alone: with the primary stopped, every entry is
+    // still read, with its proof, and the answers say the standby served them.
+    pg.stop_server()?;
     let all = read_all(&c, size).await?;
     ensure!(all.len() as u64 == size);
+    let (status, source, _, body) = log_info(&http, &a.url).await?;
+    ensure!(
+        status == 200 && source == "replica",
+        "with the primary stopped: {status} from {source:?}: {body}"
+    );
+    pg.start_server()?;
 
     // Replay paused: the primary moves on, the standby serves its old checkpoint (proof that
     // reads come from it) until it is more than a second behind, then the primary serves.

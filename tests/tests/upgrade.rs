@@ -1,6 +1,8 @@
 //! Upgrades: a database written by the first schema (the `tests/fixtures/schema-1` deployment,
 //! SQLite and PostgreSQL) is migrated by `sigil-server migrate`, opened by the current server,
-//! serves what it held with valid proofs, takes new entries on top, and checks out with `fsck`.
+//! serves what it held with valid proofs, takes new entries on top, and checks out with `fsck`;
+//! the identities its search index held in plaintext are keyed hashes after the first start,
+//! and a search by e-mail still finds them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -105,10 +107,58 @@ async fn go_on(data: &Path, db_url: &str, rekor_entries: u64) -> Result<()> {
     let (new_size, new_root, _) = c.tree().await?;
     c.check_consistency((size, root), (new_size, new_root))
         .await?;
+    // The fixture's index held identities in plaintext; the first start rewrote them as keyed
+    // hashes, and a search by e-mail still finds every entry of that signer.
+    let found = c
+        .post(
+            "/api/v1/index/retrieve",
+            &serde_json::json!({"email": "developer@sigil.localhost"}),
+        )
+        .await?;
+    ensure!(
+        found.status == 200 && found.body.as_array().map(Vec::len) == Some(rekor_entries as usize),
+        "search by e-mail after the upgrade: {} {}",
+        found.status,
+        found.text
+    );
+    let db = if db_url.starts_with("sqlite") {
+        format!("sqlite://{}?mode=ro", data.join("sigil.db").display())
+    } else {
+        db_url.to_string()
+    };
+    let plain = index_keys(&db)
+        .await?
+        .into_iter()
+        .filter(|k| k.contains('@'))
+        .collect::<Vec<_>>();
+    ensure!(plain.is_empty(), "identities left in plaintext: {plain:?}");
     let f = server(&["fsck"], data, db_url)?;
     ensure!(f.status.success(), "fsck: {}", text(&f));
     eprintln!("{}", text(&f).trim());
     Ok(())
+}
+
+/// Every key of the search index.
+async fn index_keys(db_url: &str) -> Result<Vec<String>> {
+    use sqlx::{Connection, Row};
+    let sql = "SELECT key FROM search_index";
+    Ok(if db_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(db_url).await?;
+        sqlx::query(sql)
+            .fetch_all(&mut c)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(db_url).await?;
+        sqlx::query(sql)
+            .fetch_all(&mut c)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    })
 }
 
 /// `psql` on PATH, else the newest `/usr/lib/postgresql/<v>/bin/psql`.

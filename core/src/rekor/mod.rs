@@ -322,6 +322,28 @@ pub fn parse_entry_ref(s: &str) -> Result<EntryRef, String> {
 
 /// The search-index key of a hash as Rekor's `/api/v1/index/retrieve` takes it: `alg:hex`, or
 /// bare hex whose length names the algorithm (40 sha1, 64 sha256, 96 sha384, 128 sha512).
+/// The prefix of an identity search key stored as a keyed hash (see the server's search index).
+pub const KEYED_IDENTITY_PREFIX: &str = "identity-hmac:";
+
+/// Whether a search key names an identity (a certificate subject, stored lowercase) rather than
+/// a digest (`<alg>:<hex>`: an artifact or a public key) or an already keyed identity.
+pub fn is_identity_key(key: &str) -> bool {
+    if key.starts_with(KEYED_IDENTITY_PREFIX) {
+        return false;
+    }
+    let digest = key.split_once(':').is_some_and(|(alg, h)| {
+        let want = match alg {
+            "sha1" => 40,
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            _ => return false,
+        };
+        h.len() == want && h.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    !digest
+}
+
 pub fn search_hash_key(input: &str) -> Result<String, String> {
     let lower = input.to_ascii_lowercase();
     let (alg, hex_part) = match lower.split_once(':') {

@@ -12,7 +12,7 @@ use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, NoteSigner};
 use crate::config::{Config, resolve};
 use crate::keyfile::{read_certs, read_key};
 use crate::log::ct::{CtState, Shards as CtShards};
-use crate::log::engine::{EngineConfig, JournalConfig, LogEngine};
+use crate::log::engine::{EngineConfig, IdentitySearch, JournalConfig, LogEngine, SearchPrivacy};
 use crate::log::rekor_v1::{LogKey, RekorState};
 use crate::log::rekor_v2::{RekorV2State, Shards};
 use crate::routes::Api;
@@ -32,9 +32,15 @@ pub struct OpenedLog {
     pub public_key: PublicKey,
 }
 
-/// Batching, queueing and the journal, shared by every log of the process.
-pub fn engine_config(cfg: &Config, data_dir: &Path) -> EngineConfig {
-    EngineConfig {
+/// Batching, queueing, the journal and the search index's privacy, shared by every log of the
+/// process.
+pub fn engine_config(cfg: &Config, data_dir: &Path) -> anyhow::Result<EngineConfig> {
+    let mode = match cfg.log.identity_search.as_str() {
+        "off" => IdentitySearch::Off,
+        _ => IdentitySearch::Keyed,
+    };
+    let secret = search_secret(&resolve(data_dir, &cfg.log.search_key))?;
+    Ok(EngineConfig {
         max_batch: cfg.log.max_batch,
         max_wait: Duration::from_millis(cfg.log.max_wait_ms),
         queue_capacity: cfg.log.queue_capacity,
@@ -43,8 +49,39 @@ pub fn engine_config(cfg: &Config, data_dir: &Path) -> EngineConfig {
             dir,
             entries: cfg.log.journal_entries,
         }),
+        search_privacy: Some(Arc::new(SearchPrivacy::new(&secret, mode))),
         ..EngineConfig::default()
+    })
+}
+
+/// The search index's HMAC secret (hex in a file), created on first use.
+fn search_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if !path.exists() {
+        let secret: [u8; 32] = rand::random();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        match crate::keyfile::write_new(path, &format!("{}\n", hex::encode(secret)), true) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "created the search index secret; every process of this deployment needs this file")
+            }
+            // Another process created it meanwhile: use theirs.
+            Err(_) if path.exists() => {}
+            Err(e) => return Err(e),
+        }
     }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the search index secret {}", path.display()))?;
+    let secret = hex::decode(text.trim())
+        .ok()
+        .filter(|s| s.len() >= 32)
+        .with_context(|| {
+            format!(
+                "{} must hold at least 32 bytes as hex (the search index secret)",
+                path.display()
+            )
+        })?;
+    Ok(secret)
 }
 
 /// The checkpoint journal's directory, unless it is turned off (`journal_dir = ""`).

@@ -50,6 +50,7 @@ struct State {
     logs: HashMap<String, StoredLog>,
     faults: VecDeque<Fault>,
     commit_attempts: u64,
+    settings: HashMap<(String, String), String>,
 }
 
 /// The store; clones share it.
@@ -309,6 +310,75 @@ impl LogStore for MemoryStore {
         out.sort_by_key(|(s, _, _)| *s);
         out.truncate(usize::try_from(limit).unwrap_or(0));
         Ok(out)
+    }
+
+    async fn setting(&self, log_name: &str, name: &str) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .lock()
+            .settings
+            .get(&(log_name.to_string(), name.to_string()))
+            .cloned())
+    }
+
+    async fn set_setting(
+        &self,
+        log_name: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StorageError> {
+        self.lock()
+            .settings
+            .insert((log_name.to_string(), name.to_string()), value.to_string());
+        Ok(())
+    }
+
+    async fn search_keys_after(
+        &self,
+        log_name: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let st = self.lock();
+        let Some(log) = st.logs.get(log_name) else {
+            return Ok(Vec::new());
+        };
+        let mut keys: Vec<String> = log
+            .search
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.as_str() > after)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(keys)
+    }
+
+    async fn rename_search_key(
+        &self,
+        log_name: &str,
+        old: &str,
+        new: Option<&str>,
+    ) -> Result<u64, StorageError> {
+        let mut st = self.lock();
+        let Some(log) = st.logs.get_mut(log_name) else {
+            return Ok(0);
+        };
+        let leaves: Vec<Hash> = log
+            .search
+            .iter()
+            .filter(|(k, _)| k == old)
+            .map(|(_, h)| *h)
+            .collect();
+        log.search.retain(|(k, _)| k != old);
+        if let Some(new) = new {
+            for h in &leaves {
+                if !log.search.iter().any(|(k, l)| k == new && l == h) {
+                    log.search.push((new.to_string(), *h));
+                }
+            }
+        }
+        Ok(leaves.len() as u64)
     }
 
     async fn search(

@@ -159,6 +159,33 @@ pub trait LogStore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<(u64, Hash, Vec<u8>)>, StorageError>;
 
+    /// A per-log setting (`log_settings`), if set.
+    async fn setting(&self, log_name: &str, name: &str) -> Result<Option<String>, StorageError>;
+
+    async fn set_setting(
+        &self,
+        log_name: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StorageError>;
+
+    /// Distinct search keys greater than `after`, in order, at most `limit`.
+    async fn search_keys_after(
+        &self,
+        log_name: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Moves every index row of `old` to `new` (or deletes them when `new` is `None`), in one
+    /// transaction; returns the rows moved.
+    async fn rename_search_key(
+        &self,
+        log_name: &str,
+        old: &str,
+        new: Option<&str>,
+    ) -> Result<u64, StorageError>;
+
     /// Leaf hashes indexed under `key`, at most `limit`.
     async fn search(
         &self,

@@ -275,6 +275,80 @@ impl LogStore for PgStore {
             .collect()
     }
 
+    async fn setting(&self, log_name: &str, name: &str) -> Result<Option<String>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM log_settings WHERE log_id = $1 AND name = $2")
+                .bind(log_name)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_setting(
+        &self,
+        log_name: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO log_settings (log_id, name, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (log_id, name) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(log_name)
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn search_keys_after(
+        &self,
+        log_name: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT key FROM search_index WHERE log_id = $1 AND key > $2 \
+             ORDER BY key LIMIT $3",
+        )
+        .bind(log_name)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn rename_search_key(
+        &self,
+        log_name: &str,
+        old: &str,
+        new: Option<&str>,
+    ) -> Result<u64, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(new) = new {
+            sqlx::query(
+                "INSERT INTO search_index (log_id, key, leaf_hash) \
+                 SELECT log_id, $3, leaf_hash FROM search_index WHERE log_id = $1 AND key = $2 \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(log_name)
+            .bind(old)
+            .bind(new)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let moved = sqlx::query("DELETE FROM search_index WHERE log_id = $1 AND key = $2")
+            .bind(log_name)
+            .bind(old)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
     async fn search(
         &self,
         log_name: &str,

@@ -23,6 +23,7 @@ use crate::storage::{NewLog, StorageError, Store};
 pub mod journal;
 mod recover;
 pub mod replica;
+pub mod search_privacy;
 mod sequencer;
 mod view;
 
@@ -31,6 +32,7 @@ mod tests;
 
 pub use recover::recover;
 pub use replica::{ReadRouting, Source};
+pub use search_privacy::{IdentitySearch, SearchPrivacy};
 pub use view::LogView;
 
 /// Where the sequencer journals what it commits (see [`journal`]).
@@ -61,6 +63,9 @@ pub struct EngineConfig {
     pub journal: Option<JournalConfig>,
     /// Reads from a hot standby too (see [`replica`]).
     pub replica: Option<Arc<ReadRouting>>,
+    /// Identities in the search index as keyed hashes, or not at all (see [`search_privacy`]);
+    /// `None`: as they are.
+    pub search_privacy: Option<Arc<SearchPrivacy>>,
     /// Where batch timestamps come from.
     pub clock: Arc<dyn Clock>,
 }
@@ -76,6 +81,7 @@ impl Default for EngineConfig {
             head_refresh: Duration::from_millis(500),
             journal: None,
             replica: None,
+            search_privacy: None,
             clock: clock::system(),
         }
     }
@@ -251,6 +257,16 @@ impl LogEngine {
             }
             None => None,
         };
+        if let Some(p) = &config.search_privacy {
+            let n = p.upgrade_index(store.as_ref(), log_name).await?;
+            if n > 0 {
+                tracing::info!(
+                    log = log_name,
+                    rows = n,
+                    "identities in the search index are now keyed hashes"
+                );
+            }
+        }
         let shared = Arc::new(Shared {
             store,
             log_name: log_name.to_string(),
@@ -293,7 +309,10 @@ impl LogEngine {
     /// Append an entry; returns once it is committed. A known leaf answers `Duplicate`.
     /// Duplicates are found by the sequencer, once per batch (one query), rather than by a
     /// lookup per request: that round trip was the largest per-entry database cost.
-    pub async fn append(&self, sub: Submission) -> Result<Appended, EngineError> {
+    pub async fn append(&self, mut sub: Submission) -> Result<Appended, EngineError> {
+        if let Some(p) = &self.view.shared().config.search_privacy {
+            sub.search_keys = p.store_keys(std::mem::take(&mut sub.search_keys));
+        }
         let (reply, rx) = oneshot::channel();
         let pending = sequencer::Pending::new(sub, reply);
         let shared = self.view.shared();

@@ -81,7 +81,11 @@ pub async fn recover(store: &Store, log_name: &str, dir: &Path) -> Result<u64, E
     let mut size = row.tree_size;
     let (mut edge, _) = sequencer::load_edge(store.as_ref(), log_name, size).await?;
     let mut added = 0;
-    for r in records.iter().filter(|r| r.size > row.tree_size) {
+    for r in &records {
+        // Already in the database (or journaled twice by processes sharing the journal).
+        if r.size <= size {
+            continue;
+        }
         let gap = |what: String| {
             EngineError::Diverged(format!(
                 "log {log_name}: cannot recover from {}: {what}",

@@ -70,29 +70,27 @@ impl LogView {
 
     /// Stored entries with start <= index < end, in order.
     pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<EntryRow>, EngineError> {
-        Ok(self
-            .shared
+        let shared = self.active();
+        Ok(shared
             .store
-            .entries_range(&self.active().log_name, start, end)
+            .entries_range(&shared.log_name, start, end)
             .await?)
     }
 
     /// The index of a stored leaf (possibly past our head, when another replica committed it).
     pub async fn index_of_leaf(&self, leaf: &Hash) -> Result<Option<u64>, EngineError> {
-        Ok(self
-            .shared
-            .store
-            .index_of_leaf(&self.active().log_name, leaf)
-            .await?)
+        let shared = self.active();
+        Ok(shared.store.index_of_leaf(&shared.log_name, leaf).await?)
     }
 
     /// Leaf hashes the sequencer indexed under `key`, at most `limit`.
     pub async fn search(&self, key: &str, limit: i64) -> Result<Vec<Hash>, EngineError> {
-        Ok(self
-            .shared
-            .store
-            .search(&self.active().log_name, key, limit)
-            .await?)
+        let shared = self.active();
+        let key = match &shared.config.search_privacy {
+            Some(p) => p.query_key(key)?,
+            None => key.to_string(),
+        };
+        Ok(shared.store.search(&shared.log_name, &key, limit).await?)
     }
 
     /// Inclusion proof of `index` in the tree of `size` (≤ the current size).
@@ -147,11 +145,8 @@ impl LogView {
         {
             return Ok(Some(truncated(t, need)));
         }
-        let mut rows = self
-            .shared
-            .store
-            .read_tiles(&self.active().log_name, &[key])
-            .await?;
+        let shared = self.active();
+        let mut rows = shared.store.read_tiles(&shared.log_name, &[key]).await?;
         let Some(data) = rows.remove(&key) else {
             return Ok(None);
         };
