@@ -5,7 +5,7 @@
 //!
 //! At start the database must contain the journal's last checkpoint: a database restored from
 //! an old backup is behind what clients hold, and serving it would fork the log, so the log
-//! refuses to open. [`recover`](super::recover) re-appends the missing batches from the journal,
+//! refuses to open. `recover` (`recover.rs`) re-appends the missing batches from the journal,
 //! byte for byte (entries, timestamps and the signed checkpoints), which rebuilds the same tree.
 //!
 //! One JSON object per line; a line cut short by a crash was never acknowledged and is dropped
