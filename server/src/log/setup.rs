@@ -57,17 +57,22 @@ pub fn engine_config(cfg: &Config, data_dir: &Path) -> anyhow::Result<EngineConf
 /// The search index's HMAC secret (hex in a file), created on first use.
 fn search_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if !path.exists() {
+        use std::io::Write;
         let secret: [u8; 32] = rand::random();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        match crate::keyfile::write_new(path, &format!("{}\n", hex::encode(secret)), true) {
-            Ok(()) => {
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        // Written whole under another name (owner-only), then linked in without replacing: a
+        // process starting at the same moment reads either no file or the complete one.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(format!("{}\n", hex::encode(secret)).as_bytes())?;
+        tmp.as_file().sync_all()?;
+        match tmp.persist_noclobber(path) {
+            Ok(_) => {
                 tracing::info!(path = %path.display(), "created the search index secret; every process of this deployment needs this file")
             }
             // Another process created it meanwhile: use theirs.
             Err(_) if path.exists() => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.error.into()),
         }
     }
     let text = std::fs::read_to_string(path)
