@@ -157,6 +157,18 @@ pub struct TreeHead {
     pub timestamp_ms: u64,
 }
 
+impl TreeHead {
+    /// The head a stored log row names.
+    fn from_row(row: crate::storage::LogRow) -> Self {
+        TreeHead {
+            size: row.tree_size,
+            root: row.root_hash,
+            checkpoint: row.checkpoint,
+            timestamp_ms: u64::try_from(row.timestamp_ms).unwrap_or(0),
+        }
+    }
+}
+
 /// Tile bytes by (level, index).
 type Tiles = HashMap<(u8, u64), Arc<Vec<u8>>>;
 
@@ -272,12 +284,7 @@ impl LogEngine {
             log_name: log_name.to_string(),
             tree_id: row.tree_id,
             origin,
-            head: RwLock::new(Arc::new(TreeHead {
-                size: row.tree_size,
-                root: row.root_hash,
-                checkpoint: row.checkpoint,
-                timestamp_ms: u64::try_from(row.timestamp_ms).unwrap_or(0),
-            })),
+            head: RwLock::new(Arc::new(TreeHead::from_row(row))),
             partials: RwLock::new(partials),
             full_tiles: Mutex::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
@@ -287,7 +294,7 @@ impl LogEngine {
             replica: std::sync::OnceLock::new(),
         });
         if let Ok(mut h) = shared.history.lock() {
-            h.record(row.tree_size);
+            h.record(shared.head().size);
         }
         if let Some(routing) = &config.replica {
             let r = replica::open(&shared, routing).await?;

@@ -195,12 +195,7 @@ pub(super) async fn open(
         log_name: name.clone(),
         tree_id: row.tree_id,
         origin: primary.origin.clone(),
-        head: RwLock::new(Arc::new(TreeHead {
-            size: row.tree_size,
-            root: row.root_hash,
-            checkpoint: row.checkpoint,
-            timestamp_ms: u64::try_from(row.timestamp_ms).unwrap_or(0),
-        })),
+        head: RwLock::new(Arc::new(TreeHead::from_row(row))),
         partials: RwLock::new(partials),
         full_tiles: Mutex::new(Default::default()),
         nodes: Mutex::new(Default::default()),
@@ -245,12 +240,7 @@ async fn refresh(replica: Weak<Replica>) {
                     *p = partials;
                 }
                 if let Ok(mut h) = s.head.write() {
-                    *h = Arc::new(TreeHead {
-                        size: row.tree_size,
-                        root: row.root_hash,
-                        checkpoint: row.checkpoint,
-                        timestamp_ms: u64::try_from(row.timestamp_ms).unwrap_or(0),
-                    });
+                    *h = Arc::new(TreeHead::from_row(row));
                 }
             }
             Err(e) => {

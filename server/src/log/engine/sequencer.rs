@@ -468,18 +468,13 @@ async fn reload(
         .ok_or_else(|| EngineError::Internal("log row vanished".into()))?;
     let (new_edge, partials) = load_edge(store, &shared.log_name, row.tree_size).await?;
     *edge = new_edge;
-    let timestamp_ms = u64::try_from(row.timestamp_ms).unwrap_or(0);
-    *edge_ms = (*edge_ms).max(timestamp_ms);
+    let head = TreeHead::from_row(row);
+    *edge_ms = (*edge_ms).max(head.timestamp_ms);
     if let Ok(mut p) = shared.partials.write() {
         *p = partials;
     }
-    shared.set_head(Arc::new(TreeHead {
-        size: row.tree_size,
-        root: row.root_hash,
-        checkpoint: row.checkpoint,
-        timestamp_ms,
-    }));
-    crate::metrics::set_log_size(&shared.log_name, row.tree_size);
+    crate::metrics::set_log_size(&shared.log_name, head.size);
+    shared.set_head(Arc::new(head));
     Ok(())
 }
 
