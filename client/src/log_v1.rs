@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::http::SendToLog;
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -113,7 +114,7 @@ pub fn log_entry(rekor_url: &str, proposed: &Value) -> Result<(String, Value)> {
     let resp = client
         .post(&url)
         .json(proposed)
-        .send()
+        .send_to_log()
         .with_context(|| format!("POST {url}"))?;
     let (uuid, mut entry) = if resp.status() == reqwest::StatusCode::CONFLICT {
         let loc = resp
@@ -168,7 +169,7 @@ pub fn get_entry_by_uuid(rekor_url: &str, uuid: &str) -> Result<(String, Value)>
     first_entry(json_answer(
         http()?
             .get(&url)
-            .send()
+            .send_to_log()
             .with_context(|| format!("GET {url}"))?,
         &format!("log {url}"),
     )?)
@@ -183,7 +184,7 @@ pub fn get_entry_by_index(rekor_url: &str, index: u64) -> Result<(String, Value)
     first_entry(json_answer(
         http()?
             .get(&url)
-            .send()
+            .send_to_log()
             .with_context(|| format!("GET {url}"))?,
         &format!("log {url}"),
     )?)
@@ -362,7 +363,10 @@ pub fn consistency_proof(rekor_url: &str, old: u64, new: u64) -> Result<Vec<Hash
 /// `GET <rekor>/api/v1/log/publicKey`: the log's key (SPKI DER).
 pub fn public_key(rekor_url: &str) -> Result<Vec<u8>> {
     let u = format!("{}/api/v1/log/publicKey", rekor_url.trim_end_matches('/'));
-    let resp = http()?.get(&u).send().with_context(|| format!("GET {u}"))?;
+    let resp = http()?
+        .get(&u)
+        .send_to_log()
+        .with_context(|| format!("GET {u}"))?;
     if !resp.status().is_success() {
         bail!("GET {u} answered {}", resp.status());
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::http::SendToLog;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use sigil_core::bundle::TransparencyLogEntry;
@@ -32,7 +33,7 @@ pub struct V2Entry {
 fn get(url: &str) -> Result<Vec<u8>> {
     let resp = http()?
         .get(url)
-        .send()
+        .send_to_log()
         .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     let body = resp.bytes().with_context(|| format!("reading {url}"))?;
@@ -207,7 +208,7 @@ pub fn log_entry_v2(rekor_url: &str, request: &Value) -> Result<TransparencyLogE
         let resp = client
             .post(&url)
             .json(request)
-            .send()
+            .send_to_log()
             .with_context(|| format!("POST {url}"))?;
         if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < 5 {
             attempts += 1;

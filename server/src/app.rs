@@ -15,6 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::access::protect_reads;
 use crate::config::{Config, resolve};
 use crate::keyfile::{read_certs, read_key, read_public_key};
 use crate::log::engine::{LogEngine, ReadRouting};
@@ -54,6 +55,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         }
         None => None,
     };
+    let readers = crate::access::ReadAccess::load(&cfg.read_access, data_dir)?;
     let mut router = Api::new();
     let mut engines = Vec::new();
     let mut trust = TrustInputs {
@@ -82,7 +84,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
 
     if cfg.log.enabled {
         let log = crate::log::setup::rekor_v1(cfg, data_dir, &db, engine_cfg.clone()).await?;
-        router = router.merge(log.api);
+        router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
         trust.log_key = Some(log.public_key);
     }
@@ -90,7 +92,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let v2_key_path = resolve(data_dir, &cfg.rekor_v2.key);
     if cfg.log.enabled && cfg.rekor_v2.enabled {
         let log = crate::log::setup::rekor_v2(cfg, data_dir, &db, engine_cfg.clone()).await?;
-        router = router.merge(log.api);
+        router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
         trust.log_v2_key = Some(log.public_key);
     } else if cfg.rekor_v2.enabled && v2_key_path.exists() {
@@ -109,7 +111,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let ca_root = resolve(data_dir, &cfg.ca.root_cert);
     if cfg.ct.enabled {
         let log = crate::log::setup::ct(cfg, data_dir, &db, engine_cfg).await?;
-        router = router.merge(log.api);
+        router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
         trust.ct_key = Some(log.public_key);
     } else if cfg.ca.enabled {

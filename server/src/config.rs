@@ -53,6 +53,9 @@ pub struct Config {
     pub rekor_v2: RekorV2Config,
     #[serde(default)]
     pub tuf: TufConfig,
+    /// Who may read the logs (off: anyone who reaches them).
+    #[serde(default)]
+    pub read_access: crate::access::ReadAccessConfig,
 }
 
 /// The TUF repository that distributes `trusted_root.json` and `signing_config.v0.2.json`
@@ -121,6 +124,9 @@ pub struct RekorV2Config {
     /// it to `sigil-v2` to keep their log's origin.
     #[serde(default)]
     pub origin: Option<String>,
+    /// Who may append (off: anyone who reaches the log).
+    #[serde(default)]
+    pub admission: crate::access::AdmissionConfig,
 }
 
 /// Where clients reach each role, for the trust files (default: `server.public_url`). Set these
@@ -220,6 +226,9 @@ pub struct LogConfig {
     /// process of a deployment needs the same one; it is never stored in the database.
     #[serde(default = "default_search_key")]
     pub search_key: PathBuf,
+    /// Who may append (off: anyone who reaches the log).
+    #[serde(default)]
+    pub admission: crate::access::AdmissionConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -433,6 +442,15 @@ impl Config {
             ));
         }
         crate::ca::setup::validate(&self.ca).map_err(|e| invalid(e.key, e.message))?;
+        for (key, a) in [
+            ("log.admission", &self.log.admission),
+            ("rekor_v2.admission", &self.rekor_v2.admission),
+        ] {
+            a.validate(key).map_err(|m| invalid(key, m))?;
+        }
+        self.read_access
+            .validate()
+            .map_err(|m| invalid("read_access", m))?;
         let t = &self.tuf;
         for (key, secs) in [
             ("tuf.root_expiry_secs", t.root_expiry_secs),

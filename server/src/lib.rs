@@ -1,5 +1,6 @@
 //! Sigil server library: the roles `sigil-server` runs (log, CA, TSA), usable in-process by tests.
 
+pub mod access;
 pub mod app;
 pub mod backup;
 pub mod ca;

@@ -20,6 +20,7 @@ struct Metrics {
     tuf_failures: IntCounterVec,
     reads: IntCounterVec,
     replica_lag: prometheus::Gauge,
+    access: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -103,6 +104,15 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "sigil_replica_lag_seconds",
         "How far the read replica is behind the primary, as last measured",
     )?;
+    let access = IntCounterVec::new(
+        Opts::new(
+            "sigil_access_decisions_total",
+            "Write admissions and reads with credentials, by kind (write, read), outcome \
+             (admitted, refused) and the rule that decided",
+        ),
+        &["kind", "outcome", "rule"],
+    )?;
+    registry.register(Box::new(access.clone()))?;
     registry.register(Box::new(reads.clone()))?;
     registry.register(Box::new(replica_lag.clone()))?;
     registry.register(Box::new(tuf_signed.clone()))?;
@@ -129,6 +139,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         tuf_failures,
         reads,
         replica_lag,
+        access,
     })
 }
 
@@ -170,6 +181,13 @@ pub fn set_queue_depth(log: &str, depth: usize) {
 pub fn read_from(source: &str) {
     if let Some(m) = METRICS.as_ref() {
         m.reads.with_label_values(&[source]).inc();
+    }
+}
+
+/// An access decision: `kind` write or read, `outcome` admitted or refused, the deciding rule.
+pub fn access(kind: &str, outcome: &str, rule: &str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.access.with_label_values(&[kind, outcome, rule]).inc();
     }
 }
 

@@ -40,7 +40,8 @@ pub struct StackOptions {
     /// Turn the development OIDC issuer off (`up` has it on).
     pub disable_dev_oidc: bool,
     /// Further `sigil.toml` settings: (section, key, value), e.g. `("tuf",
-    /// "timestamp_expiry_secs", 5.into())`.
+    /// "timestamp_expiry_secs", 5.into())`; a dotted section is a nested table
+    /// (`log.admission`), and `{url}` in a string value is the stack's URL.
     pub config: Vec<(&'static str, &'static str, toml::Value)>,
 }
 
@@ -94,7 +95,7 @@ impl SigilStack {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        edit_config(&data.join("sigil.toml"), &options)?;
+        edit_config(&data.join("sigil.toml"), &options, &url)?;
         let process = start_up(&data, port, &url).await?;
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
@@ -273,7 +274,7 @@ async fn start_up(data: &Path, port: u16, url: &str) -> Result<ServerProcess> {
 
 /// Writes the options (dev issuer, extra issuers, database URL) into the `sigil.toml` that
 /// `init` wrote.
-fn edit_config(path: &Path, options: &StackOptions) -> Result<()> {
+fn edit_config(path: &Path, options: &StackOptions, url: &str) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut doc: toml::Table = text
@@ -305,15 +306,30 @@ fn edit_config(path: &Path, options: &StackOptions) -> Result<()> {
         }
     }
     for (section, key, value) in &options.config {
-        table(&mut doc, section)?.insert((*key).into(), value.clone());
+        table(&mut doc, section)?.insert((*key).into(), with_url(value, url));
     }
     std::fs::write(path, toml::to_string(&doc)?)
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// The table `name` (dotted for nested tables: `log.admission`), created when missing.
 fn table<'a>(doc: &'a mut toml::Table, name: &str) -> Result<&'a mut toml::Table> {
-    doc.entry(name)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-        .as_table_mut()
-        .ok_or_else(|| anyhow!("[{name}] is not a table"))
+    let mut t = doc;
+    for part in name.split('.') {
+        t = t
+            .entry(part)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("[{name}] is not a table"))?;
+    }
+    Ok(t)
+}
+
+/// `{url}` in a string setting (or in the strings of an array) becomes the stack's URL.
+fn with_url(value: &toml::Value, url: &str) -> toml::Value {
+    match value {
+        toml::Value::String(s) => toml::Value::String(s.replace("{url}", url)),
+        toml::Value::Array(a) => toml::Value::Array(a.iter().map(|v| with_url(v, url)).collect()),
+        other => other.clone(),
+    }
 }

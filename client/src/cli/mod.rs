@@ -24,6 +24,11 @@ use attest::Subject;
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
+    /// Credential sent to the transparency logs on every request (a log with authenticated
+    /// reads, or write admission by token). Without it, a log that answers 401 is asked again
+    /// with the token stored by `sigil login`.
+    #[arg(long, global = true, env = "SIGIL_LOG_TOKEN", hide_env_values = true)]
+    pub log_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +83,9 @@ pub fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let verifying = cli.cmd.verifies();
+    if let Some(t) = cli.log_token.filter(|t| !t.trim().is_empty()) {
+        crate::http::set_log_token(t.trim().to_owned());
+    }
     match misplaced_flags(&cli.cmd, &matches).and_then(|()| run(cli.cmd)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => crate::exit::report(&e, verifying),

@@ -141,9 +141,13 @@ pub(super) fn dsse(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryErr
         format!("sha256:{}", hex::encode(payload_hash)),
         format!("sha256:{}", hex::encode(envelope_hash)),
     ];
+    let mut signers = Vec::new();
     for i in &used {
         if let Some(v) = verifiers.get(*i) {
             key_search_keys(v, &mut keys);
+            if !signers.contains(&v.signer) {
+                signers.push(v.signer.clone());
+            }
         }
     }
     statement_subject_keys(&env.payload_type, &env.payload, &mut keys);
@@ -152,7 +156,7 @@ pub(super) fn dsse(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryErr
         "payloadHash": {"algorithm": "sha256", "value": hex::encode(payload_hash)},
         "signatures": sigs.iter().map(|(s, v)| json!({"signature": s, "verifier": v})).collect::<Vec<_>>(),
     });
-    finish("dsse", "0.0.1", spec, keys)
+    finish("dsse", "0.0.1", spec, keys, signers)
 }
 
 /// Digests of the materials of a SLSA v0.2 provenance statement (what Rekor indexes for intoto
@@ -244,7 +248,7 @@ pub(super) fn intoto_v001(spec: &Map<String, Value>) -> Result<CanonicalEntry, E
         },
         "publicKey": STANDARD.encode(verifier.canonical_pem.as_bytes()),
     });
-    finish("intoto", "0.0.1", spec, keys)
+    finish("intoto", "0.0.1", spec, keys, vec![verifier.signer])
 }
 
 pub(super) fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryError> {
@@ -266,6 +270,7 @@ pub(super) fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryE
     let message = pae(payload_type, &payload);
     let mut canonical_sigs = Vec::with_capacity(sig_list.len());
     let mut keys = Vec::new();
+    let mut signers = Vec::new();
     for s in sig_list {
         let so = s
             .as_object()
@@ -287,6 +292,9 @@ pub(super) fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryE
             EntryError::Signature(format!("in-toto envelope signature does not verify: {e}"))
         })?;
         key_search_keys(&verifier, &mut keys);
+        if !signers.contains(&verifier.signer) {
+            signers.push(verifier.signer);
+        }
         let mut c = Map::new();
         if let Some(kid) = so
             .get("keyid")
@@ -321,5 +329,5 @@ pub(super) fn intoto(spec: &Map<String, Value>) -> Result<CanonicalEntry, EntryE
             "payloadHash": {"algorithm": "sha256", "value": hex::encode(payload_hash)},
         }
     });
-    finish("intoto", "0.0.2", spec, keys)
+    finish("intoto", "0.0.2", spec, keys, signers)
 }

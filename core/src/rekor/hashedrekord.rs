@@ -88,5 +88,5 @@ pub(super) fn hashedrekord(spec: &Map<String, Value>) -> Result<CanonicalEntry, 
     let mut keys = vec![format!("{}:{}", digest_name(alg), hex::encode(&digest))];
     key_search_keys(&verifier, &mut keys);
     let spec = hashedrekord_spec(alg, &digest, &content, &verifier.canonical_pem);
-    finish("hashedrekord", "0.0.1", spec, keys)
+    finish("hashedrekord", "0.0.1", spec, keys, vec![verifier.signer])
 }

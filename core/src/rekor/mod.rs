@@ -49,6 +49,18 @@ pub struct CanonicalEntry {
     pub body: Vec<u8>,
     /// Search index keys: `sha256:<hex>` artifact/payload and key hashes, lower-cased e-mails and URIs.
     pub search_keys: Vec<String>,
+    /// What signed the entry (each verifier a signature was checked with): what a log's
+    /// admission policy judges.
+    pub signers: Vec<Signer>,
+}
+
+/// The key material an entry's signature was verified with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signer {
+    /// A certificate chain as given (DER, the signing certificate first).
+    Certificate(Vec<Vec<u8>>),
+    /// A bare public key (SubjectPublicKeyInfo DER).
+    PublicKey(Vec<u8>),
 }
 
 impl CanonicalEntry {
@@ -131,6 +143,7 @@ pub struct Verifier {
     pub canonical_pem: String,
     /// SAN e-mails / URIs of the certificate (empty for bare keys).
     pub subjects: Vec<String>,
+    pub signer: Signer,
 }
 
 /// Parse a PEM certificate (chain: the first is the signer) or PEM public key.
@@ -140,6 +153,7 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
     match label.as_str() {
         "CERTIFICATE" => {
             let mut canonical_pem = String::new();
+            let mut chain = Vec::with_capacity(blocks.len());
             let mut leaf = None;
             for (label, der) in &blocks {
                 if label != "CERTIFICATE" {
@@ -150,6 +164,7 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
                 }
                 let cert = certs::parse_certificate(der).map_err(|e| invalid(field, e))?;
                 canonical_pem.push_str(&certs::pem_encode("CERTIFICATE", der));
+                chain.push(der.clone());
                 if leaf.is_none() {
                     leaf = Some(cert);
                 }
@@ -162,6 +177,7 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
                 key,
                 canonical_pem,
                 subjects,
+                signer: Signer::Certificate(chain),
             })
         }
         "PUBLIC KEY" => {
@@ -170,6 +186,7 @@ pub fn parse_verifier(pem_bytes: &[u8], field: &'static str) -> Result<Verifier,
                 canonical_pem: certs::pem_encode("PUBLIC KEY", first_der),
                 key,
                 subjects: Vec::new(),
+                signer: Signer::PublicKey(first_der.clone()),
             })
         }
         other => Err(invalid(
@@ -228,6 +245,7 @@ fn finish(
     api_version: &'static str,
     spec: Value,
     mut search_keys: Vec<String>,
+    signers: Vec<Signer>,
 ) -> Result<CanonicalEntry, EntryError> {
     let body = json!({"apiVersion": api_version, "kind": kind, "spec": spec});
     let body = jcs::to_canonical_vec(&body).map_err(|e| invalid("spec", e))?;
@@ -238,6 +256,7 @@ fn finish(
         api_version,
         body,
         search_keys,
+        signers,
     })
 }
 

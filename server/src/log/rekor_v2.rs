@@ -50,6 +50,8 @@ pub struct RekorV2State {
     pub log: LogView,
     /// SHA-256 of the log key's SPKI DER: the log ID clients find in the trusted root.
     pub log_id: [u8; 32],
+    /// Who may append (`None`: anyone).
+    pub admission: Option<Arc<crate::access::Admission>>,
 }
 
 impl RekorV2State {
@@ -58,6 +60,7 @@ impl RekorV2State {
             log: engine.view().clone(),
             engine,
             log_id: sha256(public.spki_der()),
+            admission: None,
         }
     }
 }
@@ -137,6 +140,8 @@ pub struct CanonicalV2 {
     /// RFC 8785 JSON of `{apiVersion, kind, spec: {hashedRekordV002: {data, signature}}}`: the leaf.
     pub body: Vec<u8>,
     pub search_keys: Vec<String>,
+    /// What signed it, for the admission policy.
+    pub signer: sigil_core::rekor::Signer,
 }
 
 fn field<'a>(
@@ -332,11 +337,21 @@ pub fn canonicalize_request(req: &Value) -> Result<CanonicalV2, V2EntryError> {
     }
     search_keys.sort();
     search_keys.dedup();
-    Ok(CanonicalV2 { body, search_keys })
+    let signer = if is_certificate {
+        sigil_core::rekor::Signer::Certificate(vec![verifier_der])
+    } else {
+        sigil_core::rekor::Signer::PublicKey(verifier_der)
+    };
+    Ok(CanonicalV2 {
+        body,
+        search_keys,
+        signer,
+    })
 }
 
 async fn create_entry(
     State(s): State<Arc<RekorV2State>>,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let bytes = body.map_err(|e| {
@@ -350,6 +365,10 @@ async fn create_entry(
         .map_err(|e| AppError::BadRequest(V2EntryError::Json(e.to_string()).to_string()))?;
     // Parsing and signature checks run on the handler's task, never in the sequencer.
     let canonical = canonicalize_request(&req).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    if let Some(a) = &s.admission {
+        a.admit(std::slice::from_ref(&canonical.signer), &request_headers)
+            .await?;
+    }
     let leaf = sigil_core::merkle::leaf_hash(&canonical.body);
     let (index, size, checkpoint, status) = match s
         .engine

@@ -118,6 +118,29 @@ async fn open_engine(
     Ok(LogEngine::open(db.clone(), log_name, origin, signer, engine_cfg).await?)
 }
 
+/// A log's write admission policy, judged against this deployment's CA chains (the current
+/// one and every rotated one).
+fn admission(
+    log: &'static str,
+    policy: &crate::access::AdmissionConfig,
+    cfg: &Config,
+    data_dir: &Path,
+) -> anyhow::Result<Option<Arc<crate::access::Admission>>> {
+    if !policy.enabled {
+        return Ok(None);
+    }
+    let mut chains = Vec::new();
+    if policy.this_ca && resolve(data_dir, &cfg.ca.root_cert).exists() {
+        chains.push(crate::ca::setup::ca_chain(&cfg.ca, data_dir)?);
+        chains.extend(
+            History::load(data_dir)?
+                .retired("ca")
+                .map(|r| r.chain_der()),
+        );
+    }
+    Ok(crate::access::Admission::load(log, policy, data_dir, &chains)?.map(Arc::new))
+}
+
 /// The Rekor v1 log (`[log]`).
 pub async fn rekor_v1(
     cfg: &Config,
@@ -150,12 +173,9 @@ pub async fn rekor_v1(
         .with_context(|| format!("cannot open the retired Rekor shard {}", r.log_name))?;
         inactive.push((old.view().clone(), LogKey::new(read_key(&key_file)?)));
     }
-    let state = Arc::new(RekorState::new(
-        engine.clone(),
-        LogKey::new(key),
-        1000,
-        inactive,
-    ));
+    let mut state = RekorState::new(engine.clone(), LogKey::new(key), 1000, inactive);
+    state.admission = admission("rekor", &cfg.log.admission, cfg, data_dir)?;
+    let state = Arc::new(state);
     Ok(OpenedLog {
         api: crate::log::rekor_v1::router(state),
         engine,
@@ -179,7 +199,9 @@ pub async fn rekor_v2(
     let engine = open_engine(db, &log_name, origin, origin, &path, engine_cfg.clone())
         .await
         .context("cannot open the Rekor v2 log")?;
-    let state = Arc::new(RekorV2State::new(engine.clone(), &public_key));
+    let mut state = RekorV2State::new(engine.clone(), &public_key);
+    state.admission = admission("rekor-v2", &cfg.rekor_v2.admission, cfg, data_dir)?;
+    let state = Arc::new(state);
     let api =
         crate::log::v2_search::router(state.clone()).merge(crate::log::rekor_v2::router(state));
     // Retired shards: opened with their old keys, served without a write route.

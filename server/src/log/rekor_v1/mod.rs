@@ -71,6 +71,8 @@ pub struct RekorState {
     pub inactive: Vec<Shard>,
     /// Search answers are capped at this many entries.
     pub max_search_results: i64,
+    /// Who may append (`None`: anyone).
+    pub admission: Option<Arc<crate::access::Admission>>,
 }
 
 impl RekorState {
@@ -97,6 +99,7 @@ impl RekorState {
             offset,
             inactive,
             max_search_results,
+            admission: None,
         }
     }
 
@@ -345,11 +348,15 @@ fn entry_error(e: EntryError) -> AppError {
 
 async fn create_entry(
     State(s): State<Arc<RekorState>>,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let proposed = body_json(body)?;
     // Verification happens here, outside the sequencer, on the handler's task.
     let canonical = rekor::canonicalize(&proposed).map_err(entry_error)?;
+    if let Some(a) = &s.admission {
+        a.admit(&canonical.signers, &request_headers).await?;
+    }
     let entry_id = rekor::entry_id(s.active().tree_u64(), &canonical.uuid());
     let appended = match s
         .engine
