@@ -165,6 +165,13 @@ pub struct ServerConfig {
     /// Log lines as JSON.
     #[serde(default)]
     pub json_logs: bool,
+    /// Serve HTTPS with this certificate chain (PEM, relative to the data dir). Empty: plain
+    /// HTTP (put a TLS proxy in front). Needed for client certificates (`read_access.client_ca`).
+    #[serde(default)]
+    pub tls_cert: PathBuf,
+    /// The TLS certificate's private key (PEM).
+    #[serde(default)]
+    pub tls_key: PathBuf,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -451,6 +458,20 @@ impl Config {
         self.read_access
             .validate()
             .map_err(|m| invalid("read_access", m))?;
+        let tls = !self.server.tls_cert.as_os_str().is_empty();
+        if tls == self.server.tls_key.as_os_str().is_empty() {
+            return Err(invalid(
+                "server.tls_cert",
+                "set both server.tls_cert and server.tls_key, or neither",
+            ));
+        }
+        if !tls && !self.read_access.client_ca.as_os_str().is_empty() {
+            return Err(invalid(
+                "read_access.client_ca",
+                "client certificates need the server to terminate TLS: set server.tls_cert and \
+                 server.tls_key",
+            ));
+        }
         let t = &self.tuf;
         for (key, secs) in [
             ("tuf.root_expiry_secs", t.root_expiry_secs),

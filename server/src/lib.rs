@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod rotate;
 pub mod routes;
 pub mod storage;
+pub mod tls;
 pub mod trust;
 pub mod trust_history;
 pub mod tsa;

@@ -541,12 +541,33 @@ async fn serve(cfg: Config, data_dir: &Path, print_banner: bool) -> anyhow::Resu
         let sigil = init::client_command();
         println!("{}", init::banner(&cfg, data_dir, &service.trust, &sigil));
     }
-    tracing::info!(%addr, "sigil-server listening");
-    println!("listening on {addr}");
-    axum::serve(listener, service.router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    if cfg.server.tls_cert.as_os_str().is_empty() {
+        tracing::info!(%addr, "sigil-server listening");
+        println!("listening on {addr}");
+        axum::serve(listener, service.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server error")?;
+    } else {
+        let client_ca = &cfg.read_access.client_ca;
+        let tls = sigil_server::tls::server_config(
+            &sigil_server::config::resolve(data_dir, &cfg.server.tls_cert),
+            &sigil_server::config::resolve(data_dir, &cfg.server.tls_key),
+            (!client_ca.as_os_str().is_empty())
+                .then(|| sigil_server::config::resolve(data_dir, client_ca))
+                .as_deref(),
+        )?;
+        tracing::info!(%addr, client_certificates = !client_ca.as_os_str().is_empty(), "sigil-server listening (TLS)");
+        println!("listening on {addr} (TLS)");
+        let router = service
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<sigil_server::tls::Peer>();
+        axum::serve(sigil_server::tls::listen(listener, tls)?, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server error")?;
+    }
     // Dropping the routers closes the sequencer queues; in-flight batches finish first.
     drop(service.engines);
     tracing::info!("shut down cleanly");

@@ -317,3 +317,166 @@ async fn every_read_route_needs_a_reader_and_writes_pass_admission() {
     }
     assert!(!metrics.contains(READER_TOKEN) && !metrics.contains(WRITER_TOKEN));
 }
+
+/// Runs openssl in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl) is needed to make test certificates");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`<name>-ca.pem`/`.key`) and a certificate it issued (`<name>.pem`/`.key`) with these
+/// extensions.
+fn issue(dir: &std::path::Path, ca: &str, name: &str, ext: &str) {
+    if !dir.join(format!("{ca}.pem")).exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        );
+    }
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_with_a_client_certificate_over_tls() {
+    sigil_tests::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    sigil_server::init::init(d, &url, true).unwrap();
+    issue(
+        d,
+        "server-ca",
+        "server",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    issue(d, "reader-ca", "reader", "extendedKeyUsage=clientAuth\n");
+    issue(d, "other-ca", "intruder", "extendedKeyUsage=clientAuth\n");
+    let mut cfg = sigil_server::config::Config::load(Some(&d.join("sigil.toml"))).unwrap();
+    cfg.server.tls_cert = "server.pem".into();
+    cfg.server.tls_key = "server.key".into();
+    cfg.read_access.enabled = true;
+    cfg.read_access.client_ca = "reader-ca.pem".into();
+    cfg.validate().unwrap();
+    let service = sigil_server::app::build(&cfg, d).await.unwrap();
+    let tls = sigil_server::tls::server_config(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        Some(&d.join("reader-ca.pem")),
+    )
+    .unwrap();
+    let router = service
+        .router
+        .into_make_service_with_connect_info::<sigil_server::tls::Peer>();
+    let tls_listener = sigil_server::tls::listen(listener, tls).unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(tls_listener, router).await;
+    });
+
+    let root =
+        reqwest::Certificate::from_pem(&std::fs::read(d.join("server-ca.pem")).unwrap()).unwrap();
+    let client = |identity: Option<&str>| {
+        let mut b = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root.clone());
+        if let Some(name) = identity {
+            let mut pem = std::fs::read(d.join(format!("{name}.key"))).unwrap();
+            pem.extend(std::fs::read(d.join(format!("{name}.pem"))).unwrap());
+            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let get = |c: reqwest::Client, path: &'static str| {
+        let url = format!("{url}{path}");
+        async move { c.get(url).send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(
+        get(client(Some("reader")), "/api/v1/log").await.unwrap(),
+        200
+    );
+    assert_eq!(
+        get(client(Some("reader")), "/api/v2/checkpoint")
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(get(client(None), "/api/v1/log").await.unwrap(), 401);
+    assert_eq!(
+        get(client(None), "/api/v1/trust/trusted_root.json")
+            .await
+            .unwrap(),
+        200,
+        "trust files stay public"
+    );
+    // A certificate of another CA: the handshake itself is refused.
+    let intruder = get(client(Some("intruder")), "/api/v1/log").await;
+    assert!(
+        intruder.is_err() || intruder.as_ref().is_ok_and(|s| *s == 401),
+        "a client certificate of another CA was accepted: {intruder:?}"
+    );
+}

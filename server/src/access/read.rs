@@ -5,7 +5,7 @@
 //! routes pass through (they have their own admission policy). Trust files, the TUF
 //! repository, the CA and the TSA stay public: clients need them before they have anything.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::credentials::{CredentialConfig, Credentials, Principal, Refusal};
 use crate::error::AppError;
 use crate::routes::Api;
+use crate::tls::Peer;
 
 /// `[read_access]`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -28,15 +29,20 @@ pub struct ReadAccessConfig {
     /// Who may read.
     #[serde(default)]
     pub readers: CredentialConfig,
+    /// Readers may also present a client certificate issued by this CA (PEM, relative to the
+    /// data dir); the server must terminate TLS (`server.tls_cert`). Empty: none.
+    #[serde(default)]
+    pub client_ca: PathBuf,
 }
 
 impl ReadAccessConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.readers.validate("read_access.readers")?;
-        if self.enabled && !self.readers.any() {
+        if self.enabled && !self.readers.any() && self.client_ca.as_os_str().is_empty() {
             return Err(
                 "read_access: reads are restricted but no reader credential is configured: set \
-                 read_access.readers.tokens_file or read_access.readers.oidc_issuer"
+                 read_access.readers.tokens_file, read_access.readers.oidc_issuer or \
+                 read_access.client_ca"
                     .into(),
             );
         }
@@ -46,7 +52,7 @@ impl ReadAccessConfig {
 
 /// The readers' credentials.
 pub struct ReadAccess {
-    readers: Credentials,
+    readers: Option<Credentials>,
 }
 
 impl ReadAccess {
@@ -55,13 +61,31 @@ impl ReadAccess {
         if !cfg.enabled {
             return Ok(None);
         }
-        let readers = Credentials::load(&cfg.readers, data_dir)?
-            .ok_or_else(|| anyhow::anyhow!("read_access: no reader credential is configured"))?;
+        let readers = Credentials::load(&cfg.readers, data_dir)?;
         Ok(Some(Arc::new(Self { readers })))
     }
 
-    async fn check(&self, headers: &axum::http::HeaderMap) -> Result<Principal, Refusal> {
-        self.readers.check(headers).await
+    /// A client certificate the TLS handshake verified admits by itself; else the bearer
+    /// credential decides.
+    async fn check(
+        &self,
+        peer: Option<&Peer>,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Principal, Refusal> {
+        if let Some(der) = peer.and_then(|p| p.client_cert.as_ref()) {
+            use der::Decode;
+            let who = x509_cert::Certificate::from_der(der)
+                .map(|c| c.tbs_certificate.subject.to_string())
+                .unwrap_or_else(|_| "a verified client certificate".into());
+            return Ok(Principal {
+                rule: "client-certificate",
+                who,
+            });
+        }
+        match &self.readers {
+            Some(r) => r.check(headers).await,
+            None => Err(Refusal::Missing),
+        }
     }
 }
 
@@ -94,7 +118,11 @@ async fn require_reader(
     }
     // The headers alone cross the await: a request body is not Sync.
     let headers = req.headers().clone();
-    match access.check(&headers).await {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .map(|c| c.0.clone());
+    match access.check(peer.as_ref(), &headers).await {
         Ok(p) => {
             crate::metrics::access("read", "admitted", p.rule);
             next.run(req).await
