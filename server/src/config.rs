@@ -609,6 +609,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_configuration_parses_and_validates() {
+        let text = include_str!("../../config/sigil.toml");
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let cfg: Config = table.try_into().unwrap();
+        cfg.validate().unwrap();
+        assert!(!cfg.log.admission.enabled && !cfg.read_access.enabled);
+    }
+
+    #[test]
     fn env_overrides_and_validation() {
         let mut t = toml::Table::new();
         apply_env(
