@@ -17,3 +17,4 @@ pub mod rfc3161;
 pub mod sct;
 pub mod tiles;
 pub mod trust;
+pub mod witness;

@@ -56,6 +56,9 @@ pub struct Config {
     /// Who may read the logs (off: anyone who reaches them).
     #[serde(default)]
     pub read_access: crate::access::ReadAccessConfig,
+    /// `sigil-server witness`: the logs it cosigns, its key and database.
+    #[serde(default)]
+    pub witness: crate::witness::WitnessConfig,
 }
 
 /// The TUF repository that distributes `trusted_root.json` and `signing_config.v0.2.json`

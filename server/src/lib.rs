@@ -22,6 +22,7 @@ pub mod trust;
 pub mod trust_history;
 pub mod tsa;
 pub mod tuf;
+pub mod witness;
 
 /// Installs aws-lc-rs as the process's TLS crypto provider, once. reqwest is built without a
 /// provider of its own so that one cryptography library serves the whole program; every HTTP

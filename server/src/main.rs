@@ -113,6 +113,15 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Run a C2SP tlog-witness for the logs of `[witness]` (its own key, database and port):
+    /// `POST /add-checkpoint` cosigns a checkpoint consistent with the last one it cosigned.
+    Witness {
+        #[command(flatten)]
+        common: Common,
+        /// Listen address (overrides witness.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Trust material for clients.
     Trust {
         #[command(subcommand)]
@@ -304,6 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             database_url,
         } => fsck(&common, database_url).await,
+        Command::Witness { common, listen } => witness(&common, listen).await,
         Command::Backup { dir, common } => {
             let cfg = load_config(&common)?;
             let url = app::database_url(&cfg.database.url, &common.data_dir);
@@ -572,6 +582,35 @@ async fn serve(cfg: Config, data_dir: &Path, print_banner: bool) -> anyhow::Resu
     drop(service.engines);
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+async fn witness(common: &Common, listen: Option<String>) -> anyhow::Result<()> {
+    let cfg = load_config(common)?;
+    init_tracing(cfg.server.json_logs);
+    let data_dir = &common.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let url = app::database_url(&cfg.witness.database_url, data_dir);
+    let store = sigil_server::storage::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the witness database {}", app::redact(&url)))?;
+    let w = sigil_server::witness::Witness::open(&cfg.witness, data_dir, store)?;
+    let vkey = w.vkey();
+    let addr = listen.unwrap_or_else(|| cfg.witness.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (set witness.listen or --listen)"))?;
+    let (router, _) = sigil_server::witness::router(std::sync::Arc::new(w))
+        .get("/healthz", || async { "ok" })
+        .into_parts();
+    let router = router.layer(tower_http::trace::TraceLayer::new_for_http());
+    println!("witness {} listening on {addr}", cfg.witness.name);
+    println!("witness verifier key: {vkey}");
+    tracing::info!(%addr, logs = cfg.witness.logs.len(), "witness listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")
 }
 
 async fn shutdown_signal() {

@@ -21,6 +21,7 @@ struct Metrics {
     reads: IntCounterVec,
     replica_lag: prometheus::Gauge,
     access: IntCounterVec,
+    witness: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -113,6 +114,15 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["kind", "outcome", "rule"],
     )?;
     registry.register(Box::new(access.clone()))?;
+    let witness = IntCounterVec::new(
+        Opts::new(
+            "sigil_witness_requests_total",
+            "add-checkpoint requests by outcome (cosigned, conflict, inconsistent, bad-signature, \
+             unknown-origin, malformed, error)",
+        ),
+        &["outcome"],
+    )?;
+    registry.register(Box::new(witness.clone()))?;
     registry.register(Box::new(reads.clone()))?;
     registry.register(Box::new(replica_lag.clone()))?;
     registry.register(Box::new(tuf_signed.clone()))?;
@@ -140,6 +150,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         reads,
         replica_lag,
         access,
+        witness,
     })
 }
 
@@ -181,6 +192,13 @@ pub fn set_queue_depth(log: &str, depth: usize) {
 pub fn read_from(source: &str) {
     if let Some(m) = METRICS.as_ref() {
         m.reads.with_label_values(&[source]).inc();
+    }
+}
+
+/// A witness request's outcome.
+pub fn witness(outcome: &str) {
+    if let Some(m) = METRICS.as_ref() {
+        m.witness.with_label_values(&[outcome]).inc();
     }
 }
 

@@ -51,6 +51,7 @@ struct State {
     faults: VecDeque<Fault>,
     commit_attempts: u64,
     settings: HashMap<(String, String), String>,
+    witness: HashMap<String, (u64, Hash, Vec<u8>)>,
 }
 
 /// The store; clones share it.
@@ -398,5 +399,32 @@ impl LogStore for MemoryStore {
             .map(|(_, l)| *l)
             .take(usize::try_from(limit).unwrap_or(0))
             .collect())
+    }
+
+    async fn witness_latest(
+        &self,
+        origin: &str,
+    ) -> Result<Option<(u64, Hash, Vec<u8>)>, StorageError> {
+        Ok(self.lock().witness.get(origin).cloned())
+    }
+
+    async fn witness_advance(
+        &self,
+        origin: &str,
+        old: (u64, &Hash),
+        new: (u64, &Hash, &[u8]),
+    ) -> Result<bool, StorageError> {
+        let mut st = self.lock();
+        let current = st.witness.get(origin).map(|(s, r, _)| (*s, *r));
+        let matches = match current {
+            None => old.0 == 0,
+            Some((0, _)) => old.0 == 0,
+            Some((size, root)) => size == old.0 && &root == old.1,
+        };
+        if matches {
+            st.witness
+                .insert(origin.to_string(), (new.0, *new.1, new.2.to_vec()));
+        }
+        Ok(matches)
     }
 }

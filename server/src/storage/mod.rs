@@ -193,6 +193,22 @@ pub trait LogStore: Send + Sync + 'static {
         key: &str,
         limit: i64,
     ) -> Result<Vec<Hash>, StorageError>;
+
+    /// A witness's latest cosigned checkpoint for `origin`: its size, root and signed note.
+    async fn witness_latest(
+        &self,
+        origin: &str,
+    ) -> Result<Option<(u64, Hash, Vec<u8>)>, StorageError>;
+
+    /// Records `new` as the witness's latest checkpoint for `origin` if the stored one is still
+    /// `old` (size and root; size 0 and the empty root: none stored), in one statement. False
+    /// when another request moved it first: the caller must not cosign.
+    async fn witness_advance(
+        &self,
+        origin: &str,
+        old: (u64, &Hash),
+        new: (u64, &Hash, &[u8]),
+    ) -> Result<bool, StorageError>;
 }
 
 /// A database handle; cheap to clone.

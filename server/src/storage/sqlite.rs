@@ -324,6 +324,57 @@ impl LogStore for SqliteStore {
         .await?;
         rows.into_iter().map(|r| to_hash(r.get(0))).collect()
     }
+
+    async fn witness_latest(
+        &self,
+        origin: &str,
+    ) -> Result<Option<(u64, Hash, Vec<u8>)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT tree_size, root_hash, checkpoint FROM witness_state WHERE origin = $1",
+        )
+        .bind(origin)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((to_u64(r.get(0))?, to_hash(r.get(1))?, r.get(2))))
+            .transpose()
+    }
+
+    async fn witness_advance(
+        &self,
+        origin: &str,
+        old: (u64, &Hash),
+        new: (u64, &Hash, &[u8]),
+    ) -> Result<bool, StorageError> {
+        let done = if old.0 == 0 {
+            // Nothing stored yet, or a size-0 checkpoint: insert, or move the size-0 record.
+            sqlx::query(
+                "INSERT INTO witness_state (origin, tree_size, root_hash, checkpoint) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (origin) DO UPDATE \
+                 SET tree_size = EXCLUDED.tree_size, root_hash = EXCLUDED.root_hash, \
+                 checkpoint = EXCLUDED.checkpoint WHERE witness_state.tree_size = 0",
+            )
+            .bind(origin)
+            .bind(to_i64(new.0))
+            .bind(new.1.as_slice())
+            .bind(new.2)
+            .execute(&self.pool)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE witness_state SET tree_size = $1, root_hash = $2, checkpoint = $3 \
+                 WHERE origin = $4 AND tree_size = $5 AND root_hash = $6",
+            )
+            .bind(to_i64(new.0))
+            .bind(new.1.as_slice())
+            .bind(new.2)
+            .bind(origin)
+            .bind(to_i64(old.0))
+            .bind(old.1.as_slice())
+            .execute(&self.pool)
+            .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// The batch inside the open transaction: CAS on the tree size first, then the rows.

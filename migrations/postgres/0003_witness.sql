@@ -1,0 +1,7 @@
+-- A witness's record, per log origin, of the latest checkpoint it cosigned (C2SP tlog-witness).
+CREATE TABLE witness_state (
+    origin      TEXT PRIMARY KEY,
+    tree_size   BIGINT NOT NULL,
+    root_hash   BYTEA NOT NULL,
+    checkpoint  BYTEA NOT NULL
+);

@@ -1,0 +1,233 @@
+//! `sigil-server witness` against the C2SP tlog-witness text, as a process with its own SQLite
+//! database: a valid first update and a valid update with a consistency proof are cosigned (the
+//! cosignature lines checked by a verifier written here from tlog-cosignature, not Sigil's); a
+//! stale old size gets 409 with the latest size as `text/x.tlog.size`; an old size above the
+//! checkpoint 400; a bad proof 422; an unknown origin 404; a checkpoint without the log's valid
+//! signature 403; a second root for a cosigned size 422; and after a restart the witness still
+//! holds its latest size. Concurrent updates from one size: exactly one is cosigned.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use sigil_core::checkpoint::{Checkpoint, sign_checkpoint};
+use sigil_core::crypto::{KeyAlgorithm, SigningKey};
+use sigil_core::note::EcdsaNoteKey;
+use sigil_tests::log::oracle::{consistency, leaf, mth};
+use sigil_tests::{ServerProcess, free_port, workspace_bin};
+
+const ORIGIN: &str = "log.example - 42";
+const KEY_NAME: &str = "log.example";
+const WITNESS: &str = "witness.example/w1";
+
+struct Log {
+    signer: EcdsaNoteKey,
+    leaves: Vec<[u8; 32]>,
+}
+
+impl Log {
+    fn grow(&mut self, n: usize) {
+        for _ in 0..n {
+            let i = self.leaves.len();
+            self.leaves.push(leaf(format!("entry {i}").as_bytes()));
+        }
+    }
+
+    fn checkpoint(&self, size: usize, origin: &str) -> String {
+        let cp = Checkpoint {
+            origin: origin.into(),
+            size: size as u64,
+            root_hash: mth(&self.leaves[..size]),
+            extensions: vec![],
+        };
+        String::from_utf8(sign_checkpoint(&cp, &self.signer).unwrap().to_bytes()).unwrap()
+    }
+
+    fn request(&self, old: usize, size: usize) -> String {
+        let mut body = format!("old {old}\n");
+        if old > 0 {
+            for h in consistency(old, &self.leaves[..size]) {
+                body.push_str(&B64.encode(h));
+                body.push('\n');
+            }
+        }
+        body.push('\n');
+        body.push_str(&self.checkpoint(size, ORIGIN));
+        body
+    }
+}
+
+/// tlog-cosignature/v1, from the specification: the line is `— <name> base64(keyid(4) ‖
+/// timestamp(8) ‖ Ed25519 signature(64))`; key id = SHA-256(name ‖ 0x0A ‖ 0x04 ‖ key)[:4]; the
+/// signed message is "cosignature/v1\ntime <timestamp>\n" followed by the checkpoint text.
+fn check_cosignature(line: &str, public: &[u8], checkpoint_text: &str) -> u64 {
+    let rest = line.strip_prefix("\u{2014} ").expect("an em dash line");
+    let (name, b64) = rest.trim_end().split_once(' ').unwrap();
+    assert_eq!(name, WITNESS);
+    let raw = B64.decode(b64).unwrap();
+    assert_eq!(
+        raw.len(),
+        4 + 8 + 64,
+        "key id, timestamp, Ed25519 signature"
+    );
+    let mut id_input = format!("{WITNESS}\n").into_bytes();
+    id_input.push(0x04);
+    id_input.extend_from_slice(public);
+    let id = sigil_core::crypto::sha256(&id_input);
+    assert_eq!(&raw[..4], &id[..4], "key id");
+    let ts = u64::from_be_bytes(raw[4..12].try_into().unwrap());
+    assert!(ts > 1_700_000_000, "the timestamp is set: {ts}");
+    let msg = format!("cosignature/v1\ntime {ts}\n{checkpoint_text}");
+    UnparsedPublicKey::new(&ED25519, public)
+        .verify(msg.as_bytes(), &raw[12..])
+        .expect("the cosignature verifies");
+    ts
+}
+
+async fn start(data: &std::path::Path, port: u16) -> ServerProcess {
+    let mut p = ServerProcess::spawn(
+        &workspace_bin("sigil-server").unwrap(),
+        [
+            "witness".as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--listen".as_ref(),
+            format!("127.0.0.1:{port}").as_ref(),
+        ],
+        &[("RUST_LOG", "info")],
+    )
+    .unwrap();
+    p.wait_for_url(
+        &format!("http://127.0.0.1:{port}/healthz"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_witness_follows_the_protocol_and_keeps_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let log_key = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    std::fs::write(data.join("log.pub"), log_key.public_key().to_pem()).unwrap();
+    let other_key = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    std::fs::write(
+        data.join("sigil.toml"),
+        format!(
+            "[witness]\nname = \"{WITNESS}\"\n[[witness.logs]]\norigin = \"{ORIGIN}\"\npublic_key = \"log.pub\"\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut w = start(&data, port).await;
+    let vkey = w
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("witness verifier key: ").map(str::to_owned))
+        .expect("the witness prints its verifier key");
+    let typed = B64.decode(vkey.splitn(3, '+').nth(2).unwrap()).unwrap();
+    assert_eq!(typed[0], 0x04, "a cosignature/v1 key: {vkey}");
+    let public = typed[1..].to_vec();
+
+    let log_pem = log_key.to_pkcs8_pem().unwrap();
+    let log_signer =
+        || EcdsaNoteKey::signer(KEY_NAME, SigningKey::from_pkcs8_pem(&log_pem).unwrap()).unwrap();
+    let mut log = Log {
+        signer: log_signer(),
+        leaves: Vec::new(),
+    };
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/add-checkpoint");
+    let post = |body: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http.post(&url).body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (status, ct, r.text().await.unwrap())
+        }
+    };
+
+    // First update (old 0): cosigned, and the cosignature verifies.
+    log.grow(5);
+    let (st, _, body) = post(log.request(0, 5)).await;
+    assert_eq!(st, 200, "{body}");
+    let text5 = log.checkpoint(5, ORIGIN);
+    let text5 = &text5[..text5.find("\n\n").unwrap() + 1];
+    check_cosignature(body.lines().next().unwrap(), &public, text5);
+
+    // A consistent update 5 -> 13.
+    log.grow(8);
+    let (st, _, body) = post(log.request(5, 13)).await;
+    assert_eq!(st, 200, "{body}");
+
+    // Stale old size: 409 with the latest size.
+    let (st, ct, body) = post(log.request(5, 13)).await;
+    assert_eq!(
+        (st, ct.as_str(), body.as_str()),
+        (409, "text/x.tlog.size", "13\n")
+    );
+    // Old size above the checkpoint's.
+    let (st, _, _) = post(log.request(13, 13).replacen("old 13", "old 14", 1)).await;
+    assert_eq!(st, 400);
+    // A bad proof (one hash flipped).
+    log.grow(7);
+    let good = log.request(13, 20);
+    let first_proof_line = good.lines().nth(1).unwrap().to_owned();
+    let mut flipped = B64.decode(&first_proof_line).unwrap();
+    flipped[0] ^= 1;
+    let bad = good.replacen(&first_proof_line, &B64.encode(flipped), 1);
+    assert_eq!(post(bad).await.0, 422);
+    // Unknown origin.
+    let stranger = format!("old 0\n\n{}", log.checkpoint(20, "elsewhere - 1"));
+    assert_eq!(post(stranger).await.0, 404);
+    // Signed by another key under the log's name: no trusted signature.
+    let forged = Log {
+        signer: EcdsaNoteKey::signer(KEY_NAME, other_key).unwrap(),
+        leaves: log.leaves.clone(),
+    };
+    assert_eq!(post(forged.request(13, 20)).await.0, 403);
+    // A second root for the cosigned size 13.
+    let mut fork = Log {
+        signer: log_signer(),
+        leaves: log.leaves[..12].to_vec(),
+    };
+    fork.leaves.push(leaf(b"another entry 12"));
+    let (st, _, body) = post(fork.request(13, 13)).await;
+    assert_eq!(st, 422, "{body}");
+
+    // Concurrent updates from 13: one cosigned, the other told the new size.
+    log.grow(4);
+    let (a, b) = tokio::join!(post(log.request(13, 20)), post(log.request(13, 24)));
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+
+    // Restart: the state survives.
+    let latest = if a.0 == 200 { 20 } else { 24 };
+    w.signal("TERM").unwrap();
+    w.wait_exit(Duration::from_secs(20)).await.unwrap();
+    let _w = start(&data, port).await;
+    let (st, ct, body) = post(log.request(5, 24)).await;
+    assert_eq!((st, ct.as_str()), (409, "text/x.tlog.size"));
+    assert_eq!(body, format!("{latest}\n"));
+    if latest == 20 {
+        let (st, _, body) = post(log.request(20, 24)).await;
+        assert_eq!(st, 200, "{body}");
+    }
+}
