@@ -231,3 +231,214 @@ async fn the_witness_follows_the_protocol_and_keeps_its_state() {
         assert_eq!(st, 200, "{body}");
     }
 }
+
+fn run_sigil(home: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(workspace_bin("sigil").unwrap())
+        .args(args)
+        .env("SIGIL_HOME", home)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn all_output(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A Sigil bundle's checkpoint cosigned by a real witness: `sigil verify-blob --witness`
+/// accepts it, refuses the same bundle without the cosignature, with a tampered one, or when
+/// more witnesses are required than cosigned; sigstore-python still verifies the cosigned
+/// bundle (cosignature lines are signatures of unknown keys to it).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_blob_enforces_a_witness_policy() {
+    let stack = sigil_tests::SigilStack::up().await.unwrap();
+    let d = stack.scratch().to_path_buf();
+    let home = d.join("home");
+    std::fs::write(d.join("f.txt"), b"witnessed\n").unwrap();
+    let ok = |o: std::process::Output, what: &str| {
+        assert!(o.status.success(), "{what}: {}", all_output(&o));
+    };
+    ok(
+        run_sigil(&home, &d, &["trust", "init", "--url", stack.url()]),
+        "trust init",
+    );
+    let (token, identity) = stack.dev_token().await.unwrap();
+    ok(
+        run_sigil(
+            &home,
+            &d,
+            &[
+                "sign-blob",
+                "f.txt",
+                "--identity-token",
+                &token,
+                "--bundle",
+                "b.json",
+                "--rekor-version",
+                "1",
+            ],
+        ),
+        "sign-blob",
+    );
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("b.json")).unwrap()).unwrap();
+    let entry = &bundle["verificationMaterial"]["tlogEntries"][0];
+    let envelope = entry["inclusionProof"]["checkpoint"]["envelope"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let origin = envelope.lines().next().unwrap().to_owned();
+    let root = stack
+        .get_json("/api/v1/trust/trusted_root.json")
+        .await
+        .unwrap();
+    let log = root["tlogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["logId"]["keyId"] == entry["logId"]["keyId"])
+        .expect("the entry's log in the trusted root");
+    let spki = B64
+        .decode(log["publicKey"]["rawBytes"].as_str().unwrap())
+        .unwrap();
+
+    let wdir = d.join("witness");
+    std::fs::create_dir_all(&wdir).unwrap();
+    std::fs::write(
+        wdir.join("log.pub"),
+        sigil_core::certs::pem_encode("PUBLIC KEY", &spki),
+    )
+    .unwrap();
+    std::fs::write(
+        wdir.join("sigil.toml"),
+        format!(
+            "[witness]\nname = \"{WITNESS}\"\n[[witness.logs]]\norigin = \"{origin}\"\npublic_key = \"log.pub\"\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let w = start(&wdir, port).await;
+    let vkey = w
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("witness verifier key: ").map(str::to_owned))
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/add-checkpoint"))
+        .body(format!("old 0\n\n{envelope}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let cosignature = resp.text().await.unwrap();
+
+    let write_with = |name: &str, extra: &str| {
+        let mut b = bundle.clone();
+        b["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"] =
+            serde_json::Value::String(format!("{envelope}{extra}"));
+        std::fs::write(d.join(name), serde_json::to_vec(&b).unwrap()).unwrap();
+    };
+    write_with("cosigned.json", &cosignature);
+    let sig_b64 = cosignature.trim_end().rsplit(' ').next().unwrap();
+    let mut raw = B64.decode(sig_b64).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    write_with(
+        "tampered.json",
+        &cosignature.replace(sig_b64, &B64.encode(&raw)),
+    );
+    let issuer = stack.dev_issuer();
+    let verify = |bundle: &str, extra: &[&str]| {
+        let mut args = vec![
+            "verify-blob",
+            "f.txt",
+            "--bundle",
+            bundle,
+            "--certificate-identity",
+            &identity,
+            "--certificate-oidc-issuer",
+            &issuer,
+        ];
+        args.extend_from_slice(extra);
+        run_sigil(&home, &d, &args)
+    };
+    ok(
+        verify("cosigned.json", &["--witness", &vkey]),
+        "a cosigned bundle with the witness policy",
+    );
+    ok(verify("b.json", &[]), "no witness policy: the plain bundle");
+    let out = verify("b.json", &["--witness", &vkey]);
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("0 valid cosignature(s)"),
+        "{}",
+        all_output(&out)
+    );
+    let out = verify("tampered.json", &["--witness", &vkey]);
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    assert!(all_output(&out).contains("witness cosignature on the checkpoint is invalid"));
+    let other = sigil_core::note::CosignatureV1Key::signer(
+        "witness.example/w2",
+        SigningKey::generate(KeyAlgorithm::Ed25519).unwrap(),
+    )
+    .unwrap()
+    .vkey();
+    let out = verify("cosigned.json", &["--witness", &vkey, "--witness", &other]);
+    assert!(
+        all_output(&out)
+            .contains("1 valid cosignature(s) of the 2 trusted witness(es); 2 required"),
+        "{}",
+        all_output(&out)
+    );
+    ok(
+        verify(
+            "cosigned.json",
+            &[
+                "--witness",
+                &vkey,
+                "--witness",
+                &other,
+                "--witness-threshold",
+                "1",
+            ],
+        ),
+        "1 of 2",
+    );
+
+    // sigstore-python ignores signature lines of keys it does not know.
+    let sigstore = sigil_tests::venv_tool("sigstore").unwrap();
+    let tc = stack
+        .data_dir()
+        .join("trust")
+        .join("client_trust_config.json");
+    let out = std::process::Command::new(sigstore)
+        .arg("--trust-config")
+        .arg(&tc)
+        .args([
+            "verify",
+            "identity",
+            "--offline",
+            "--bundle",
+            "cosigned.json",
+        ])
+        .args([
+            "--cert-identity",
+            &identity,
+            "--cert-oidc-issuer",
+            &issuer,
+            "f.txt",
+        ])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    sigil_tests::record_interop(
+        "sigstore-python",
+        "verify a bundle whose checkpoint carries a witness cosignature",
+        out.status.success(),
+    );
+    ok(out, "sigstore-python verify of the cosigned bundle");
+}

@@ -39,6 +39,26 @@ impl TrustArgs {
     }
 }
 
+/// The witnesses a log's checkpoints must be cosigned by.
+#[derive(Args, Clone, Debug, Default)]
+pub struct WitnessArgs {
+    /// A witness's verifier key (`name+id+base64`, as `sigil-server witness` prints it); repeat
+    /// for several.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witnesses: Vec<String>,
+    /// How many of the --witness keys must have cosigned each entry's checkpoint (default: all).
+    #[arg(long)]
+    pub witness_threshold: Option<usize>,
+}
+
+impl WitnessArgs {
+    pub fn policy(&self) -> anyhow::Result<crate::verify::witness::WitnessPolicy> {
+        let threshold = self.witness_threshold.unwrap_or(self.witnesses.len());
+        crate::verify::witness::WitnessPolicy::new(&self.witnesses, threshold)
+            .map_err(|e| crate::exit::usage(e.to_string()))
+    }
+}
+
 /// Which transparency log API signatures go to.
 #[derive(Args, Clone, Debug, Default)]
 pub struct LogArgs {

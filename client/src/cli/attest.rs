@@ -61,6 +61,8 @@ pub struct VerifyAttestationArgs {
     pub registry: RegistryArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
+    #[command(flatten)]
+    pub witness: crate::cli::args::WitnessArgs,
 }
 
 /// What an attestation command is about.

@@ -10,8 +10,8 @@ use sigil_core::bundle::{Bundle, IN_TOTO_PAYLOAD_TYPE};
 use sigil_core::crypto::{KeyAlgorithm, SigningKey, sha256};
 
 use super::args::{
-    IdentityArgs, LogArgs, Output, TokenArgs, TrustArgs, load_bundle, print_json, read, signer,
-    write_bundle,
+    IdentityArgs, LogArgs, Output, TokenArgs, TrustArgs, WitnessArgs, load_bundle, print_json,
+    read, signer, write_bundle,
 };
 use super::attest::{AttestArgs, VerifyAttestationArgs};
 use crate::exit;
@@ -60,6 +60,8 @@ pub struct VerifyBlobArgs {
     output: Output,
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    witness: WitnessArgs,
 }
 
 /// `sign-blob`.
@@ -111,7 +113,7 @@ pub fn verify_blob(a: VerifyBlobArgs) -> Result<()> {
     let policy = a.identity.policy()?;
     let artifact = crate::verify::artifact::load(&a.file, &b, &policy)
         .with_context(|| format!("reading {}", a.file.display()))?;
-    let v = verify_with(&b, &artifact.as_artifact(), &policy, &a.trust)?;
+    let v = verify_with(&b, &artifact.as_artifact(), &policy, &a.trust, &a.witness)?;
     report(&v, a.output);
     Ok(())
 }
@@ -170,7 +172,7 @@ pub fn verify_attestation(a: &VerifyAttestationArgs, file: Option<&Path>) -> Res
         None => None,
     };
     let artifact = loaded.as_ref().map_or(Artifact::None, |a| a.as_artifact());
-    let v = verify_with(&b, &artifact, &policy, &a.trust)?;
+    let v = verify_with(&b, &artifact, &policy, &a.trust, &a.witness)?;
     if v.payload_type.as_deref() != Some(IN_TOTO_PAYLOAD_TYPE) {
         bail!("bundle is not an in-toto attestation");
     }
@@ -205,15 +207,20 @@ fn self_check(
     Ok(())
 }
 
-/// Verifies a bundle offline against the trusted root.
+/// Verifies a bundle offline against the trusted root (and the witnesses, if any).
 pub fn verify_with(
     b: &Bundle,
     artifact: &Artifact<'_>,
     policy: &Policy,
     trust: &TrustArgs,
+    witnesses: &WitnessArgs,
 ) -> Result<Verified> {
     let root = trust.sources().trusted_root()?;
-    verify_bundle(b, artifact, &root, policy, &Options::default())
+    let opts = Options {
+        witnesses: witnesses.policy()?,
+        ..Options::default()
+    };
+    verify_bundle(b, artifact, &root, policy, &opts)
         .map_err(|e| anyhow!("verification failed: {e}"))
 }
 

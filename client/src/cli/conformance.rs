@@ -80,7 +80,13 @@ pub fn verify_bundle(a: VerifyBundleArgs) -> Result<()> {
         (Some(env), Artifact::Bytes(d)) if env.payload == *d => Artifact::None,
         _ => artifact,
     };
-    let v = verify_with(&b, &artifact, &a.identity.policy()?, &a.trust)?;
+    let v = verify_with(
+        &b,
+        &artifact,
+        &a.identity.policy()?,
+        &a.trust,
+        &Default::default(),
+    )?;
     report(&v, a.output);
     Ok(())
 }

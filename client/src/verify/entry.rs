@@ -137,6 +137,7 @@ pub(crate) fn verify_entry_proof(
     e: &TransparencyLogEntry,
     l: &EntryLog<'_>,
     version: BundleVersion,
+    witnesses: &super::witness::WitnessPolicy,
 ) -> Result<VerifiedEntry, VerifyError> {
     // v0.2 and later carry a proof with a signed checkpoint in every entry; v0.1 bundles (and
     // cosign's image signature annotations, read as v0.1) may rest on the SET alone.
@@ -164,6 +165,21 @@ pub(crate) fn verify_entry_proof(
     };
     if !has_proof && !has_set {
         return Err(VerifyError::NoInclusionEvidence);
+    }
+    if witnesses.required() {
+        // The proof (verified above) leads to this checkpoint; the witnesses must vouch for it.
+        let cp = e
+            .inclusion_proof
+            .as_ref()
+            .and_then(|p| p.checkpoint.as_ref())
+            .ok_or_else(|| {
+                VerifyError::Witness(format!(
+                    "{what} has no checkpoint for witnesses to have cosigned"
+                ))
+            })?;
+        witnesses
+            .check(cp.envelope.as_bytes())
+            .map_err(|err| VerifyError::Witness(format!("{what}: {err}")))?;
     }
     Ok(VerifiedEntry {
         log_index: e.log_index,

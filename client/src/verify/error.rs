@@ -9,6 +9,8 @@ pub enum VerifyError {
     Bundle(#[from] BundleError),
     #[error("certificate: {0}")]
     Certificate(String),
+    #[error("witness policy: {0}")]
+    Witness(String),
     #[error("untrusted certificate: issuer {issuer:?} does not chain to a trusted CA ({reasons})")]
     UntrustedCertificate { issuer: String, reasons: String },
     #[error(

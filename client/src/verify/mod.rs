@@ -13,6 +13,7 @@ mod entry;
 pub mod error;
 pub mod policy;
 pub mod timestamp;
+pub mod witness;
 pub mod x509;
 
 use serde::Serialize;
@@ -42,6 +43,8 @@ pub struct Options {
     pub min_tlog_entries: usize,
     /// Require a verifying embedded SCT for certificates.
     pub require_sct: bool,
+    /// Witnesses whose cosignatures every entry's checkpoint must carry.
+    pub witnesses: witness::WitnessPolicy,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
         Self {
             min_tlog_entries: 1,
             require_sct: true,
+            witnesses: witness::WitnessPolicy::default(),
         }
     }
 }
@@ -245,7 +249,7 @@ pub fn verify_bundle(
     let mut verified_entries = Vec::with_capacity(entries.len());
     for (e, l) in entries.iter().zip(&entry_logs) {
         check_body(e, content, artifact, &signer)?;
-        verified_entries.push(verify_entry_proof(e, l, version)?);
+        verified_entries.push(verify_entry_proof(e, l, version, &opts.witnesses)?);
     }
 
     // The signature over the artifact.
