@@ -278,23 +278,23 @@ async fn route_reads(
     resp
 }
 
-/// The logs' GETs, and the POSTs that only search (`…/retrieve`).
+/// The logs' GETs, and the POSTs that only search (`…/retrieve`). The CA's `/api/v2/…` routes
+/// are not the log's: a lagging standby must not refuse them.
 fn is_read(req: &Request) -> bool {
     let path = req.uri().path();
     let log = [
         "/api/v1/log",
         "/api/v1/index",
-        "/api/v2/",
+        "/api/v2/log/",
+        "/api/v2/checkpoint",
+        "/api/v2/tile/",
+        "/api/v2/sigil/",
         "/ct/v1/",
         "/shards/",
     ]
     .iter()
     .any(|p| path.starts_with(p));
-    let method = req.method();
-    log && (method == axum::http::Method::GET
-        || method == axum::http::Method::HEAD
-        || method == axum::http::Method::POST
-            && (path.ends_with("/retrieve") || path.ends_with("/retrieve/")))
+    log && crate::access::read::is_log_read(req.method(), path)
 }
 
 /// Per-route request counts, latencies and error categories.
