@@ -11,6 +11,7 @@ pub mod http;
 pub mod log_v1;
 pub mod log_v2;
 pub mod logs;
+pub mod monitor;
 pub mod oci;
 pub mod oidc;
 pub mod progress;

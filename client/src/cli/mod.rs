@@ -8,6 +8,7 @@ pub mod blob;
 pub mod conformance;
 pub mod image;
 pub mod log;
+pub mod monitor;
 pub mod trust;
 
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: log::LogCmd,
     },
+    /// Follow the logs: verify each new checkpoint and every new entry, and report entries
+    /// whose signers match a watch list (one JSON line per finding and per checkpoint).
+    Monitor(monitor::MonitorArgs),
     /// Conformance protocol: sign.
     SignBundle(conformance::SignBundleArgs),
     /// Conformance protocol: verify.
@@ -146,6 +150,7 @@ pub fn run(cmd: Cmd) -> Result<()> {
             Subject::File(f) => blob::verify_attestation(&a, f),
         },
         Cmd::Log { cmd } => log::run(cmd),
+        Cmd::Monitor(a) => monitor::run(a),
         Cmd::SignBundle(a) => conformance::sign_bundle(a),
         Cmd::VerifyBundle(a) => conformance::verify_bundle(a),
         Cmd::Image(c) => image::run(c),

@@ -1,0 +1,91 @@
+//! `sigil monitor`: follow the deployment's Rekor v1 logs (or the `--log` URLs) and report
+//! entries whose signers match a watch list; see [`crate::monitor`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::args::TrustArgs;
+use crate::config::now;
+use crate::monitor::{Sink, State, WatchList, compare, default_state, follow};
+
+#[derive(Args, Clone, Debug)]
+pub struct MonitorArgs {
+    /// A Rekor v1 log to follow (repeat for several); default: the signing config's v1 logs.
+    #[arg(long = "log", value_name = "URL")]
+    logs: Vec<String>,
+    /// Where the monitor keeps its place (default: monitor-state.json in sigil's config dir).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Report entries signed by a certificate identity matching this (`*` matches anything).
+    #[arg(long = "watch-identity", value_name = "PATTERN")]
+    identities: Vec<String>,
+    /// Report entries whose certificate names this OIDC issuer (pattern).
+    #[arg(long = "watch-issuer", value_name = "PATTERN")]
+    issuers: Vec<String>,
+    /// Report entries signed with this key (SHA-256 hex of its SubjectPublicKeyInfo DER).
+    #[arg(long = "watch-key", value_name = "SHA256")]
+    keys: Vec<String>,
+    /// Report every certificate identity that matches none of these patterns.
+    #[arg(long = "allow-identity", value_name = "PATTERN")]
+    allowed: Vec<String>,
+    /// POST each finding (the JSON line) to this URL too.
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Another URL of the first log (a mirror, a second region): its checkpoint must be
+    /// consistent with the first's, or the log shows readers different views.
+    #[arg(long, value_name = "URL")]
+    compare: Option<String>,
+    /// One pass up to the current checkpoints, then exit.
+    #[arg(long)]
+    once: bool,
+    /// Seconds between passes.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+pub fn run(a: MonitorArgs) -> Result<()> {
+    let sources = a.trust.sources();
+    let root = sources.trusted_root()?;
+    let logs = if a.logs.is_empty() {
+        crate::logs::deployment_logs(&sources.signing_config()?, now(), Some(1))?
+            .into_iter()
+            .map(|l| l.url)
+            .collect()
+    } else {
+        a.logs.clone()
+    };
+    if logs.is_empty() {
+        bail!("no Rekor v1 log to follow: pass --log URL");
+    }
+    let watch = WatchList {
+        identities: a.identities.clone(),
+        issuers: a.issuers.clone(),
+        keys: a.keys.clone(),
+        allowed_identities: a.allowed.clone(),
+    };
+    let state_path = match &a.state {
+        Some(p) => p.clone(),
+        None => default_state()?,
+    };
+    let mut state = State::load(&state_path)?;
+    let sink = Sink {
+        webhook: a.webhook.clone(),
+    };
+    loop {
+        for url in &logs {
+            follow(url, &root, &watch, &mut state, &state_path, &sink)?;
+        }
+        if let (Some(other), Some(first)) = (&a.compare, logs.first()) {
+            compare(first, other, &root, &sink)?;
+        }
+        if a.once {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(a.interval.max(1)));
+    }
+}

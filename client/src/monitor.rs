@@ -1,0 +1,471 @@
+//! `sigil monitor`: follows Rekor v1 logs from a persisted state. For each log it verifies the
+//! new checkpoint's signature (a trusted-root key) and its consistency with the last one, reads
+//! every new entry, rebuilds the tree from the entries' leaf hashes and requires the checkpoint's
+//! root (so the entries served are the entries committed), and matches each entry's signers
+//! against a watch list. It prints one JSON line per finding and per checkpoint, and can POST
+//! findings to a webhook. A second URL of the same log (`--compare`) is checked for a split view:
+//! the two checkpoints must be consistent with each other.
+//!
+//! The state (per log: checkpoint, next index, the tree's right edge, the findings reported
+//! at indexes not yet saved) is replaced atomically after every chunk, so a monitor killed at
+//! any moment resumes without missing an entry, and reports a finding again only if it was
+//! killed between printing it and saving (one line at most).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sigil_core::merkle::{self, Hash};
+use sigil_core::rekor::{Signer, parse_verifier};
+use sigil_core::trust::TrustedRoot;
+
+use crate::exit;
+use crate::http::fetch_json;
+
+/// Entries asked for per request (the Rekor v1 retrieve limit).
+const CHUNK: u64 = 100;
+
+/// What to report.
+#[derive(Clone, Debug, Default)]
+pub struct WatchList {
+    /// Certificate identities (SAN e-mail, URI...) to report; `*` matches any run of characters.
+    pub identities: Vec<String>,
+    /// OIDC issuers (the Fulcio issuer extension) to report.
+    pub issuers: Vec<String>,
+    /// SHA-256 (hex) of public keys (SubjectPublicKeyInfo DER) to report.
+    pub keys: Vec<String>,
+    /// When set: report every certificate identity that matches none of these.
+    pub allowed_identities: Vec<String>,
+}
+
+/// `*` matches any run of characters; everything else itself (case-insensitive, as SANs are).
+pub fn glob(pattern: &str, value: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|i| go(rest, s.get(i..).unwrap_or_default())),
+            Some((c, rest)) => match s.split_first() {
+                Some((d, srest)) if d.eq_ignore_ascii_case(c) => go(rest, srest),
+                _ => false,
+            },
+        }
+    }
+    go(pattern.as_bytes(), value.as_bytes())
+}
+
+/// One signer of an entry, as the watch list sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignerFacts {
+    pub identities: Vec<String>,
+    pub issuer: Option<String>,
+    pub key_sha256: String,
+}
+
+/// The signers' facts of a stored Rekor v1 body (hashedrekord, dsse, intoto 0.0.1 / 0.0.2).
+pub fn signers_of(body: &[u8]) -> Result<Vec<SignerFacts>> {
+    let v: Value = serde_json::from_slice(body).context("entry body is not JSON")?;
+    let spec = v
+        .get("spec")
+        .ok_or_else(|| anyhow!("entry body has no spec"))?;
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let pems: Vec<&str> = match kind {
+        "hashedrekord" => spec
+            .pointer("/signature/publicKey/content")
+            .and_then(Value::as_str)
+            .into_iter()
+            .collect(),
+        "dsse" => spec
+            .get("signatures")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.get("verifier")?.as_str())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        "intoto" => match spec.get("publicKey").and_then(Value::as_str) {
+            Some(k) => vec![k],
+            None => spec
+                .pointer("/content/envelope/signatures")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.get("publicKey")?.as_str())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        other => bail!("entry kind {other:?} is not one the monitor reads"),
+    };
+    let mut out = Vec::new();
+    for b64 in pems {
+        let pem = STANDARD.decode(b64).context("a verifier is not base64")?;
+        let verifier = parse_verifier(&pem, "verifier").map_err(|e| anyhow!("{e}"))?;
+        let (issuer, spki) = match &verifier.signer {
+            Signer::Certificate(chain) => {
+                let leaf = chain
+                    .first()
+                    .and_then(|d| sigil_core::certs::parse_certificate(d).ok());
+                let issuer = leaf.as_ref().and_then(|c| {
+                    [sigil_core::oid::ISSUER_V2, sigil_core::oid::ISSUER_V1]
+                        .iter()
+                        .find_map(|oid| {
+                            let raw = sigil_core::certs::extension_value(c, &oid.to_string())?;
+                            sigil_core::oid::fulcio_extension_string(oid, raw)
+                        })
+                });
+                (issuer, verifier.key.spki_der().to_vec())
+            }
+            Signer::PublicKey(spki) => (None, spki.clone()),
+        };
+        out.push(SignerFacts {
+            identities: verifier.subjects.clone(),
+            issuer,
+            key_sha256: hex::encode(sigil_core::crypto::sha256(&spki)),
+        });
+    }
+    Ok(out)
+}
+
+impl WatchList {
+    /// The rules an entry's signers trip, as `(rule, signer)`.
+    pub fn matches(&self, signers: &[SignerFacts]) -> Vec<(String, SignerFacts)> {
+        let mut found = Vec::new();
+        for s in signers {
+            for id in &s.identities {
+                if let Some(p) = self.identities.iter().find(|p| glob(p, id)) {
+                    found.push((format!("identity {p}"), s.clone()));
+                }
+                if !self.allowed_identities.is_empty()
+                    && !self.allowed_identities.iter().any(|p| glob(p, id))
+                {
+                    found.push(("identity not on the allow list".into(), s.clone()));
+                }
+            }
+            if let Some(iss) = &s.issuer
+                && let Some(p) = self.issuers.iter().find(|p| glob(p, iss))
+            {
+                found.push((format!("issuer {p}"), s.clone()));
+            }
+            if self
+                .keys
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(&s.key_sha256))
+            {
+                found.push(("key".into(), s.clone()));
+            }
+        }
+        found
+    }
+}
+
+/// What the monitor remembers of one log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogState {
+    pub origin: String,
+    /// The last checkpoint verified and fully read.
+    pub size: u64,
+    pub root: String,
+    /// Entries read so far (the tree's first `next_index` leaves).
+    pub next_index: u64,
+    /// The right edge of the tree of those leaves: (height, hash hex), largest first.
+    pub edge: Vec<(u32, String)>,
+    /// Findings already printed at indexes ≥ `next_index` (UUID and rule).
+    pub reported: Vec<String>,
+}
+
+/// The monitor's state file: one entry per log URL.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub logs: BTreeMap<String, LogState>,
+}
+
+impl State {
+    pub fn load(path: &Path) -> Result<State> {
+        match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .with_context(|| format!("{} is not a monitor state file", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Replaces the file atomically (temp file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec(self)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        Ok(())
+    }
+}
+
+fn edge_push(edge: &mut Vec<(u32, Hash)>, leaf: Hash) {
+    let mut node = (0u32, leaf);
+    while let Some(&(h, left)) = edge.last() {
+        if h != node.0 {
+            break;
+        }
+        edge.pop();
+        node = (h + 1, merkle::node_hash(&left, &node.1));
+    }
+    edge.push(node);
+}
+
+fn edge_root(edge: &[(u32, Hash)]) -> Hash {
+    let mut it = edge.iter().rev();
+    match it.next() {
+        None => merkle::empty_root(),
+        Some(&(_, last)) => it.fold(last, |acc, (_, h)| merkle::node_hash(h, &acc)),
+    }
+}
+
+/// Where findings and checkpoints go.
+pub struct Sink {
+    pub webhook: Option<String>,
+}
+
+impl Sink {
+    fn emit(&self, line: &Value) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        Ok(())
+    }
+
+    fn finding(&self, line: &Value) -> Result<()> {
+        self.emit(line)?;
+        if let Some(url) = &self.webhook {
+            let resp = crate::http::http()?
+                .post(url)
+                .json(line)
+                .send()
+                .with_context(|| format!("POST {url}"))?;
+            if !resp.status().is_success() {
+                bail!("the webhook {url} answered {}", resp.status());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One pass over one log: from the saved state to the log's current checkpoint. Returns the
+/// number of entries read.
+pub fn follow(
+    url: &str,
+    root: &TrustedRoot,
+    watch: &WatchList,
+    state: &mut State,
+    state_path: &Path,
+    sink: &Sink,
+) -> Result<u64> {
+    let base = url.trim_end_matches('/');
+    let (size, root_hash, origin) = crate::log_v1::verified_head(base, root)?;
+    let mut st = state.logs.get(base).cloned().unwrap_or_default();
+    if st.origin != origin {
+        // A new tree (first run, or the log was rotated to a new shard): start it from 0.
+        st = LogState {
+            origin: origin.clone(),
+            ..LogState::default()
+        };
+    }
+    let fail = |m: String| exit::verification(format!("log {base}: {m}"));
+    if st.size > size {
+        sink.emit(
+            &json!({"type": "inconsistency", "log": base, "reason": "shrank",
+            "previousSize": st.size, "size": size}),
+        )?;
+        return Err(fail(format!("the log shrank from {} to {size}", st.size)));
+    }
+    if st.size > 0 && st.size < size {
+        let old_root: Hash = hex::decode(&st.root)?
+            .try_into()
+            .map_err(|_| anyhow!("stored root is not 32 bytes"))?;
+        let proof = crate::log_v1::consistency_proof(base, st.size, size)?;
+        if let Err(e) = merkle::verify_consistency(st.size, size, &old_root, &root_hash, &proof) {
+            sink.emit(
+                &json!({"type": "inconsistency", "log": base, "reason": "consistency proof",
+                "previousSize": st.size, "size": size, "error": e.to_string()}),
+            )?;
+            return Err(fail(format!(
+                "checkpoint {size} is not consistent with {}: {e}",
+                st.size
+            )));
+        }
+    } else if st.size == size && st.size > 0 && st.root != hex::encode(root_hash) {
+        sink.emit(&json!({"type": "inconsistency", "log": base, "reason": "another root for the same size",
+            "size": size}))?;
+        return Err(fail(format!("a second root for size {size}")));
+    }
+    // Global indexes of this tree start after the retired shards' entries.
+    let info = fetch_json(&format!("{base}/api/v1/log"), None)?.unwrap_or_default();
+    let offset: u64 = info
+        .get("inactiveShards")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.get("treeSize")?.as_u64()).sum())
+        .unwrap_or(0);
+    let mut edge: Vec<(u32, Hash)> = st
+        .edge
+        .iter()
+        .map(|(h, x)| {
+            let hash: Hash = hex::decode(x)?
+                .try_into()
+                .map_err(|_| anyhow!("edge hash is not 32 bytes"))?;
+            Ok((*h, hash))
+        })
+        .collect::<Result<_>>()?;
+    let mut read = 0;
+    while st.next_index < size {
+        let end = (st.next_index + CHUNK).min(size);
+        let indexes: Vec<u64> = (st.next_index + offset..end + offset).collect();
+        let answer = fetch_json(
+            &format!("{base}/api/v1/log/entries/retrieve"),
+            Some(&json!({"logIndexes": indexes})),
+        )?
+        .unwrap_or(Value::Array(Vec::new()));
+        let mut by_index: BTreeMap<u64, (String, Vec<u8>)> = BTreeMap::new();
+        for item in answer.as_array().into_iter().flatten() {
+            for (uuid, e) in item.as_object().into_iter().flatten() {
+                let idx = e
+                    .get("logIndex")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(u64::MAX);
+                let body = e
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .and_then(|b| STANDARD.decode(b).ok())
+                    .ok_or_else(|| anyhow!("entry {uuid} has no body"))?;
+                by_index.insert(idx.saturating_sub(offset), (uuid.clone(), body));
+            }
+        }
+        for i in st.next_index..end {
+            let (uuid, body) = by_index
+                .remove(&i)
+                .ok_or_else(|| anyhow!("log {base} did not serve entry {}", i + offset))?;
+            edge_push(&mut edge, merkle::leaf_hash(&body));
+            let signers = signers_of(&body).unwrap_or_default();
+            for (rule, s) in watch.matches(&signers) {
+                let key = format!("{uuid} {rule}");
+                if st.reported.contains(&key) {
+                    continue;
+                }
+                sink.finding(
+                    &json!({"type": "finding", "log": base, "logIndex": i + offset,
+                    "uuid": uuid, "rule": rule, "identities": s.identities, "issuer": s.issuer,
+                    "keySha256": s.key_sha256}),
+                )?;
+                st.reported.push(key);
+                // Saved at once: a restart must not report it again.
+                state.logs.insert(base.to_string(), st.clone());
+                state.save(state_path)?;
+            }
+        }
+        read += end - st.next_index;
+        st.next_index = end;
+        st.reported.clear();
+        st.edge = edge.iter().map(|(h, x)| (*h, hex::encode(x))).collect();
+        state.logs.insert(base.to_string(), st.clone());
+        state.save(state_path)?;
+    }
+    if edge_root(&edge) != root_hash {
+        sink.emit(&json!({"type": "inconsistency", "log": base,
+            "reason": "the entries served do not hash to the checkpoint's root", "size": size}))?;
+        return Err(fail(format!(
+            "the {size} entries served do not hash to the checkpoint's root"
+        )));
+    }
+    st.size = size;
+    st.root = hex::encode(root_hash);
+    state.logs.insert(base.to_string(), st);
+    state.save(state_path)?;
+    sink.emit(
+        &json!({"type": "checkpoint", "log": base, "origin": origin, "size": size,
+        "rootHash": hex::encode(root_hash), "entriesRead": read}),
+    )?;
+    Ok(read)
+}
+
+/// Two URLs of one log must show consistent checkpoints (the smaller a prefix of the larger,
+/// proven by the larger side), or the log shows different views to different readers.
+pub fn compare(a: &str, b: &str, root: &TrustedRoot, sink: &Sink) -> Result<()> {
+    let (sa, ra, oa) = crate::log_v1::verified_head(a, root)?;
+    let (sb, rb, ob) = crate::log_v1::verified_head(b, root)?;
+    let split = |reason: String| -> Result<()> {
+        sink.emit(
+            &json!({"type": "inconsistency", "reason": "split view", "logs": [a, b],
+            "sizes": [sa, sb], "detail": reason}),
+        )?;
+        Err(exit::verification(format!(
+            "split view between {a} and {b}: {reason}"
+        )))
+    };
+    if oa != ob {
+        return split(format!("origins differ: {oa:?} and {ob:?}"));
+    }
+    let ((small, small_root), (large, large_root, large_url)) = if sa <= sb {
+        ((sa, ra), (sb, rb, b))
+    } else {
+        ((sb, rb), (sa, ra, a))
+    };
+    if small == large {
+        if ra != rb {
+            return split(format!("two roots for size {sa}"));
+        }
+        return Ok(());
+    }
+    if small == 0 {
+        return Ok(());
+    }
+    let proof = crate::log_v1::consistency_proof(large_url, small, large)?;
+    if let Err(e) = merkle::verify_consistency(small, large, &small_root, &large_root, &proof) {
+        return split(format!("size {small} is not a prefix of size {large}: {e}"));
+    }
+    Ok(())
+}
+
+/// The state file's default place.
+pub fn default_state() -> Result<PathBuf> {
+    Ok(crate::config::config_dir()?.join("monitor-state.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_edge_gives_the_tree_root() {
+        let leaves: Vec<Hash> = (0u32..40)
+            .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let mut edge = Vec::new();
+        assert_eq!(edge_root(&edge), merkle::empty_root());
+        for (n, l) in leaves.iter().enumerate() {
+            edge_push(&mut edge, *l);
+            assert_eq!(
+                edge_root(&edge),
+                merkle::root_from_leaves(&leaves[..=n]),
+                "size {}",
+                n + 1
+            );
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*@example.com", "Alice@Example.com"));
+        assert!(!glob("*@example.com", "alice@example.com.evil"));
+        assert!(glob(
+            "https://github.com/org/*",
+            "https://github.com/org/repo/.github/w.yml@refs/heads/main"
+        ));
+        assert!(glob("a*b*c", "axxbyyc") && !glob("a*b*c", "axxbyy"));
+    }
+}
