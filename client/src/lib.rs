@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod http;
+pub mod log_http;
 pub mod log_v1;
 pub mod log_v2;
 pub mod logs;

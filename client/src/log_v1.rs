@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::http::SendToLog;
+use crate::log_http::{SendToLog, fetch_json};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,7 +18,7 @@ use sigil_core::merkle::{self, Hash};
 use sigil_core::trust::TrustedRoot;
 
 use crate::exit;
-use crate::http::{fetch_json, http, json_answer};
+use crate::http::{http, json_answer};
 
 /// One entry of a Rekor v1 log, proven to be in a checkpoint the log signed.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::http::SendToLog;
+use crate::log_http::{SendToLog, fetch_json};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use sigil_core::bundle::TransparencyLogEntry;
@@ -12,7 +12,7 @@ use sigil_core::merkle::{self, Hash};
 use sigil_core::tiles::{TILE_WIDTH, TileId, TileSet, parse_entry_bundle, tiles_for_nodes};
 use sigil_core::trust::TrustedRoot;
 
-use crate::http::{fetch_json, http, json_answer};
+use crate::http::{http, json_answer};
 
 /// Sigil's search extension of the Rekor v2 API.
 pub const V2_SEARCH_PATH: &str = "/api/v2/sigil/index/retrieve";

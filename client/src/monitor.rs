@@ -25,7 +25,7 @@ use sigil_core::rekor::{Signer, parse_verifier};
 use sigil_core::trust::TrustedRoot;
 
 use crate::exit;
-use crate::http::fetch_json;
+use crate::log_http::fetch_json;
 
 /// Entries asked for per request (the Rekor v1 retrieve limit).
 const CHUNK: u64 = 100;

@@ -83,7 +83,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     }
 
     if cfg.log.enabled {
-        let log = crate::log::setup::rekor_v1(cfg, data_dir, &db, engine_cfg.clone()).await?;
+        let admission = admission("rekor", &cfg.log.admission, cfg, data_dir, &trust.history)?;
+        let log =
+            crate::log::setup::rekor_v1(cfg, data_dir, &db, engine_cfg.clone(), admission).await?;
         router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
         trust.log_key = Some(log.public_key);
@@ -91,7 +93,15 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     // Rekor v2: its own log (`rekor-v2`, own key) on the same database and engine.
     let v2_key_path = resolve(data_dir, &cfg.rekor_v2.key);
     if cfg.log.enabled && cfg.rekor_v2.enabled {
-        let log = crate::log::setup::rekor_v2(cfg, data_dir, &db, engine_cfg.clone()).await?;
+        let admission = admission(
+            "rekor-v2",
+            &cfg.rekor_v2.admission,
+            cfg,
+            data_dir,
+            &trust.history,
+        )?;
+        let log =
+            crate::log::setup::rekor_v2(cfg, data_dir, &db, engine_cfg.clone(), admission).await?;
         router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
         trust.log_v2_key = Some(log.public_key);
@@ -186,6 +196,26 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         engines,
         db,
     })
+}
+
+/// A log's write admission policy, judged against this deployment's CA chains (the current
+/// one and every rotated one): wired here, where the CA and the logs meet.
+fn admission(
+    log: &'static str,
+    policy: &crate::access::AdmissionConfig,
+    cfg: &Config,
+    data_dir: &Path,
+    history: &crate::trust_history::History,
+) -> anyhow::Result<Option<Arc<crate::access::Admission>>> {
+    if !policy.enabled {
+        return Ok(None);
+    }
+    let mut chains = Vec::new();
+    if policy.this_ca && resolve(data_dir, &cfg.ca.root_cert).exists() {
+        chains.push(crate::ca::setup::ca_chain(&cfg.ca, data_dir)?);
+        chains.extend(history.retired("ca").map(|r| r.chain_der()));
+    }
+    Ok(crate::access::Admission::load(log, policy, data_dir, &chains)?.map(Arc::new))
 }
 
 /// `sqlite://relative.db` is relative to the data dir.

@@ -130,6 +130,9 @@ pub struct RekorV2Config {
     /// Who may append (off: anyone who reaches the log).
     #[serde(default)]
     pub admission: crate::access::AdmissionConfig,
+    /// Witnesses that cosign each checkpoint before it is published.
+    #[serde(default)]
+    pub witnessing: crate::witness::WitnessingConfig,
 }
 
 /// Where clients reach each role, for the trust files (default: `server.public_url`). Set these
@@ -239,6 +242,9 @@ pub struct LogConfig {
     /// Who may append (off: anyone who reaches the log).
     #[serde(default)]
     pub admission: crate::access::AdmissionConfig,
+    /// Witnesses that cosign each checkpoint before it is published.
+    #[serde(default)]
+    pub witnessing: crate::witness::WitnessingConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -251,6 +257,9 @@ pub struct CtConfig {
     /// PEM roots the CT log accepts chains to (default: the CA's root).
     #[serde(default = "default_ca_root_cert")]
     pub roots: PathBuf,
+    /// Witnesses that cosign each checkpoint (signed tree head) before it is published.
+    #[serde(default)]
+    pub witnessing: crate::witness::WitnessingConfig,
 }
 
 pub use crate::ca::IssuerConfig;
@@ -461,6 +470,13 @@ impl Config {
         self.read_access
             .validate()
             .map_err(|m| invalid("read_access", m))?;
+        for (key, w) in [
+            ("log.witnessing", &self.log.witnessing),
+            ("rekor_v2.witnessing", &self.rekor_v2.witnessing),
+            ("ct.witnessing", &self.ct.witnessing),
+        ] {
+            w.validate(key).map_err(|m| invalid(key, m))?;
+        }
         let tls = !self.server.tls_cert.as_os_str().is_empty();
         if tls == self.server.tls_key.as_os_str().is_empty() {
             return Err(invalid(

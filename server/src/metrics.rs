@@ -22,6 +22,7 @@ struct Metrics {
     replica_lag: prometheus::Gauge,
     access: IntCounterVec,
     witness: IntCounterVec,
+    cosign_failures: prometheus::IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -123,6 +124,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["outcome"],
     )?;
     registry.register(Box::new(witness.clone()))?;
+    let cosign_failures = prometheus::IntCounter::new(
+        "sigil_witness_cosign_failures_total",
+        "Checkpoints fewer witnesses cosigned than the log's threshold",
+    )?;
+    registry.register(Box::new(cosign_failures.clone()))?;
     registry.register(Box::new(reads.clone()))?;
     registry.register(Box::new(replica_lag.clone()))?;
     registry.register(Box::new(tuf_signed.clone()))?;
@@ -151,6 +157,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         replica_lag,
         access,
         witness,
+        cosign_failures,
     })
 }
 
@@ -192,6 +199,13 @@ pub fn set_queue_depth(log: &str, depth: usize) {
 pub fn read_from(source: &str) {
     if let Some(m) = METRICS.as_ref() {
         m.reads.with_label_values(&[source]).inc();
+    }
+}
+
+/// A checkpoint too few witnesses cosigned.
+pub fn witness_cosign_failure() {
+    if let Some(m) = METRICS.as_ref() {
+        m.cosign_failures.inc();
     }
 }
 

@@ -20,8 +20,8 @@ use sigil_core::crypto::{KeyAlgorithm, SigningKey};
 use sigil_core::note::{CosignatureV1Key, EcdsaNoteKey, Ed25519NoteKey, Note, NoteVerifier};
 use sigil_core::witness::{AddCheckpoint, Decision, SIZE_CONTENT_TYPE, decide};
 
-use crate::config::resolve;
 use crate::error::AppError;
+use crate::keyfile::resolve;
 use crate::routes::Api;
 use crate::storage::Store;
 
@@ -81,6 +81,58 @@ impl Default for WitnessConfig {
             listen: default_listen(),
             logs: Vec::new(),
         }
+    }
+}
+
+/// `[log.witnessing]`, `[rekor_v2.witnessing]`, `[ct.witnessing]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessingConfig {
+    /// The witnesses (none: checkpoints are published with the log's signature only).
+    #[serde(default)]
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// Cosignatures a checkpoint needs (default: every witness).
+    #[serde(default)]
+    pub threshold: Option<usize>,
+    /// Publish nothing that `threshold` witnesses did not cosign (writes get 503 meanwhile).
+    /// Off: publish anyway, with a warning and `sigil_witness_cosign_failures_total`.
+    #[serde(default = "yes")]
+    pub fail_closed: bool,
+    /// How long a witness may take to answer.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+/// One witness: where its `add-checkpoint` is and its verifier key.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEndpoint {
+    /// The submission prefix (`<url>/add-checkpoint`).
+    pub url: String,
+    /// The witness's verifier key (`name+id+base64`, as `sigil-server witness` prints it).
+    pub vkey: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> u64 {
+    3000
+}
+
+impl WitnessingConfig {
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        for w in &self.witnesses {
+            CosignatureV1Key::from_vkey(&w.vkey)
+                .map_err(|e| format!("{key}.witnesses: {:?} is not a witness key: {e}", w.vkey))?;
+        }
+        if self.threshold.is_some_and(|t| t > self.witnesses.len()) {
+            return Err(format!(
+                "{key}.threshold is above the number of witnesses ({})",
+                self.witnesses.len()
+            ));
+        }
+        Ok(())
     }
 }
 

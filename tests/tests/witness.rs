@@ -442,3 +442,242 @@ async fn verify_blob_enforces_a_witness_policy() {
     );
     ok(out, "sigstore-python verify of the cosigned bundle");
 }
+
+/// `up` with two witnesses and a fail-closed policy of 2 for both Rekor logs: every checkpoint
+/// published carries both cosignatures (checked with the verifier written above from the
+/// specification), `sigil verify-blob --witness ×2` accepts fresh bundles of both logs; with one
+/// witness stopped, writes get a 503 that says why and the served checkpoint does not move; with
+/// it back, the withheld checkpoint is published and signing works again.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
+    let mut stack = sigil_tests::SigilStack::up().await.unwrap();
+    let data = stack.data_dir();
+    let d = stack.scratch().to_path_buf();
+    let http = reqwest::Client::new();
+    let base = stack.url().to_owned();
+    let get_text = |path: &str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let v1_origin = stack.get_json("/api/v1/log").await.unwrap()["signedTreeHead"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let v2_origin = get_text("/api/v2/checkpoint")
+        .await
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let public = |key: &str| {
+        let pem = std::fs::read_to_string(data.join(key)).unwrap();
+        SigningKey::from_pkcs8_pem(&pem)
+            .unwrap()
+            .public_key()
+            .to_pem()
+    };
+    let (v1_pub, v2_pub) = (public("keys/log.pem"), public("keys/log-v2.pem"));
+
+    // Two witnesses of both logs.
+    let mut witnesses = Vec::new();
+    for name in ["w1", "w2"] {
+        let wdir = d.join(name);
+        std::fs::create_dir_all(&wdir).unwrap();
+        std::fs::write(wdir.join("v1.pub"), &v1_pub).unwrap();
+        std::fs::write(wdir.join("v2.pub"), &v2_pub).unwrap();
+        std::fs::write(
+            wdir.join("sigil.toml"),
+            format!(
+                "[witness]\nname = \"witness.example/{name}\"\n\
+                 [[witness.logs]]\norigin = \"{v1_origin}\"\npublic_key = \"v1.pub\"\n\
+                 [[witness.logs]]\norigin = \"{v2_origin}\"\npublic_key = \"v2.pub\"\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let p = start(&wdir, port).await;
+        let vkey = p
+            .stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix("witness verifier key: ").map(str::to_owned))
+            .unwrap();
+        witnesses.push((wdir, port, vkey, p));
+    }
+    let endpoints: Vec<toml::Value> = witnesses
+        .iter()
+        .map(|(_, port, vkey, _)| {
+            let mut t = toml::Table::new();
+            t.insert("url".into(), format!("http://127.0.0.1:{port}").into());
+            t.insert("vkey".into(), vkey.clone().into());
+            toml::Value::Table(t)
+        })
+        .collect();
+    let cfg_path = data.join("sigil.toml");
+    let mut cfg: toml::Table = std::fs::read_to_string(&cfg_path).unwrap().parse().unwrap();
+    for section in ["log", "rekor_v2"] {
+        let mut w = toml::Table::new();
+        w.insert("witnesses".into(), toml::Value::Array(endpoints.clone()));
+        w.insert("threshold".into(), 2.into());
+        w.insert("fail_closed".into(), true.into());
+        cfg.entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap()
+            .insert("witnessing".into(), toml::Value::Table(w));
+    }
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    stack.restart().await.unwrap();
+
+    let home = d.join("home");
+    assert!(
+        run_sigil(&home, &d, &["trust", "init", "--url", stack.url()])
+            .status
+            .success()
+    );
+    let (_, identity) = stack.dev_token().await.unwrap();
+    let issuer = stack.dev_issuer();
+    let sign = |name: &str, version: &str| {
+        std::fs::write(d.join(name), name.as_bytes()).unwrap();
+        let token = std::fs::read_to_string(home.join("id_token")).ok();
+        let mut args = vec![
+            "sign-blob".to_owned(),
+            name.to_owned(),
+            "--bundle".into(),
+            format!("{name}.json"),
+            "--rekor-version".into(),
+            version.into(),
+        ];
+        if let Some(t) = token {
+            args.extend(["--identity-token".into(), t.trim().to_owned()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_sigil(&home, &d, &refs)
+    };
+    assert!(
+        run_sigil(&home, &d, &["login", "--issuer", &issuer])
+            .status
+            .success(),
+        "sigil login"
+    );
+    let (vkey1, vkey2) = (witnesses[0].2.clone(), witnesses[1].2.clone());
+    let verify = |name: &str| {
+        run_sigil(
+            &home,
+            &d,
+            &[
+                "verify-blob",
+                name,
+                "--bundle",
+                &format!("{name}.json"),
+                "--certificate-identity",
+                &identity,
+                "--certificate-oidc-issuer",
+                &issuer,
+                "--witness",
+                &vkey1,
+                "--witness",
+                &vkey2,
+            ],
+        )
+    };
+    for (name, version) in [("a1.txt", "1"), ("a2.txt", "2")] {
+        let out = sign(name, version);
+        assert!(
+            out.status.success(),
+            "sign-blob v{version}: {}",
+            all_output(&out)
+        );
+        let out = verify(name);
+        assert!(
+            out.status.success(),
+            "verify-blob with both witnesses, v{version}: {}",
+            all_output(&out)
+        );
+    }
+    // The served checkpoint carries both cosignatures, each valid per the specification.
+    let served = get_text("/api/v2/checkpoint").await;
+    let text = &served[..served.find("\n\n").unwrap() + 1];
+    let cosigs: Vec<&str> = served
+        .lines()
+        .filter(|l| l.starts_with("\u{2014} witness.example/"))
+        .collect();
+    assert_eq!(cosigs.len(), 2, "{served}");
+    for (line, (_, _, vkey, _)) in cosigs.iter().zip(&witnesses) {
+        let typed = B64.decode(vkey.splitn(3, '+').nth(2).unwrap()).unwrap();
+        let name_ok = line.contains(vkey.split('+').next().unwrap());
+        assert!(name_ok, "{line} / {vkey}");
+        check_cosignature_named(line, vkey.split('+').next().unwrap(), &typed[1..], text);
+    }
+
+    // One witness down: no publication, a clear 503.
+    let (w2dir, w2port, _, mut w2) = witnesses.pop().unwrap();
+    w2.signal("TERM").unwrap();
+    w2.wait_exit(Duration::from_secs(20)).await.unwrap();
+    let before = get_text("/api/v2/checkpoint").await;
+    let out = sign("b2.txt", "2");
+    assert!(
+        !out.status.success(),
+        "signing with one witness down succeeded"
+    );
+    let msg = all_output(&out);
+    assert!(
+        msg.contains("503") && msg.contains("witness cosignatures"),
+        "{msg}"
+    );
+    println!(
+        "with a witness down, sigil sign-blob was told: {}",
+        msg.lines().last().unwrap_or_default()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        get_text("/api/v2/checkpoint").await.lines().nth(1),
+        before.lines().nth(1),
+        "the checkpoint moved without both cosignatures"
+    );
+
+    // Back up: the withheld checkpoint is published, and signing works again.
+    let _w2 = start(&w2dir, w2port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = get_text("/api/v2/checkpoint").await;
+        if now.lines().nth(1) != before.lines().nth(1) {
+            assert_eq!(
+                now.lines()
+                    .filter(|l| l.starts_with("\u{2014} witness.example/"))
+                    .count(),
+                2,
+                "{now}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the withheld checkpoint was never published"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = sign("c2.txt", "2");
+    assert!(out.status.success(), "{}", all_output(&out));
+    let out = verify("c2.txt");
+    assert!(out.status.success(), "{}", all_output(&out));
+}
+
+/// [`check_cosignature`] for a witness of another name.
+fn check_cosignature_named(line: &str, name: &str, public: &[u8], checkpoint_text: &str) {
+    let rest = line.strip_prefix("\u{2014} ").unwrap();
+    let (n, b64) = rest.trim_end().split_once(' ').unwrap();
+    assert_eq!(n, name);
+    let raw = B64.decode(b64).unwrap();
+    let mut id_input = format!("{name}\n").into_bytes();
+    id_input.push(0x04);
+    id_input.extend_from_slice(public);
+    assert_eq!(&raw[..4], &sigil_core::crypto::sha256(&id_input)[..4]);
+    let ts = u64::from_be_bytes(raw[4..12].try_into().unwrap());
+    let msg = format!("cosignature/v1\ntime {ts}\n{checkpoint_text}");
+    UnparsedPublicKey::new(&ED25519, public)
+        .verify(msg.as_bytes(), &raw[12..])
+        .expect("the cosignature verifies");
+}

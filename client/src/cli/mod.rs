@@ -88,7 +88,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let verifying = cli.cmd.verifies();
     if let Some(t) = cli.log_token.filter(|t| !t.trim().is_empty()) {
-        crate::http::set_log_token(t.trim().to_owned());
+        crate::log_http::set_log_token(t.trim().to_owned());
     }
     match misplaced_flags(&cli.cmd, &matches).and_then(|()| run(cli.cmd)) {
         Ok(()) => ExitCode::SUCCESS,

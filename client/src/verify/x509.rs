@@ -100,7 +100,7 @@ impl ParsedCert {
     }
 }
 
-pub use sigil_core::certs::verify_cert_signature;
+pub use sigil_core::crypto::verify_cert_signature;
 
 /// The result of chaining a leaf to a trusted CA.
 #[derive(Clone, Debug)]

@@ -5,6 +5,8 @@
 //! Supported: ECDSA P-256 (SHA-256) and P-384 (SHA-384) with DER signatures, Ed25519, and RSA
 //! (2048–8192 bits; PKCS#1 v1.5 or PSS; SHA-256/384/512) for verification.
 
+mod cert_signature;
+pub use cert_signature::verify_cert_signature;
 mod public_key;
 pub use public_key::*;
 mod signing_key;

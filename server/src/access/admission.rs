@@ -14,8 +14,8 @@ use sigil_core::rekor::Signer;
 use x509_cert::Certificate;
 
 use super::credentials::{CredentialConfig, Credentials, Refusal};
-use crate::config::resolve;
 use crate::error::AppError;
+use crate::keyfile::resolve;
 
 /// `[log.admission]` / `[rekor_v2.admission]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -204,7 +204,7 @@ impl Admission {
                 let issuer_der = leaf.tbs_certificate.issuer.to_der().unwrap_or_default();
                 let issued_here = self.issuers.iter().any(|i| {
                     i.subject_der == issuer_der
-                        && sigil_core::certs::verify_cert_signature(&leaf, &i.key).is_ok()
+                        && sigil_core::crypto::verify_cert_signature(&leaf, &i.key).is_ok()
                 });
                 if issued_here {
                     Ok("this-ca")

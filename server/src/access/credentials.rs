@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::ca::oidc::OidcVerifier;
 use crate::ca::{IssuerConfig, IssuerType};
-use crate::config::resolve;
+use crate::keyfile::resolve;
 
 /// Who may present a credential (one of the `[… .writers]` / `[read_access]` tables).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]

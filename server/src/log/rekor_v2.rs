@@ -390,7 +390,9 @@ async fn create_entry(
             let head = s.log.head();
             if index >= head.size {
                 return Err(AppError::Unavailable {
-                    message: "the entry is being integrated; retry shortly".into(),
+                    message: "the entry is logged but not yet in a published checkpoint (being \
+                              integrated, or waiting for witness cosignatures); retry shortly"
+                        .into(),
                     retry_after_secs: 1,
                 });
             }

@@ -118,27 +118,15 @@ async fn open_engine(
     Ok(LogEngine::open(db.clone(), log_name, origin, signer, engine_cfg).await?)
 }
 
-/// A log's write admission policy, judged against this deployment's CA chains (the current
-/// one and every rotated one).
-fn admission(
-    log: &'static str,
-    policy: &crate::access::AdmissionConfig,
-    cfg: &Config,
-    data_dir: &Path,
-) -> anyhow::Result<Option<Arc<crate::access::Admission>>> {
-    if !policy.enabled {
-        return Ok(None);
-    }
-    let mut chains = Vec::new();
-    if policy.this_ca && resolve(data_dir, &cfg.ca.root_cert).exists() {
-        chains.push(crate::ca::setup::ca_chain(&cfg.ca, data_dir)?);
-        chains.extend(
-            History::load(data_dir)?
-                .retired("ca")
-                .map(|r| r.chain_der()),
-        );
-    }
-    Ok(crate::access::Admission::load(log, policy, data_dir, &chains)?.map(Arc::new))
+/// The engine settings of an active log, with its witnesses (retired shards take no writes).
+fn with_witnesses(
+    mut engine_cfg: EngineConfig,
+    w: &crate::log::engine::witnessing::WitnessingConfig,
+) -> anyhow::Result<EngineConfig> {
+    engine_cfg.witnessing = crate::log::engine::witnessing::Witnessing::new(w)
+        .map_err(anyhow::Error::msg)?
+        .map(Arc::new);
+    Ok(engine_cfg)
 }
 
 /// The Rekor v1 log (`[log]`).
@@ -147,15 +135,23 @@ pub async fn rekor_v1(
     data_dir: &Path,
     db: &Store,
     engine_cfg: EngineConfig,
+    admission: Option<Arc<crate::access::Admission>>,
 ) -> anyhow::Result<OpenedLog> {
     let path = resolve(data_dir, &cfg.log.key);
     let key = read_key(&path)?;
     let origin = cfg.log_origin();
     let history = History::load(data_dir)?;
     let log_name = history.log_name("rekor", REKOR_LOG_NAME);
-    let engine = open_engine(db, &log_name, &origin, &origin, &path, engine_cfg.clone())
-        .await
-        .context("cannot open the transparency log")?;
+    let engine = open_engine(
+        db,
+        &log_name,
+        &origin,
+        &origin,
+        &path,
+        with_witnesses(engine_cfg.clone(), &cfg.log.witnessing)?,
+    )
+    .await
+    .context("cannot open the transparency log")?;
     let public_key = key.public_key();
     // Retired shards (`rotate rekor`), oldest first: read-only, with their old keys.
     let mut inactive = Vec::new();
@@ -174,7 +170,7 @@ pub async fn rekor_v1(
         inactive.push((old.view().clone(), LogKey::new(read_key(&key_file)?)));
     }
     let mut state = RekorState::new(engine.clone(), LogKey::new(key), 1000, inactive);
-    state.admission = admission("rekor", &cfg.log.admission, cfg, data_dir)?;
+    state.admission = admission;
     let state = Arc::new(state);
     Ok(OpenedLog {
         api: crate::log::rekor_v1::router(state),
@@ -190,17 +186,25 @@ pub async fn rekor_v2(
     data_dir: &Path,
     db: &Store,
     engine_cfg: EngineConfig,
+    admission: Option<Arc<crate::access::Admission>>,
 ) -> anyhow::Result<OpenedLog> {
     let path = resolve(data_dir, &cfg.rekor_v2.key);
     let public_key = read_key(&path)?.public_key();
     let origin = &cfg.rekor_v2_origin();
     let history = History::load(data_dir)?;
     let log_name = history.log_name("rekor-v2", crate::log::rekor_v2::LOG_NAME);
-    let engine = open_engine(db, &log_name, origin, origin, &path, engine_cfg.clone())
-        .await
-        .context("cannot open the Rekor v2 log")?;
+    let engine = open_engine(
+        db,
+        &log_name,
+        origin,
+        origin,
+        &path,
+        with_witnesses(engine_cfg.clone(), &cfg.rekor_v2.witnessing)?,
+    )
+    .await
+    .context("cannot open the Rekor v2 log")?;
     let mut state = RekorV2State::new(engine.clone(), &public_key);
-    state.admission = admission("rekor-v2", &cfg.rekor_v2.admission, cfg, data_dir)?;
+    state.admission = admission;
     let state = Arc::new(state);
     let api =
         crate::log::v2_search::router(state.clone()).merge(crate::log::rekor_v2::router(state));
@@ -247,7 +251,7 @@ pub async fn ct(
         &origin,
         &note_name,
         &path,
-        engine_cfg.clone(),
+        with_witnesses(engine_cfg.clone(), &cfg.ct.witnessing)?,
     )
     .await
     .context("cannot open the CT log")?;

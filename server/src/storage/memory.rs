@@ -401,6 +401,24 @@ impl LogStore for MemoryStore {
             .collect())
     }
 
+    async fn set_checkpoint(
+        &self,
+        log_name: &str,
+        size: u64,
+        checkpoint: &[u8],
+    ) -> Result<(), StorageError> {
+        let mut st = self.lock();
+        if let Some(log) = st.logs.get_mut(log_name) {
+            for c in log.checkpoints.iter_mut().filter(|c| c.0 == size) {
+                c.2 = checkpoint.to_vec();
+            }
+            if let Some(row) = log.row.as_mut().filter(|r| r.tree_size == size) {
+                row.checkpoint = checkpoint.to_vec();
+            }
+        }
+        Ok(())
+    }
+
     async fn witness_latest(
         &self,
         origin: &str,

@@ -194,6 +194,15 @@ pub trait LogStore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<Hash>, StorageError>;
 
+    /// Replaces the stored note of the checkpoint at `size` (the head's too, if it is the head)
+    /// with the same checkpoint carrying more signatures (witness cosignatures).
+    async fn set_checkpoint(
+        &self,
+        log_name: &str,
+        size: u64,
+        checkpoint: &[u8],
+    ) -> Result<(), StorageError>;
+
     /// A witness's latest cosigned checkpoint for `origin`: its size, root and signed note.
     async fn witness_latest(
         &self,

@@ -325,6 +325,29 @@ impl LogStore for SqliteStore {
         rows.into_iter().map(|r| to_hash(r.get(0))).collect()
     }
 
+    async fn set_checkpoint(
+        &self,
+        log_name: &str,
+        size: u64,
+        checkpoint: &[u8],
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE checkpoints SET checkpoint = $1 WHERE log_id = $2 AND tree_size = $3")
+            .bind(checkpoint)
+            .bind(log_name)
+            .bind(to_i64(size))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE logs SET checkpoint = $1 WHERE log_id = $2 AND tree_size = $3")
+            .bind(checkpoint)
+            .bind(log_name)
+            .bind(to_i64(size))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn witness_latest(
         &self,
         origin: &str,

@@ -26,6 +26,7 @@ pub mod replica;
 pub mod search_privacy;
 mod sequencer;
 mod view;
+pub mod witnessing;
 
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,8 @@ pub struct EngineConfig {
     pub search_privacy: Option<Arc<SearchPrivacy>>,
     /// Where batch timestamps come from.
     pub clock: Arc<dyn Clock>,
+    /// Witnesses that cosign each checkpoint before it is published (see [`witnessing`]).
+    pub witnessing: Option<Arc<witnessing::Witnessing>>,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +86,7 @@ impl Default for EngineConfig {
             replica: None,
             search_privacy: None,
             clock: clock::system(),
+            witnessing: None,
         }
     }
 }
@@ -110,6 +114,9 @@ pub enum EngineError {
     /// The database and the journal disagree: opening the log would fork it.
     #[error("{0}")]
     Diverged(String),
+    /// Committed, but not published: too few witnesses cosigned the checkpoint.
+    #[error("{0}")]
+    Unpublished(String),
 }
 
 /// Builds a leaf from the batch timestamp (milliseconds since the epoch); an error refuses that

@@ -2,6 +2,11 @@
 //! `max_wait`), reads the clock once for the batch, finds duplicates, assigns indexes, extends
 //! the tree's right edge, signs the checkpoint and commits it all in one compare-and-swap
 //! transaction; only then does it answer the submitters.
+//!
+//! One concept: the single-writer loop (batching, pipelining the next batch on top of the one
+//! committing, commit, journal, witnesses, publication, recovery from a lost compare-and-swap),
+//! whose steps share its state and order; what can stand apart (preparing a batch's tiles, the
+//! journal, witnessing, reloads) lives in functions and modules of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -352,7 +357,16 @@ async fn sequencer(
                 }
                 edge = cur.next.clone();
                 edge_ms = cur.timestamp_ms;
-                answer(&shared, cur, Some(&edge));
+                let mut cur = cur;
+                match super::witnessing::cosign(&shared, store, &cur.checkpoint, edge.size()).await
+                {
+                    Ok(Some(cosigned)) => {
+                        cur.checkpoint = cosigned;
+                        answer(&shared, cur, Some(&edge));
+                    }
+                    Ok(None) => answer(&shared, cur, Some(&edge)),
+                    Err(reason) => withhold(&shared, cur, &reason),
+                }
                 match following {
                     Some(Ok(p)) => ready = Some(p),
                     Some(Err((batch, e))) => {
@@ -410,13 +424,21 @@ async fn sequencer(
 /// processes writing to the same database committed, so an idle process does not serve an old
 /// checkpoint (nor miss their entries) for longer than that.
 async fn idle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     store: &dyn LogStore,
     rx: &mut mpsc::Receiver<Pending>,
     edge: &mut TreeEdge,
     edge_ms: &mut u64,
 ) -> Option<Pending> {
-    let every = shared.config.head_refresh;
+    let mut every = shared.config.head_refresh;
+    if shared.config.witnessing.is_some() {
+        // A withheld checkpoint is offered to the witnesses again this often.
+        every = if every.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            every.min(Duration::from_secs(1))
+        };
+    }
     if every.is_zero() {
         return rx.recv().await;
     }
@@ -424,6 +446,7 @@ async fn idle(
         tokio::select! {
             p = rx.recv() => return p,
             _ = tokio::time::sleep(every) => {
+                super::witnessing::publish_withheld(shared, store, edge).await;
                 match store.load_log(&shared.log_name).await {
                     Ok(Some(row)) if row.tree_size != edge.size() => {
                         tracing::debug!(log = %shared.log_name, size = row.tree_size, "the log grew elsewhere; reloading");
@@ -472,6 +495,14 @@ async fn reload(
     *edge_ms = (*edge_ms).max(head.timestamp_ms);
     if let Ok(mut p) = shared.partials.write() {
         *p = partials;
+    }
+    // With fail-closed witnesses, a stored head they did not cosign stays unpublished.
+    if let Some(w) = shared.config.witnessing.as_ref()
+        && w.fail_closed
+        && head.size > shared.head().size
+        && !w.enough(&head.checkpoint)
+    {
+        return Ok(());
     }
     crate::metrics::set_log_size(&shared.log_name, head.size);
     shared.set_head(Arc::new(head));
@@ -586,15 +617,26 @@ fn answer(shared: &Shared, p: Prepared, committed: Option<&TreeEdge>) {
     }
 }
 
-/// Make a committed batch visible to readers: its tiles, then its head.
-fn publish(
-    shared: &Shared,
-    edge: &TreeEdge,
-    root: Hash,
-    checkpoint: Vec<u8>,
-    dirty: Vec<(TileId, Vec<u8>)>,
-    timestamp_ms: u64,
-) -> Arc<TreeHead> {
+/// A committed batch whose checkpoint too few witnesses cosigned: its tiles become readable
+/// (the head does not move, so no reader is shown them), and its submitters learn that their
+/// entries are durable but not published. The next checkpoint the witnesses cosign publishes
+/// them.
+fn withhold(shared: &Shared, p: Prepared, reason: &str) {
+    publish_tiles(shared, p.dirty);
+    for (pending, f) in p.batch.into_iter().zip(p.fate) {
+        let reply = match f {
+            Fate::Added(_) => Err(EngineError::Unpublished(reason.to_string())),
+            Fate::Duplicate(index) => Err(EngineError::Duplicate {
+                index,
+                timestamp_ms: pending.builder.is_some().then_some(p.timestamp_ms),
+            }),
+            Fate::Refused(msg) => Err(EngineError::InvalidArgs(msg)),
+        };
+        let _ = pending.reply.send(reply);
+    }
+}
+
+fn publish_tiles(shared: &Shared, dirty: Vec<(TileId, Vec<u8>)>) {
     for (t, data) in dirty {
         let key = (t.level, t.index);
         let data = Arc::new(data);
@@ -611,6 +653,18 @@ fn publish(
             p.insert(key, data);
         }
     }
+}
+
+/// Make a committed batch visible to readers: its tiles, then its head.
+fn publish(
+    shared: &Shared,
+    edge: &TreeEdge,
+    root: Hash,
+    checkpoint: Vec<u8>,
+    dirty: Vec<(TileId, Vec<u8>)>,
+    timestamp_ms: u64,
+) -> Arc<TreeHead> {
+    publish_tiles(shared, dirty);
     let head = Arc::new(TreeHead {
         size: edge.size(),
         root,

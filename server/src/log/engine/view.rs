@@ -111,6 +111,19 @@ impl LogView {
             .map_err(|e| EngineError::Internal(e.to_string()))
     }
 
+    /// A consistency proof up to a committed size that may not be published yet (what a
+    /// witness is shown before the checkpoint is).
+    pub(super) async fn consistency_proof_committed(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<Hash>, EngineError> {
+        let nodes = merkle::consistency_proof_nodes(old, new).map_err(proof_args)?;
+        let known = self.node_hashes(&nodes, new).await?;
+        merkle::consistency_proof(old, new, &known)
+            .map_err(|e| EngineError::Internal(e.to_string()))
+    }
+
     /// The root hash of the tree at an earlier size, from tiles.
     pub async fn root_at(&self, size: u64) -> Result<Hash, EngineError> {
         self.check_size(size)?;

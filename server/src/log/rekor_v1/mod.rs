@@ -233,6 +233,13 @@ impl From<EngineError> for AppError {
                         .into(),
                 retry_after_secs: 1,
             },
+            EngineError::Unpublished(m) => AppError::Unavailable {
+                message: format!(
+                    "the entry is durable but not yet published: the log publishes only \
+                     checkpoints its witnesses cosigned ({m}); retry shortly"
+                ),
+                retry_after_secs: 5,
+            },
             EngineError::ShuttingDown => AppError::Unavailable {
                 message: "the log is shutting down; retry shortly".into(),
                 retry_after_secs: 5,
