@@ -73,6 +73,7 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
         history: crate::trust_history::History::load(data_dir)?,
+        witnessing: Vec::new(),
     };
     // Split deployments share the keys volume: describe the roles this process does not run too.
     if !cfg.log.enabled {
@@ -88,6 +89,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
             crate::log::setup::rekor_v1(cfg, data_dir, &db, engine_cfg.clone(), admission).await?;
         router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
+        trust
+            .witnessing
+            .push((log.public_key.clone(), cfg.log.witnessing.clone()));
         trust.log_key = Some(log.public_key);
     }
     // Rekor v2: its own log (`rekor-v2`, own key) on the same database and engine.
@@ -104,6 +108,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
             crate::log::setup::rekor_v2(cfg, data_dir, &db, engine_cfg.clone(), admission).await?;
         router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
+        trust
+            .witnessing
+            .push((log.public_key.clone(), cfg.rekor_v2.witnessing.clone()));
         trust.log_v2_key = Some(log.public_key);
     } else if cfg.rekor_v2.enabled && v2_key_path.exists() {
         trust.log_v2_key = Some(read_key(&v2_key_path)?.public_key());
@@ -123,6 +130,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         let log = crate::log::setup::ct(cfg, data_dir, &db, engine_cfg).await?;
         router = router.merge(protect_reads(log.api, &readers));
         engines.push(log.engine);
+        trust
+            .witnessing
+            .push((log.public_key.clone(), cfg.ct.witnessing.clone()));
         trust.ct_key = Some(log.public_key);
     } else if cfg.ca.enabled {
         trust.ct_key = Some(read_public_key(&resolve(

@@ -102,6 +102,7 @@ pub fn write_trust_files(trust: &TrustInputs, data_dir: &Path) -> anyhow::Result
         ("trusted_root.json", trust.trusted_root()),
         ("signing_config.json", trust.signing_config()),
         ("client_trust_config.json", trust.client_trust_config()),
+        ("witnesses.json", trust.witnesses()),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, pretty(&value))
@@ -143,6 +144,7 @@ pub fn trust_inputs(cfg: &Config, data_dir: &Path) -> anyhow::Result<TrustInputs
         oidc_url: cfg.trust_oidc_url(),
         operator: "sigil".into(),
         history: crate::trust_history::History::load(data_dir)?,
+        witnessing: Vec::new(),
     })
 }
 

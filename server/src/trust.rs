@@ -43,6 +43,8 @@ pub struct TrustInputs {
     /// Rotated CAs and TSAs (still listed, their windows closed) and when the current ones
     /// started.
     pub history: crate::trust_history::History,
+    /// Each log's witnesses (by the log's key), for `witnesses.json`.
+    pub witnessing: Vec<(PublicKey, crate::witness::WitnessingConfig)>,
 }
 
 fn key_details(k: &PublicKey) -> &'static str {
@@ -247,6 +249,29 @@ pub fn pretty(v: &Value) -> Vec<u8> {
     out
 }
 
+impl TrustInputs {
+    /// `witnesses.json`: per log (its trusted-root log ID), the witnesses that cosign its
+    /// checkpoints and how many must.
+    pub fn witnesses(&self) -> Value {
+        let logs: Vec<Value> = self
+            .witnessing
+            .iter()
+            .filter(|(_, w)| !w.witnesses.is_empty())
+            .map(|(k, w)| {
+                json!({
+                    "logId": {"keyId": STANDARD.encode(sha256(k.spki_der()))},
+                    "threshold": w.threshold.unwrap_or(w.witnesses.len()),
+                    "witnesses": w.witnesses.iter().map(|e| json!({"url": e.url, "vkey": e.vkey})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"mediaType": WITNESSES_MEDIA_TYPE, "logs": logs})
+    }
+}
+
+/// Media type of `witnesses.json` (Sigil's own document).
+pub const WITNESSES_MEDIA_TYPE: &str = "application/vnd.dev.sigil.witness-policy.v0.1+json";
+
 /// `GET /api/v1/trust/*.json`.
 pub fn router(trust: Arc<TrustInputs>) -> Api {
     Api::new()
@@ -256,6 +281,7 @@ pub fn router(trust: Arc<TrustInputs>) -> Api {
             "/api/v1/trust/client_trust_config.json",
             client_trust_config,
         )
+        .get("/api/v1/trust/witnesses.json", witnesses)
         .with_state(trust)
 }
 
@@ -272,4 +298,7 @@ async fn signing_config(State(t): State<Arc<TrustInputs>>) -> Response {
 }
 async fn client_trust_config(State(t): State<Arc<TrustInputs>>) -> Response {
     json_bytes(&t.client_trust_config())
+}
+async fn witnesses(State(t): State<Arc<TrustInputs>>) -> Response {
+    json_bytes(&t.witnesses())
 }

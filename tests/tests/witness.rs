@@ -597,6 +597,80 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
             all_output(&out)
         );
     }
+    // The deployment publishes its witness policy beside the trust files; verifying with it
+    // alone needs both cosignatures on each log's checkpoint.
+    let policy = stack
+        .get_json("/api/v1/trust/witnesses.json")
+        .await
+        .unwrap();
+    let logs = policy["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{policy}");
+    assert!(
+        logs.iter()
+            .all(|l| l["threshold"] == 2 && l["witnesses"].as_array().unwrap().len() == 2)
+    );
+    std::fs::write(d.join("witnesses.json"), policy.to_string()).unwrap();
+    for name in ["a1.txt", "a2.txt"] {
+        let out = run_sigil(
+            &home,
+            &d,
+            &[
+                "verify-blob",
+                name,
+                "--bundle",
+                &format!("{name}.json"),
+                "--certificate-identity",
+                &identity,
+                "--certificate-oidc-issuer",
+                &issuer,
+                "--witness-policy",
+                "witnesses.json",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "verify-blob --witness-policy: {}",
+            all_output(&out)
+        );
+    }
+    // A bundle of the same logs from before the witnesses were configured fails that policy.
+    let mut early: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("a1.txt.json")).unwrap()).unwrap();
+    let env =
+        early["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let stripped: String = env
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("\u{2014} witness.example/"))
+        .collect();
+    early["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"] =
+        serde_json::Value::String(stripped);
+    std::fs::write(d.join("stripped.json"), early.to_string()).unwrap();
+    let out = run_sigil(
+        &home,
+        &d,
+        &[
+            "verify-blob",
+            "a1.txt",
+            "--bundle",
+            "stripped.json",
+            "--certificate-identity",
+            &identity,
+            "--certificate-oidc-issuer",
+            &issuer,
+            "--witness-policy",
+            "witnesses.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("0 valid cosignature(s)"),
+        "{}",
+        all_output(&out)
+    );
+
     // The served checkpoint carries both cosignatures, each valid per the specification.
     let served = get_text("/api/v2/checkpoint").await;
     let text = &served[..served.find("\n\n").unwrap() + 1];

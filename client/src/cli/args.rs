@@ -49,13 +49,27 @@ pub struct WitnessArgs {
     /// How many of the --witness keys must have cosigned each entry's checkpoint (default: all).
     #[arg(long)]
     pub witness_threshold: Option<usize>,
+    /// A deployment's witness policy (`witnesses.json` of its trust files: per log, its
+    /// witnesses and how many must cosign); it wins over --witness for the logs it lists.
+    #[arg(long, value_name = "FILE")]
+    pub witness_policy: Option<PathBuf>,
 }
 
 impl WitnessArgs {
-    pub fn policy(&self) -> anyhow::Result<crate::verify::witness::WitnessPolicy> {
+    pub fn policy(&self) -> anyhow::Result<crate::verify::witness::WitnessPolicies> {
         let threshold = self.witness_threshold.unwrap_or(self.witnesses.len());
-        crate::verify::witness::WitnessPolicy::new(&self.witnesses, threshold)
-            .map_err(|e| crate::exit::usage(e.to_string()))
+        let usage = |e: crate::verify::error::VerifyError| crate::exit::usage(e.to_string());
+        let mut p = crate::verify::witness::WitnessPolicies {
+            all_logs: crate::verify::witness::WitnessPolicy::new(&self.witnesses, threshold)
+                .map_err(usage)?,
+            by_log: Vec::new(),
+        };
+        if let Some(f) = &self.witness_policy {
+            let doc: serde_json::Value = serde_json::from_slice(&read(f)?)
+                .map_err(|e| crate::exit::usage(format!("{}: not JSON: {e}", f.display())))?;
+            p.add_document(&doc).map_err(usage)?;
+        }
+        Ok(p)
     }
 }
 

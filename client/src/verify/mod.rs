@@ -44,7 +44,7 @@ pub struct Options {
     /// Require a verifying embedded SCT for certificates.
     pub require_sct: bool,
     /// Witnesses whose cosignatures every entry's checkpoint must carry.
-    pub witnesses: witness::WitnessPolicy,
+    pub witnesses: witness::WitnessPolicies,
 }
 
 impl Default for Options {
@@ -52,7 +52,7 @@ impl Default for Options {
         Self {
             min_tlog_entries: 1,
             require_sct: true,
-            witnesses: witness::WitnessPolicy::default(),
+            witnesses: witness::WitnessPolicies::default(),
         }
     }
 }
@@ -249,7 +249,12 @@ pub fn verify_bundle(
     let mut verified_entries = Vec::with_capacity(entries.len());
     for (e, l) in entries.iter().zip(&entry_logs) {
         check_body(e, content, artifact, &signer)?;
-        verified_entries.push(verify_entry_proof(e, l, version, &opts.witnesses)?);
+        verified_entries.push(verify_entry_proof(
+            e,
+            l,
+            version,
+            opts.witnesses.for_log(&e.log_id.key_id),
+        )?);
     }
 
     // The signature over the artifact.

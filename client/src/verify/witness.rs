@@ -73,3 +73,54 @@ impl WitnessPolicy {
         Ok(cosigned)
     }
 }
+
+/// Witness policies: one for every log (from `--witness`), and per log (by its log ID, from a
+/// deployment's `witnesses.json`), which wins for its log.
+#[derive(Clone, Debug, Default)]
+pub struct WitnessPolicies {
+    pub all_logs: WitnessPolicy,
+    pub by_log: Vec<(Vec<u8>, WitnessPolicy)>,
+}
+
+impl WitnessPolicies {
+    /// The policy an entry of the log with this ID must meet.
+    pub fn for_log(&self, log_id: &[u8]) -> &WitnessPolicy {
+        self.by_log
+            .iter()
+            .find(|(id, _)| id == log_id)
+            .map_or(&self.all_logs, |(_, p)| p)
+    }
+
+    /// Adds the per-log policies of a `witnesses.json` document.
+    pub fn add_document(&mut self, doc: &serde_json::Value) -> Result<(), VerifyError> {
+        use base64::Engine;
+        let bad = |m: &str| VerifyError::Witness(format!("witness policy file: {m}"));
+        let logs = doc
+            .get("logs")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| bad("no `logs` list"))?;
+        for l in logs {
+            let id = l
+                .pointer("/logId/keyId")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                .ok_or_else(|| bad("a log without a base64 logId.keyId"))?;
+            let vkeys: Vec<String> = l
+                .get("witnesses")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|w| w.get("vkey")?.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let threshold = l
+                .get("threshold")
+                .and_then(serde_json::Value::as_u64)
+                .map_or(vkeys.len(), |t| usize::try_from(t).unwrap_or(usize::MAX));
+            self.by_log
+                .push((id, WitnessPolicy::new(&vkeys, threshold)?));
+        }
+        Ok(())
+    }
+}
