@@ -341,6 +341,30 @@ pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash, 
         })
 }
 
+/// The log's signed tree head as served, verified with a trusted-root key, and that log's ID.
+pub fn signed_checkpoint(rekor_url: &str, root: &TrustedRoot) -> Result<(String, Vec<u8>)> {
+    let base = rekor_url.trim_end_matches('/');
+    let info = fetch_json(&format!("{base}/api/v1/log"), None)?
+        .ok_or_else(|| anyhow!("{} has no /api/v1/log", describe(base)))?;
+    let sth = info
+        .get("signedTreeHead")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{} answered no signedTreeHead", describe(base)))?;
+    root.tlogs
+        .iter()
+        .find(|l| {
+            PublicKey::from_spki_der(&l.public_key.raw_bytes)
+                .is_ok_and(|k| crate::verify::verify_checkpoint(sth.as_bytes(), &k).is_ok())
+        })
+        .map(|l| (sth.to_string(), l.log_id.key_id.clone()))
+        .ok_or_else(|| {
+            exit::verification(format!(
+                "the checkpoint of the {} is not signed by a trusted log key",
+                describe(base)
+            ))
+        })
+}
+
 /// The log's consistency proof between two tree sizes (the caller verifies it).
 pub fn consistency_proof(rekor_url: &str, old: u64, new: u64) -> Result<Vec<Hash>> {
     let base = rekor_url.trim_end_matches('/');

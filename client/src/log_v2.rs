@@ -48,7 +48,7 @@ fn get(url: &str) -> Result<Vec<u8>> {
 
 /// Fetches the log's checkpoint and verifies it with a trusted-root key of that log; returns
 /// (checkpoint text, tree size, root hash, log id).
-fn checkpoint(base: &str, root: &TrustedRoot) -> Result<(String, u64, Hash, Vec<u8>)> {
+pub fn checkpoint(base: &str, root: &TrustedRoot) -> Result<(String, u64, Hash, Vec<u8>)> {
     let text = String::from_utf8(get(&format!("{base}/api/v2/checkpoint"))?)
         .context("the checkpoint is not UTF-8")?;
     let mut reasons = Vec::new();

@@ -276,6 +276,17 @@ pub fn verified_head(log: &Log, root: &TrustedRoot) -> Result<(u64, Hash, String
     crate::log_v1::verified_head(log.base(), root)
 }
 
+/// A log's latest signed checkpoint as served (verified with its trusted-root key) and the log's
+/// ID: what a witness policy is checked on.
+pub fn signed_checkpoint(log: &Log, root: &TrustedRoot) -> Result<(String, Vec<u8>)> {
+    if log.version == 2 {
+        return crate::log_v2::checkpoint(log.base(), root)
+            .map(|(text, _, _, id)| (text, id))
+            .map_err(|e| exit::verification(format!("{}: {e:#}", log.describe())));
+    }
+    crate::log_v1::signed_checkpoint(log.base(), root)
+}
+
 /// A consistency proof between two sizes of a log (computed from the tiles for v2, which
 /// serves no proofs).
 pub fn consistency_proof(log: &Log, old: u64, new: u64) -> Result<Vec<Hash>> {

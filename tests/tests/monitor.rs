@@ -126,8 +126,23 @@ async fn the_monitor_reports_watched_identities_once_and_detects_a_fork() {
         args.extend_from_slice(extra);
         sigil(&home, &d, &args)
     };
+    // Findings go to a webhook too.
+    let hooked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = hooked.clone();
+    let hook = sigil_tests::ca::serve(axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    ))
+    .await;
+    let hook_url = format!("{hook}/hook");
     let start = Instant::now();
-    let out = monitor(&["--once"]);
+    let out = monitor(&["--once", "--webhook", &hook_url]);
     let secs = start.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
@@ -141,6 +156,11 @@ async fn the_monitor_reports_watched_identities_once_and_detects_a_fork() {
         "exactly one finding among 10,001 entries: {findings:?}"
     );
     assert_eq!(findings[0]["identities"][0], "developer@sigil.localhost");
+    assert_eq!(
+        *hooked.lock().unwrap(),
+        findings,
+        "the webhook got the same finding"
+    );
     let cp = lines(&out, "checkpoint");
     let read = cp[0]["entriesRead"].as_u64().unwrap();
     assert!(read >= 10_001, "{cp:?}");

@@ -633,6 +633,34 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
             all_output(&out)
         );
     }
+    // `sigil log verify` checks each log's current checkpoint against the same policy.
+    let out = run_sigil(
+        &home,
+        &d,
+        &["log", "verify", "--witness-policy", "witnesses.json"],
+    );
+    assert!(
+        out.status.success(),
+        "log verify --witness-policy: {}",
+        all_output(&out)
+    );
+    assert_eq!(
+        all_output(&out)
+            .matches("cosigned by 2 trusted witness(es)")
+            .count(),
+        2,
+        "{}",
+        all_output(&out)
+    );
+    let stranger = sigil_core::note::CosignatureV1Key::signer(
+        "witness.example/w9",
+        SigningKey::generate(KeyAlgorithm::Ed25519).unwrap(),
+    )
+    .unwrap()
+    .vkey();
+    let out = run_sigil(&home, &d, &["log", "verify", "--witness", &stranger]);
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+
     // A bundle of the same logs from before the witnesses were configured fails that policy.
     let mut early: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("a1.txt.json")).unwrap()).unwrap();

@@ -151,6 +151,9 @@ pub enum LogCmd {
         output: Output,
         #[command(flatten)]
         trust: TrustArgs,
+        /// Each log's checkpoint must carry these witnesses' cosignatures.
+        #[command(flatten)]
+        witness: super::args::WitnessArgs,
     },
 }
 
@@ -265,12 +268,27 @@ pub fn run(cmd: LogCmd) -> Result<()> {
             choice,
             output,
             trust,
+            witness,
         } => {
             let (logs, root) = deployment(&trust, choice.rekor_version)?;
             let state_dir = config_dir()?;
+            let witnesses = witness.policy()?;
             let mut checked = Vec::new();
             for log in &logs {
                 let c = logs::check_consistency(log, &root, &state_dir)?;
+                let (note, log_id) = logs::signed_checkpoint(log, &root)?;
+                let policy = witnesses.for_log(&log_id);
+                if policy.required() {
+                    let n = policy
+                        .check(note.as_bytes())
+                        .map_err(|e| exit::verification(format!("{}: {e}", log.describe())))?;
+                    if output == Output::Text {
+                        println!(
+                            "Checkpoint cosigned by {n} trusted witness(es): {}",
+                            log.describe()
+                        );
+                    }
+                }
                 if output == Output::Text {
                     if let Some(prev) = c.previous {
                         println!(
