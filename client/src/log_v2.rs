@@ -122,6 +122,24 @@ pub fn get_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<V2En
     })
 }
 
+/// The bodies of entries `start..` (at most to the end of `start`'s entry bundle, and below
+/// `size`) from the log's entry bundle tile; the caller checks them against a checkpoint.
+pub fn entry_bodies(rekor_url: &str, start: u64, size: u64) -> Result<Vec<Vec<u8>>> {
+    let base = rekor_url.trim_end_matches('/');
+    let first = start - start % TILE_WIDTH;
+    let width = u16::try_from((size - first).min(TILE_WIDTH))?;
+    let tile = TileId {
+        level: 0,
+        index: start / TILE_WIDTH,
+        width,
+    };
+    let entries = parse_entry_bundle(&get(&format!("{base}/api/v2/{}", tile.entries_path()))?)?;
+    Ok(entries
+        .into_iter()
+        .skip(usize::try_from(start - first)?)
+        .collect())
+}
+
 /// Entry `index` of the Rekor v2 log, proven as [`get_entry`] does; `None` when the log's
 /// checkpoint has no entry `index`.
 pub fn find_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<Option<V2Entry>> {

@@ -73,6 +73,21 @@ pub fn signers_of(body: &[u8]) -> Result<Vec<SignerFacts>> {
         .get("spec")
         .ok_or_else(|| anyhow!("entry body has no spec"))?;
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if let Some(verifier) = spec.pointer("/hashedRekordV002/signature/verifier") {
+        // Rekor v2: the verifier's DER, a certificate or a public key.
+        let (label, der) = match (verifier.get("x509Certificate"), verifier.get("publicKey")) {
+            (Some(c), _) => ("CERTIFICATE", c),
+            (None, Some(k)) => ("PUBLIC KEY", k),
+            _ => bail!("a v2 entry's verifier has no key"),
+        };
+        let der = der
+            .get("rawBytes")
+            .and_then(Value::as_str)
+            .and_then(|b| STANDARD.decode(b).ok())
+            .ok_or_else(|| anyhow!("a v2 entry's verifier is not base64"))?;
+        let pem = sigil_core::certs::pem_encode(label, &der);
+        return facts(&[STANDARD.encode(pem)]);
+    }
     let pems: Vec<&str> = match kind {
         "hashedrekord" => spec
             .pointer("/signature/publicKey/content")
@@ -102,6 +117,11 @@ pub fn signers_of(body: &[u8]) -> Result<Vec<SignerFacts>> {
         },
         other => bail!("entry kind {other:?} is not one the monitor reads"),
     };
+    facts(&pems.into_iter().map(str::to_owned).collect::<Vec<_>>())
+}
+
+/// The facts of each verifier (base64 of its PEM).
+fn facts(pems: &[String]) -> Result<Vec<SignerFacts>> {
     let mut out = Vec::new();
     for b64 in pems {
         let pem = STANDARD.decode(b64).context("a verifier is not base64")?;
@@ -260,16 +280,23 @@ impl Sink {
 /// One pass over one log: from the saved state to the log's current checkpoint. Returns the
 /// number of entries read.
 pub fn follow(
-    url: &str,
+    log: &crate::logs::Log,
     root: &TrustedRoot,
     watch: &WatchList,
     state: &mut State,
     state_path: &Path,
     sink: &Sink,
 ) -> Result<u64> {
-    let base = url.trim_end_matches('/');
-    let (size, root_hash, origin) = crate::log_v1::verified_head(base, root)?;
-    let mut st = state.logs.get(base).cloned().unwrap_or_default();
+    let base = log.url.trim_end_matches('/');
+    let v2 = log.version == 2;
+    // v1 and v2 logs may share a base URL: each has its own state.
+    let key = if v2 {
+        format!("{base} v2")
+    } else {
+        base.to_string()
+    };
+    let (size, root_hash, origin) = crate::logs::verified_head(log, root)?;
+    let mut st = state.logs.get(&key).cloned().unwrap_or_default();
     if st.origin != origin {
         // A new tree (first run, or the log was rotated to a new shard): start it from 0.
         st = LogState {
@@ -289,7 +316,7 @@ pub fn follow(
         let old_root: Hash = hex::decode(&st.root)?
             .try_into()
             .map_err(|_| anyhow!("stored root is not 32 bytes"))?;
-        let proof = crate::log_v1::consistency_proof(base, st.size, size)?;
+        let proof = crate::logs::consistency_proof(log, st.size, size)?;
         if let Err(e) = merkle::verify_consistency(st.size, size, &old_root, &root_hash, &proof) {
             sink.emit(
                 &json!({"type": "inconsistency", "log": base, "reason": "consistency proof",
@@ -305,13 +332,17 @@ pub fn follow(
             "size": size}))?;
         return Err(fail(format!("a second root for size {size}")));
     }
-    // Global indexes of this tree start after the retired shards' entries.
-    let info = fetch_json(&format!("{base}/api/v1/log"), None)?.unwrap_or_default();
-    let offset: u64 = info
-        .get("inactiveShards")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.get("treeSize")?.as_u64()).sum())
-        .unwrap_or(0);
+    // Global v1 indexes of this tree start after the retired shards' entries.
+    let offset: u64 = if v2 {
+        0
+    } else {
+        fetch_json(&format!("{base}/api/v1/log"), None)?
+            .unwrap_or_default()
+            .get("inactiveShards")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|s| s.get("treeSize")?.as_u64()).sum())
+            .unwrap_or(0)
+    };
     let mut edge: Vec<(u32, Hash)> = st
         .edge
         .iter()
@@ -324,27 +355,19 @@ pub fn follow(
         .collect::<Result<_>>()?;
     let mut read = 0;
     while st.next_index < size {
-        let end = (st.next_index + CHUNK).min(size);
-        let indexes: Vec<u64> = (st.next_index + offset..end + offset).collect();
-        let answer = fetch_json(
-            &format!("{base}/api/v1/log/entries/retrieve"),
-            Some(&json!({"logIndexes": indexes})),
-        )?
-        .unwrap_or(Value::Array(Vec::new()));
-        let mut by_index: BTreeMap<u64, (String, Vec<u8>)> = BTreeMap::new();
-        for item in answer.as_array().into_iter().flatten() {
-            for (uuid, e) in item.as_object().into_iter().flatten() {
-                let idx = e
-                    .get("logIndex")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(u64::MAX);
-                let body = e
-                    .get("body")
-                    .and_then(Value::as_str)
-                    .and_then(|b| STANDARD.decode(b).ok())
-                    .ok_or_else(|| anyhow!("entry {uuid} has no body"))?;
-                by_index.insert(idx.saturating_sub(offset), (uuid.clone(), body));
+        let (end, mut by_index) = if v2 {
+            let bodies = crate::log_v2::entry_bodies(base, st.next_index, size)?;
+            let mut m = BTreeMap::new();
+            for (i, body) in (st.next_index..).zip(bodies) {
+                m.insert(i, (hex::encode(merkle::leaf_hash(&body)), body));
             }
+            (st.next_index + m.len() as u64, m)
+        } else {
+            let end = (st.next_index + CHUNK).min(size);
+            (end, v1_chunk(base, st.next_index, end, offset)?)
+        };
+        if end == st.next_index {
+            bail!("log {base} served no entry at {}", st.next_index);
         }
         for i in st.next_index..end {
             let (uuid, body) = by_index
@@ -353,8 +376,8 @@ pub fn follow(
             edge_push(&mut edge, merkle::leaf_hash(&body));
             let signers = signers_of(&body).unwrap_or_default();
             for (rule, s) in watch.matches(&signers) {
-                let key = format!("{uuid} {rule}");
-                if st.reported.contains(&key) {
+                let seen = format!("{uuid} {rule}");
+                if st.reported.contains(&seen) {
                     continue;
                 }
                 sink.finding(
@@ -362,9 +385,9 @@ pub fn follow(
                     "uuid": uuid, "rule": rule, "identities": s.identities, "issuer": s.issuer,
                     "keySha256": s.key_sha256}),
                 )?;
-                st.reported.push(key);
+                st.reported.push(seen);
                 // Saved at once: a restart must not report it again.
-                state.logs.insert(base.to_string(), st.clone());
+                state.logs.insert(key.clone(), st.clone());
                 state.save(state_path)?;
             }
         }
@@ -372,7 +395,7 @@ pub fn follow(
         st.next_index = end;
         st.reported.clear();
         st.edge = edge.iter().map(|(h, x)| (*h, hex::encode(x))).collect();
-        state.logs.insert(base.to_string(), st.clone());
+        state.logs.insert(key.clone(), st.clone());
         state.save(state_path)?;
     }
     if edge_root(&edge) != root_hash {
@@ -384,13 +407,45 @@ pub fn follow(
     }
     st.size = size;
     st.root = hex::encode(root_hash);
-    state.logs.insert(base.to_string(), st);
+    state.logs.insert(key, st);
     state.save(state_path)?;
     sink.emit(
         &json!({"type": "checkpoint", "log": base, "origin": origin, "size": size,
         "rootHash": hex::encode(root_hash), "entriesRead": read}),
     )?;
     Ok(read)
+}
+
+/// Entries `start..end` of a Rekor v1 tree whose global indexes start at `offset`: (UUID, body)
+/// by tree index.
+fn v1_chunk(
+    base: &str,
+    start: u64,
+    end: u64,
+    offset: u64,
+) -> Result<BTreeMap<u64, (String, Vec<u8>)>> {
+    let indexes: Vec<u64> = (start + offset..end + offset).collect();
+    let answer = fetch_json(
+        &format!("{base}/api/v1/log/entries/retrieve"),
+        Some(&json!({"logIndexes": indexes})),
+    )?
+    .unwrap_or(Value::Array(Vec::new()));
+    let mut by_index = BTreeMap::new();
+    for item in answer.as_array().into_iter().flatten() {
+        for (uuid, e) in item.as_object().into_iter().flatten() {
+            let idx = e
+                .get("logIndex")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX);
+            let body = e
+                .get("body")
+                .and_then(Value::as_str)
+                .and_then(|b| STANDARD.decode(b).ok())
+                .ok_or_else(|| anyhow!("entry {uuid} has no body"))?;
+            by_index.insert(idx.saturating_sub(offset), (uuid.clone(), body));
+        }
+    }
+    Ok(by_index)
 }
 
 /// Two URLs of one log must show consistent checkpoints (the smaller a prefix of the larger,

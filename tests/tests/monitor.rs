@@ -176,6 +176,50 @@ async fn the_monitor_reports_watched_identities_once_and_detects_a_fork() {
         "a second pass reports nothing new"
     );
 
+    // The Rekor v2 log, read from its tiles: the one watched entry signed to it is reported.
+    std::fs::write(d.join("watched-v2.txt"), b"v2 watched").unwrap();
+    let out = sigil(
+        &home,
+        &d,
+        &[
+            "sign-blob",
+            "watched-v2.txt",
+            "--bundle",
+            "watched-v2.json",
+            "--rekor-version",
+            "2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state_v2 = d.join("monitor-v2.json");
+    let out = sigil(
+        &home,
+        &d,
+        &[
+            "monitor",
+            "--log-v2",
+            &url,
+            "--state",
+            state_v2.to_str().unwrap(),
+            "--once",
+            "--watch-identity",
+            "developer@*",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v2_findings = lines(&out, "finding");
+    assert_eq!(v2_findings.len(), 1, "{v2_findings:?}");
+    assert_eq!(v2_findings[0]["identities"][0], "developer@sigil.localhost");
+    assert!(lines(&out, "checkpoint")[0]["size"].as_u64().unwrap() >= 1);
+
     // Killed in the middle of a pass, then resumed: the new watched entry is reported once.
     append(&url, 2_000).await;
     sign_watched("watched-2.txt");

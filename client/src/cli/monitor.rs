@@ -9,13 +9,17 @@ use clap::Args;
 
 use super::args::TrustArgs;
 use crate::config::now;
+use crate::logs::Log;
 use crate::monitor::{Sink, State, WatchList, compare, default_state, follow};
 
 #[derive(Args, Clone, Debug)]
 pub struct MonitorArgs {
-    /// A Rekor v1 log to follow (repeat for several); default: the signing config's v1 logs.
+    /// A Rekor v1 log to follow (repeat for several); default: the signing config's logs.
     #[arg(long = "log", value_name = "URL")]
     logs: Vec<String>,
+    /// A Rekor v2 log (read from its tiles) to follow.
+    #[arg(long = "log-v2", value_name = "URL")]
+    logs_v2: Vec<String>,
     /// Where the monitor keeps its place (default: monitor-state.json in sigil's config dir).
     #[arg(long)]
     state: Option<PathBuf>,
@@ -34,8 +38,8 @@ pub struct MonitorArgs {
     /// POST each finding (the JSON line) to this URL too.
     #[arg(long)]
     webhook: Option<String>,
-    /// Another URL of the first log (a mirror, a second region): its checkpoint must be
-    /// consistent with the first's, or the log shows readers different views.
+    /// Another URL of the first Rekor v1 log (a mirror, a second region): its checkpoint must
+    /// be consistent with the first's, or the log shows readers different views.
     #[arg(long, value_name = "URL")]
     compare: Option<String>,
     /// One pass up to the current checkpoints, then exit.
@@ -51,16 +55,21 @@ pub struct MonitorArgs {
 pub fn run(a: MonitorArgs) -> Result<()> {
     let sources = a.trust.sources();
     let root = sources.trusted_root()?;
-    let logs = if a.logs.is_empty() {
-        crate::logs::deployment_logs(&sources.signing_config()?, now(), Some(1))?
-            .into_iter()
-            .map(|l| l.url)
-            .collect()
+    let logs: Vec<Log> = if a.logs.is_empty() && a.logs_v2.is_empty() {
+        crate::logs::deployment_logs(&sources.signing_config()?, now(), None)?
     } else {
-        a.logs.clone()
+        let v1 = a.logs.iter().map(|u| Log {
+            url: u.trim_end_matches('/').to_owned(),
+            version: 1,
+        });
+        let v2 = a.logs_v2.iter().map(|u| Log {
+            url: u.trim_end_matches('/').to_owned(),
+            version: 2,
+        });
+        v1.chain(v2).collect()
     };
     if logs.is_empty() {
-        bail!("no Rekor v1 log to follow: pass --log URL");
+        bail!("no log to follow: pass --log URL or --log-v2 URL");
     }
     let watch = WatchList {
         identities: a.identities.clone(),
@@ -77,11 +86,11 @@ pub fn run(a: MonitorArgs) -> Result<()> {
         webhook: a.webhook.clone(),
     };
     loop {
-        for url in &logs {
-            follow(url, &root, &watch, &mut state, &state_path, &sink)?;
+        for log in &logs {
+            follow(log, &root, &watch, &mut state, &state_path, &sink)?;
         }
-        if let (Some(other), Some(first)) = (&a.compare, logs.first()) {
-            compare(first, other, &root, &sink)?;
+        if let (Some(other), Some(first)) = (&a.compare, logs.iter().find(|l| l.version == 1)) {
+            compare(&first.url, other, &root, &sink)?;
         }
         if a.once {
             return Ok(());
