@@ -530,6 +530,24 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
     }
     std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
     stack.restart().await.unwrap();
+    // The head the log restarted with is cosigned and served without waiting for a write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = get_text("/api/v2/checkpoint").await;
+        if now
+            .lines()
+            .filter(|l| l.starts_with("\u{2014} witness.example/"))
+            .count()
+            == 2
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted head was never cosigned: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let home = d.join("home");
     assert!(

@@ -252,12 +252,14 @@ pub(super) async fn cosign(
 }
 
 /// With fail-closed witnesses, a committed head that is not published yet (its batch was
-/// withheld) is offered to the witnesses again; once they cosign it, it is published.
+/// withheld), or the head a process started with before its witnesses cosigned it, is offered
+/// to the witnesses again; once they cosign it, it is published.
 pub(super) async fn publish_withheld(shared: &Arc<Shared>, store: &dyn LogStore, edge: &TreeEdge) {
     let Some(w) = shared.config.witnessing.as_ref() else {
         return;
     };
-    if !w.fail_closed || shared.head().size >= edge.size() {
+    let head = shared.head();
+    if !w.fail_closed || (head.size >= edge.size() && w.enough(&head.checkpoint)) {
         return;
     }
     let row = match store.load_log(&shared.log_name).await {
