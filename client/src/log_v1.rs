@@ -312,37 +312,25 @@ pub fn indexes(rekor_url: &str, uuids: &[String]) -> Result<BTreeMap<String, u64
     Ok(indexes)
 }
 
-/// The log's signed tree head, verified with a trusted-root key: (size, root hash).
+/// The log's signed tree head, verified with a trusted-root key: (size, root hash, origin).
 pub fn verified_head(rekor_url: &str, root: &TrustedRoot) -> Result<(u64, Hash, String)> {
-    let base = rekor_url.trim_end_matches('/');
-    let info = fetch_json(&format!("{base}/api/v1/log"), None)?
-        .ok_or_else(|| anyhow!("{} has no /api/v1/log", describe(base)))?;
-    let sth = info
-        .get("signedTreeHead")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("{} answered no signedTreeHead", describe(base)))?;
-    // The log is the trusted root's entry whose key signs this checkpoint.
-    root.tlogs
-        .iter()
-        .filter_map(|l| PublicKey::from_spki_der(&l.public_key.raw_bytes).ok())
-        .find_map(|k| crate::verify::verify_checkpoint(sth.as_bytes(), &k).ok())
-        .map(|(size, hash)| {
-            (
-                size,
-                hash,
-                sth.lines().next().unwrap_or_default().to_string(),
-            )
-        })
-        .ok_or_else(|| {
-            exit::verification(format!(
-                "the checkpoint of the {} is not signed by a trusted log key",
-                describe(base)
-            ))
-        })
+    let (sth, _, size, hash) = head(rekor_url, root)?;
+    Ok((
+        size,
+        hash,
+        sth.lines().next().unwrap_or_default().to_string(),
+    ))
 }
 
 /// The log's signed tree head as served, verified with a trusted-root key, and that log's ID.
 pub fn signed_checkpoint(rekor_url: &str, root: &TrustedRoot) -> Result<(String, Vec<u8>)> {
+    let (sth, log_id, _, _) = head(rekor_url, root)?;
+    Ok((sth, log_id))
+}
+
+/// `GET /api/v1/log`'s signed tree head, verified by the trusted root's log whose key signed
+/// it: (note, log ID, size, root hash).
+fn head(rekor_url: &str, root: &TrustedRoot) -> Result<(String, Vec<u8>, u64, Hash)> {
     let base = rekor_url.trim_end_matches('/');
     let info = fetch_json(&format!("{base}/api/v1/log"), None)?
         .ok_or_else(|| anyhow!("{} has no /api/v1/log", describe(base)))?;
@@ -352,11 +340,11 @@ pub fn signed_checkpoint(rekor_url: &str, root: &TrustedRoot) -> Result<(String,
         .ok_or_else(|| anyhow!("{} answered no signedTreeHead", describe(base)))?;
     root.tlogs
         .iter()
-        .find(|l| {
-            PublicKey::from_spki_der(&l.public_key.raw_bytes)
-                .is_ok_and(|k| crate::verify::verify_checkpoint(sth.as_bytes(), &k).is_ok())
+        .find_map(|l| {
+            let k = PublicKey::from_spki_der(&l.public_key.raw_bytes).ok()?;
+            let (size, hash) = crate::verify::verify_checkpoint(sth.as_bytes(), &k).ok()?;
+            Some((sth.to_string(), l.log_id.key_id.clone(), size, hash))
         })
-        .map(|l| (sth.to_string(), l.log_id.key_id.clone()))
         .ok_or_else(|| {
             exit::verification(format!(
                 "the checkpoint of the {} is not signed by a trusted log key",
