@@ -148,27 +148,11 @@ pub fn find_entry(rekor_url: &str, index: u64, root: &TrustedRoot) -> Result<Opt
     if index >= size {
         return Ok(None);
     }
-    // The entry bundle holding the entry: full, or the partial tile at the tree's right edge.
-    let start = index - index % TILE_WIDTH;
-    let width = u16::try_from((size - start).min(TILE_WIDTH))?;
-    let bundle_tile = TileId {
-        level: 0,
-        index: index / TILE_WIDTH,
-        width,
-    };
-    let entries = parse_entry_bundle(&get(&format!(
-        "{base}/api/v2/{}",
-        bundle_tile.entries_path()
-    ))?)?;
-    let body = entries
-        .get(usize::try_from(index - start)?)
-        .cloned()
-        .ok_or_else(|| {
-            anyhow!(
-                "entry bundle {} lacks entry {index}",
-                bundle_tile.entries_path()
-            )
-        })?;
+    // From the entry bundle holding the entry: full, or the partial tile at the right edge.
+    let body = entry_bodies(base, index, size)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the entry bundle of index {index} lacks it"))?;
 
     let nodes = merkle::inclusion_proof_nodes(index, size)
         .map_err(|e| anyhow!("inclusion proof of {index} in {size}: {e:?}"))?;

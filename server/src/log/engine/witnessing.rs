@@ -105,14 +105,24 @@ impl Witnessing {
             .map(|e| self.ask(e, view, checkpoint, size));
         let answers = futures_util::future::join_all(asks).await;
         let mut note = Note::parse(checkpoint).map_err(|e| e.to_string())?;
+        // Lines these witnesses added to a stored note before are replaced by today's answers.
+        note.signatures.retain(|s| {
+            !self
+                .endpoints
+                .iter()
+                .any(|e| e.key.name() == s.name && e.key.key_id() == s.key_id)
+        });
         let mut reasons = Vec::new();
+        let mut got = 0;
         for (e, a) in self.endpoints.iter().zip(answers) {
             match a {
-                Ok(sig) => note.signatures.push(sig),
+                Ok(sig) => {
+                    note.signatures.push(sig);
+                    got += 1;
+                }
                 Err(r) => reasons.push(format!("{}: {r}", e.url)),
             }
         }
-        let got = note.signatures.len().saturating_sub(1);
         if got < self.threshold {
             crate::metrics::witness_cosign_failure();
             return Err(format!(
