@@ -48,7 +48,8 @@ impl OidcProvider {
         cmd.arg(&script).current_dir(&dir);
         let mut process = ServerProcess::spawn_command(cmd)?;
         let line = process
-            .wait_for_line("listening ", Duration::from_secs(30))
+            // Generous: an RSA key is generated first, and the suite may load both cores.
+            .wait_for_line("listening ", Duration::from_secs(120))
             .await?;
         let issuer = line
             .trim()

@@ -49,7 +49,7 @@ impl DockerRegistry {
             ),
         )?;
         let mut p = ServerProcess::spawn(&bin, ["serve".as_ref(), config.as_os_str()], &[])?;
-        p.wait_for_url(&format!("http://{host}/v2/"), Duration::from_secs(30))
+        p.wait_for_url(&format!("http://{host}/v2/"), Duration::from_secs(120))
             .await?;
         Ok(DockerRegistry {
             _process: p,
