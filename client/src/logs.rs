@@ -27,7 +27,7 @@ pub struct Log {
 }
 
 impl Log {
-    fn base(&self) -> &str {
+    pub fn base(&self) -> &str {
         self.url.trim_end_matches('/')
     }
 

@@ -4,7 +4,8 @@
 //! root (so the entries served are the entries committed), and matches each entry's signers
 //! against a watch list. It prints one JSON line per finding and per checkpoint, and can POST
 //! findings to a webhook. A second URL of the same log (`--compare`) is checked for a split view:
-//! the two checkpoints must be consistent with each other.
+//! the two checkpoints must be consistent with each other; so must the checkpoint a witness
+//! last cosigned (`--compare-witness`).
 //!
 //! The state (per log: checkpoint, next index, the tree's right edge, the findings reported
 //! at indexes not yet saved) is replaced atomically after every chunk, so a monitor killed at
@@ -20,7 +21,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sigil_core::crypto::PublicKey;
 use sigil_core::merkle::{self, Hash};
+use sigil_core::note::CosignatureV1Key;
 use sigil_core::rekor::{Signer, parse_verifier};
 use sigil_core::trust::TrustedRoot;
 
@@ -484,6 +487,89 @@ pub fn compare(a: &str, b: &str, root: &TrustedRoot, sink: &Sink) -> Result<()> 
         return split(format!("size {small} is not a prefix of size {large}: {e}"));
     }
     Ok(())
+}
+
+/// A witness is a second vantage point: the latest checkpoint it cosigned for a log (signed by
+/// the log's trusted key, cosigned by `witness_key`) must be consistent with the log's current
+/// one, proven by the log, or the log showed the witness a view it does not show this monitor.
+pub fn compare_witness(
+    log: &crate::logs::Log,
+    witness: &str,
+    witness_key: &CosignatureV1Key,
+    root: &TrustedRoot,
+    sink: &Sink,
+) -> Result<()> {
+    let witness = witness.trim_end_matches('/');
+    let (size, log_root, origin) = crate::logs::verified_head(log, root)?;
+    let mut url = url::Url::parse(&format!("{witness}/checkpoint"))
+        .with_context(|| format!("witness URL {witness:?}"))?;
+    url.query_pairs_mut().append_pair("origin", &origin);
+    let resp = crate::http::http()?
+        .get(url.as_str())
+        .send()
+        .map_err(|e| exit::network(format!("GET {url}: {e}")))?;
+    let status = resp.status();
+    let body = resp.bytes().with_context(|| format!("reading {url}"))?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return sink.emit(
+            &json!({"type": "vantage", "log": log.base(), "witness": witness,
+            "status": "the witness has cosigned nothing of this log",
+            "detail": String::from_utf8_lossy(&body)}),
+        );
+    }
+    if !status.is_success() {
+        return Err(exit::network(format!(
+            "the witness {witness} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    let note = sigil_core::note::Note::parse(&body)
+        .map_err(|e| exit::verification(format!("the witness {witness} served no note: {e}")))?;
+    note.verify(&[witness_key as &dyn sigil_core::note::NoteVerifier])
+        .map_err(|e| {
+            exit::verification(format!(
+                "the checkpoint served by {witness} carries no valid cosignature of {}: {e}",
+                witness_key.name()
+            ))
+        })?;
+    let (wsize, wroot) = root
+        .tlogs
+        .iter()
+        .find_map(|l| {
+            let k = PublicKey::from_spki_der(&l.public_key.raw_bytes).ok()?;
+            crate::verify::verify_checkpoint(&body, &k).ok()
+        })
+        .ok_or_else(|| {
+            exit::verification(format!(
+                "the checkpoint served by {witness} is not signed by a trusted log key"
+            ))
+        })?;
+    let split = |reason: String| -> Result<()> {
+        sink.emit(&json!({"type": "inconsistency", "reason": "split view",
+            "log": log.base(), "witness": witness, "sizes": [size, wsize], "detail": reason}))?;
+        Err(exit::verification(format!(
+            "split view between {} and what {witness} cosigned: {reason}",
+            log.describe()
+        )))
+    };
+    if wsize == size && wroot != log_root {
+        return split(format!("two roots for size {size}"));
+    }
+    let (small, small_root, large, large_root) = if wsize <= size {
+        (wsize, wroot, size, log_root)
+    } else {
+        (size, log_root, wsize, wroot)
+    };
+    if small > 0 && small < large {
+        let proof = crate::logs::consistency_proof(log, small, large)?;
+        if let Err(e) = merkle::verify_consistency(small, large, &small_root, &large_root, &proof) {
+            return split(format!("size {small} is not a prefix of size {large}: {e}"));
+        }
+    }
+    sink.emit(
+        &json!({"type": "vantage", "log": log.base(), "witness": witness,
+        "status": "consistent", "log_size": size, "witness_size": wsize}),
+    )
 }
 
 /// The state file's default place.

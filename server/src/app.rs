@@ -174,6 +174,9 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
 
     let trust = Arc::new(trust);
     router = router.merge(crate::trust::router(trust.clone()));
+    if cfg.log.enabled || cfg.rekor_v2.enabled || cfg.ct.enabled {
+        router = router.merge(crate::explorer::router());
+    }
     if cfg.tuf.enabled {
         let repo = crate::tuf::open(cfg, data_dir)?;
         crate::tuf::publish(&repo, &trust).context("cannot publish the TUF targets")?;

@@ -258,6 +258,7 @@ pub fn banner(cfg: &Config, data_dir: &Path, trust: &TrustInputs, sigil: &str) -
             "  dev OIDC issuer                  {issuer} (identity {identity})"
         );
     }
+    let _ = writeln!(s, "  log explorer (web page)          {url}/ui/");
     let _ = writeln!(
         s,
         "  trusted root                     {url}/api/v1/trust/trusted_root.json"

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod dev_oidc;
 pub mod error;
+pub mod explorer;
 pub mod fsck;
 pub mod init;
 pub mod keyfile;

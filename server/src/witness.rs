@@ -3,6 +3,10 @@
 //! consistency proof ties it to the last checkpoint it cosigned for that origin, so it never
 //! cosigns two roots for one size. The check and the record are one compare-and-swap in its
 //! own database, made durable before the cosignature is returned.
+//!
+//! Beyond the protocol, `GET /checkpoint?origin=O` serves the latest checkpoint it cosigned for
+//! `O`, freshly cosigned: a second vantage point from which a monitor can tell whether the log
+//! showed the witness the same tree it shows everyone else.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -184,6 +188,7 @@ impl Witness {
 pub fn router(w: Arc<Witness>) -> Api {
     Api::new()
         .post("/add-checkpoint", add_checkpoint)
+        .get("/checkpoint", latest_checkpoint)
         .with_state(w)
 }
 
@@ -294,6 +299,59 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response 
                 .into_response()
         }
         Err(e) => answer("error", AppError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct OriginQuery {
+    origin: String,
+}
+
+/// The latest checkpoint cosigned for an origin, with this witness's cosignature as of now
+/// (it still vouches that nothing it has seen since contradicts it).
+async fn latest_checkpoint(
+    State(w): State<Arc<Witness>>,
+    q: Result<axum::extract::Query<OriginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = q else {
+        return AppError::BadRequest("pass the log's origin as ?origin=".into()).into_response();
+    };
+    if !w.logs.contains_key(&q.origin) {
+        return AppError::NotFound(format!("this witness does not follow {:?}", q.origin))
+            .into_response();
+    }
+    let stored = match w.store.witness_latest(&q.origin).await {
+        Ok(Some((_, _, checkpoint))) => checkpoint,
+        Ok(None) => {
+            return AppError::NotFound(format!(
+                "this witness has cosigned no checkpoint of {:?} yet",
+                q.origin
+            ))
+            .into_response();
+        }
+        Err(e) => return AppError::internal(e).into_response(),
+    };
+    let note = match Note::parse(&stored) {
+        Ok(n) => n,
+        Err(e) => return AppError::internal(e).into_response(),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1)
+        .max(1);
+    match w.key.cosign(&note.text, now) {
+        Ok(sig) => {
+            let mut body = stored;
+            body.extend_from_slice(sig.to_line().as_bytes());
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => AppError::internal(e).into_response(),
     }
 }
 

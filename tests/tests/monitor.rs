@@ -2,7 +2,8 @@
 //! watched identity gives exactly one finding among 10,000 entries signed by other keys; a
 //! second pass reports nothing new; killed with SIGKILL in the middle of a pass and run again,
 //! it neither misses nor repeats a finding; and a copy of the log that took a different entry
-//! at the same index (a fork) is reported as a split view, with a non-zero exit. The monitor's
+//! at the same index (a fork) is reported as a split view, with a non-zero exit, both against
+//! the log's own URL and against the checkpoint a witness cosigned. The monitor's
 //! read rate is printed beside the log's append rate measured in the same run.
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sigil_core::crypto::KeyAlgorithm;
+use sigil_core::crypto::{KeyAlgorithm, SigningKey};
 use sigil_tests::log::Signer;
 use sigil_tests::{ServerProcess, SigilStack, free_port, workspace_bin};
 
@@ -329,4 +330,128 @@ async fn the_monitor_reports_watched_identities_once_and_detects_a_fork() {
         "{split:?}"
     );
     println!("fork reported: {}", split[0]);
+
+    // A witness as the second vantage point: it cosigns what the log showed it; the log agrees
+    // with it, the fork does not.
+    let origin = stack.get_json("/api/v1/log").await.unwrap()["signedTreeHead"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wdir = d.join("witness");
+    std::fs::create_dir_all(&wdir).unwrap();
+    let pem = std::fs::read_to_string(stack.data_dir().join("keys/log.pem")).unwrap();
+    let public = SigningKey::from_pkcs8_pem(&pem)
+        .unwrap()
+        .public_key()
+        .to_pem();
+    std::fs::write(wdir.join("log.pub"), public).unwrap();
+    std::fs::write(
+        wdir.join("sigil.toml"),
+        format!(
+            "[witness]\nname = \"witness.example/w\"\n[[witness.logs]]\norigin = \"{}\"\n\
+             public_key = \"log.pub\"\n",
+            origin.lines().next().unwrap()
+        ),
+    )
+    .unwrap();
+    let wport = free_port();
+    let mut witness = ServerProcess::spawn(
+        &workspace_bin("sigil-server").unwrap(),
+        [
+            "witness",
+            "--data-dir",
+            wdir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{wport}"),
+        ],
+        &[("RUST_LOG", "warn")],
+    )
+    .unwrap();
+    let wurl = format!("http://127.0.0.1:{wport}");
+    witness
+        .wait_for_url(&format!("{wurl}/healthz"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let vkey = witness
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("witness verifier key: ").map(str::to_owned))
+        .unwrap();
+    // Before it has cosigned anything, there is nothing to compare.
+    let out = monitor(&["--once", "--compare-witness", &wurl, "--witness-key", &vkey]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines(&out, "vantage")[0]["status"],
+        "the witness has cosigned nothing of this log"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{wurl}/add-checkpoint"))
+        .body(format!("old 0\n\n{origin}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    append(&url, 2).await;
+    let out = monitor(&["--once", "--compare-witness", &wurl, "--witness-key", &vkey]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = lines(&out, "vantage");
+    assert_eq!(seen[0]["status"], "consistent", "{seen:?}");
+    assert_eq!(
+        seen[0]["witness_size"].as_u64().unwrap() + 2,
+        seen[0]["log_size"].as_u64().unwrap()
+    );
+    // The wrong witness key: the cosignature does not verify, and that is an error.
+    let other_key = vkey.replacen("witness.example/w", "witness.example/x", 1);
+    let out = monitor(&[
+        "--once",
+        "--compare-witness",
+        &wurl,
+        "--witness-key",
+        &other_key,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cosignature"),
+        "{err}"
+    );
+    let fork_state = d.join("monitor-fork.json");
+    let out = sigil(
+        &home,
+        &d,
+        &[
+            "monitor",
+            "--once",
+            "--log",
+            &fork_url,
+            "--state",
+            fork_state.to_str().unwrap(),
+            "--compare-witness",
+            &wurl,
+            "--witness-key",
+            &vkey,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let split = lines(&out, "inconsistency");
+    assert_eq!(split.len(), 1, "{split:?}");
+    assert_eq!(split[0]["witness"], wurl.as_str());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("split view between"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("the witness's view disagrees with the fork: {}", split[0]);
 }

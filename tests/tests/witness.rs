@@ -480,6 +480,16 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
             .to_pem()
     };
     let (v1_pub, v2_pub) = (public("keys/log.pem"), public("keys/log-v2.pem"));
+    // The CT log's head as a note: its origin, and its key name (the signature line's).
+    let ct_note = get_text("/ct/checkpoint").await;
+    let ct_origin = ct_note.lines().next().unwrap().to_owned();
+    let ct_name = ct_note
+        .lines()
+        .find_map(|l| l.strip_prefix("\u{2014} "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_owned();
+    let ct_pub = public("keys/ctlog.pem");
 
     // Two witnesses of both logs.
     let mut witnesses = Vec::new();
@@ -488,12 +498,15 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
         std::fs::create_dir_all(&wdir).unwrap();
         std::fs::write(wdir.join("v1.pub"), &v1_pub).unwrap();
         std::fs::write(wdir.join("v2.pub"), &v2_pub).unwrap();
+        std::fs::write(wdir.join("ct.pub"), &ct_pub).unwrap();
         std::fs::write(
             wdir.join("sigil.toml"),
             format!(
                 "[witness]\nname = \"witness.example/{name}\"\n\
                  [[witness.logs]]\norigin = \"{v1_origin}\"\npublic_key = \"v1.pub\"\n\
-                 [[witness.logs]]\norigin = \"{v2_origin}\"\npublic_key = \"v2.pub\"\n"
+                 [[witness.logs]]\norigin = \"{v2_origin}\"\npublic_key = \"v2.pub\"\n\
+                 [[witness.logs]]\norigin = \"{ct_origin}\"\npublic_key = \"ct.pub\"\n\
+                 key_name = \"{ct_name}\"\n"
             ),
         )
         .unwrap();
@@ -517,11 +530,12 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
         .collect();
     let cfg_path = data.join("sigil.toml");
     let mut cfg: toml::Table = std::fs::read_to_string(&cfg_path).unwrap().parse().unwrap();
-    for section in ["log", "rekor_v2"] {
+    // The Rekor logs fail closed; the CT log fails open (it publishes, and counts it).
+    for section in ["log", "rekor_v2", "ct"] {
         let mut w = toml::Table::new();
         w.insert("witnesses".into(), toml::Value::Array(endpoints.clone()));
         w.insert("threshold".into(), 2.into());
-        w.insert("fail_closed".into(), true.into());
+        w.insert("fail_closed".into(), (section != "ct").into());
         cfg.entry(section)
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             .as_table_mut()
@@ -622,7 +636,7 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
         .await
         .unwrap();
     let logs = policy["logs"].as_array().unwrap();
-    assert_eq!(logs.len(), 2, "{policy}");
+    assert_eq!(logs.len(), 3, "Rekor v1, v2 and CT: {policy}");
     assert!(
         logs.iter()
             .all(|l| l["threshold"] == 2 && l["witnesses"].as_array().unwrap().len() == 2)
@@ -732,6 +746,26 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
         check_cosignature_named(line, vkey.split('+').next().unwrap(), &typed[1..], text);
     }
 
+    // The CT log's head, which RFC 6962's get-sth cannot carry, is served cosigned as a note.
+    let ct_served = get_text("/ct/checkpoint").await;
+    let ct_text = &ct_served[..ct_served.find("\n\n").unwrap() + 1];
+    let ct_size: u64 = ct_served.lines().nth(1).unwrap().parse().unwrap();
+    let sth = stack.get_json("/ct/v1/get-sth").await.unwrap();
+    assert_eq!(sth["tree_size"].as_u64().unwrap(), ct_size);
+    assert!(
+        ct_size >= 2,
+        "the certificates issued are in the CT log: {ct_served}"
+    );
+    let ct_cosigs: Vec<&str> = ct_served
+        .lines()
+        .filter(|l| l.starts_with("\u{2014} witness.example/"))
+        .collect();
+    assert_eq!(ct_cosigs.len(), 2, "{ct_served}");
+    for (line, (_, _, vkey, _)) in ct_cosigs.iter().zip(&witnesses) {
+        let typed = B64.decode(vkey.splitn(3, '+').nth(2).unwrap()).unwrap();
+        check_cosignature_named(line, vkey.split('+').next().unwrap(), &typed[1..], ct_text);
+    }
+
     // One witness down: no publication, a clear 503.
     let (w2dir, w2port, _, mut w2) = witnesses.pop().unwrap();
     w2.signal("TERM").unwrap();
@@ -757,6 +791,20 @@ async fn logs_publish_only_checkpoints_their_witnesses_cosigned() {
         before.lines().nth(1),
         "the checkpoint moved without both cosignatures"
     );
+    // The fail-open CT log took the certificate and published its head anyway, uncosigned,
+    // and counted it.
+    let ct_now = get_text("/ct/checkpoint").await;
+    let ct_now_size: u64 = ct_now.lines().nth(1).unwrap().parse().unwrap();
+    assert!(ct_now_size > ct_size, "{ct_now}");
+    assert!(!ct_now.contains("\u{2014} witness.example/"), "{ct_now}");
+    let metrics = get_text("/metrics").await;
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sigil_witness_cosign_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 1, "{metrics}");
 
     // Back up: the withheld checkpoint is published, and signing works again.
     let _w2 = start(&w2dir, w2port).await;

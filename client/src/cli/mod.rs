@@ -87,6 +87,9 @@ pub fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let verifying = cli.cmd.verifies();
+    if let Ok(dir) = crate::config::config_dir() {
+        crate::verify::link_cache::set_dir(dir.join("cache"));
+    }
     if let Some(t) = cli.log_token.filter(|t| !t.trim().is_empty()) {
         crate::log_http::set_log_token(t.trim().to_owned());
     }

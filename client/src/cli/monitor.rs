@@ -10,7 +10,8 @@ use clap::Args;
 use super::args::TrustArgs;
 use crate::config::now;
 use crate::logs::Log;
-use crate::monitor::{Sink, State, WatchList, compare, default_state, follow};
+use crate::monitor::{Sink, State, WatchList, compare, compare_witness, default_state, follow};
+use sigil_core::note::CosignatureV1Key;
 
 #[derive(Args, Clone, Debug)]
 pub struct MonitorArgs {
@@ -42,6 +43,13 @@ pub struct MonitorArgs {
     /// be consistent with the first's, or the log shows readers different views.
     #[arg(long, value_name = "URL")]
     compare: Option<String>,
+    /// A witness of the followed logs (`sigil-server witness`): the checkpoint it last cosigned
+    /// for each log must be consistent with the log's own (needs --witness-key).
+    #[arg(long = "compare-witness", value_name = "URL", requires = "witness_key")]
+    compare_witness: Option<String>,
+    /// The witness's verifier key (`name+id+base64`, as it prints at start).
+    #[arg(long = "witness-key", value_name = "VKEY")]
+    witness_key: Option<String>,
     /// One pass up to the current checkpoints, then exit.
     #[arg(long)]
     once: bool,
@@ -81,6 +89,15 @@ pub fn run(a: MonitorArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => default_state()?,
     };
+    let witness = match (&a.compare_witness, &a.witness_key) {
+        (Some(url), Some(vkey)) => Some((
+            url.clone(),
+            CosignatureV1Key::from_vkey(vkey).map_err(|e| {
+                anyhow::anyhow!("--witness-key {vkey:?} is not a cosignature/v1 key: {e}")
+            })?,
+        )),
+        _ => None,
+    };
     let mut state = State::load(&state_path)?;
     let sink = Sink {
         webhook: a.webhook.clone(),
@@ -91,6 +108,11 @@ pub fn run(a: MonitorArgs) -> Result<()> {
         }
         if let (Some(other), Some(first)) = (&a.compare, logs.iter().find(|l| l.version == 1)) {
             compare(&first.url, other, &root, &sink)?;
+        }
+        if let Some((url, key)) = &witness {
+            for log in &logs {
+                compare_witness(log, url, key, &root, &sink)?;
+            }
         }
         if a.once {
             return Ok(());

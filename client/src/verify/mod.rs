@@ -11,6 +11,7 @@ pub mod artifact;
 mod body;
 mod entry;
 pub mod error;
+pub mod link_cache;
 pub mod policy;
 pub mod timestamp;
 pub mod witness;

@@ -463,7 +463,7 @@ fn check_tsa_chain(chain: &[ParsedCert], t: i64) -> Result<(), String> {
         // The last certificate is the trust anchor, trusted for being in the trusted root
         // rather than for its self-signature (see `x509::chain_to`).
         match chain.get(i + 1) {
-            Some(issuer) => c.check_issued_by(issuer)?,
+            Some(issuer) => c.check_trusted_link(issuer)?,
             None => c.check_self_issued()?,
         }
     }

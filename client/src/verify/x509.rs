@@ -70,6 +70,11 @@ impl ParsedCert {
 
     /// Checks that `issuer` signed this certificate and that the names chain.
     pub fn check_issued_by(&self, issuer: &ParsedCert) -> Result<(), String> {
+        self.check_names_chain(issuer)?;
+        verify_cert_signature(&self.cert, &issuer.key)
+    }
+
+    fn check_names_chain(&self, issuer: &ParsedCert) -> Result<(), String> {
         let (a, b) = (
             self.cert.tbs_certificate.issuer.to_der(),
             issuer.cert.tbs_certificate.subject.to_der(),
@@ -81,7 +86,16 @@ impl ParsedCert {
                 issuer.subject()
             ));
         }
-        verify_cert_signature(&self.cert, &issuer.key)
+        Ok(())
+    }
+
+    /// [`Self::check_issued_by`] for a link between two certificates of the trusted root,
+    /// whose signature is checked once and then remembered (see [`super::link_cache`]).
+    pub fn check_trusted_link(&self, issuer: &ParsedCert) -> Result<(), String> {
+        self.check_names_chain(issuer)?;
+        super::link_cache::checked(&self.der, &issuer.spki, || {
+            verify_cert_signature(&self.cert, &issuer.key)
+        })
     }
 }
 
@@ -219,7 +233,7 @@ fn chain_to(
         }
         if n > 0 {
             child
-                .check_issued_by(c)
+                .check_trusted_link(c)
                 .map_err(|e| format!("{:?}: {e}", child.subject()))?;
         }
         child = c;

@@ -8,6 +8,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use der::{Decode, Encode};
@@ -57,6 +59,7 @@ pub fn router(state: Arc<CtState>) -> Api {
         .post("/ct/v1/add-pre-chain", add_pre_chain)
         .post("/ct/v1/add-chain", add_chain)
         .get("/ct/v1/get-sth", get_sth)
+        .get("/ct/checkpoint", checkpoint)
         .get("/ct/v1/get-sth-consistency", get_sth_consistency)
         .get("/ct/v1/get-proof-by-hash", get_proof_by_hash)
         .get("/ct/v1/get-entries", get_entries)
@@ -356,6 +359,15 @@ async fn get_sth(State(s): State<Arc<CtState>>) -> Result<Json<Value>, AppError>
         "sha256_root_hash": STANDARD.encode(head.root),
         "tree_head_signature": STANDARD.encode(sct::encode_digitally_signed(&sig).map_err(sct_err)?),
     })))
+}
+
+/// The head as a signed note (the log's note key; cosigned when witnessing is configured): RFC
+/// 6962's STH has no room for cosignatures, so witnessed CT heads are read here.
+async fn checkpoint(State(s): State<Arc<CtState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        s.log.head().checkpoint.clone(),
+    )
 }
 
 #[derive(Deserialize)]
