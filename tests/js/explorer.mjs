@@ -4,13 +4,14 @@
 // Rekor v1 entries with one inclusion-proof hash altered.
 //
 // Usage: node explorer.mjs <server URL> <screenshot dir> <artifact file> <artifact sha256> <identity>
+//          <an earlier Rekor v1 checkpoint>
 // Prints one JSON object: what each step saw.
 
 import http from 'node:http';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [base, shots, artifact, digest, identity] = process.argv.slice(2);
+const [base, shots, artifact, digest, identity, earlier] = process.argv.slice(2);
 const out = { steps: [], external: [], consoleErrors: [] };
 const step = (name, data) => out.steps.push({ name, ...data });
 
@@ -88,6 +89,22 @@ try {
   await page.reload();
   await page.waitForFunction(() => [...document.querySelectorAll('section.card')].length >= 3 && [...document.querySelectorAll('section.card')].every((c) => c.querySelector('table, .error')), null, { timeout: 20000 });
   step('home again', { text: await page.locator('#main').textContent() });
+
+  // An earlier checkpoint pasted in: consistent with the current one; with its root altered,
+  // its signature no longer verifies.
+  const paste = async (text) => {
+    const form = page.locator('form.consistency[data-log="v1"]');
+    await form.locator('textarea').fill(text);
+    await form.getByRole('button', { name: 'Check' }).click();
+    const v = form.locator('.result .verdict');
+    await v.waitFor({ timeout: 20000 });
+    return { verified: await v.getAttribute('data-verified'), text: await v.textContent() };
+  };
+  const lines = earlier.split('\n');
+  const root = Buffer.from(lines[2], 'base64');
+  root[0] ^= 1;
+  lines[2] = root.toString('base64');
+  step('pasted checkpoint', { genuine: await paste(earlier), altered: await paste(lines.join('\n')) });
 
   // By artifact SHA-256: typed, and from a file hashed in the browser.
   const bySha = await search(digest);

@@ -92,6 +92,11 @@ async fn the_explorer_searches_and_verifies_entries_in_the_browser() {
             );
         }
     }
+    // A checkpoint from before the artifact: the page checks the log grew from it.
+    let earlier = stack.get_json("/api/v1/log").await.unwrap()["signedTreeHead"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let artifact = d.join("release.tar.gz");
     std::fs::write(&artifact, b"a release the explorer will find").unwrap();
     let digest = hex::encode(sigil_core::crypto::sha256(
@@ -144,6 +149,7 @@ async fn the_explorer_searches_and_verifies_entries_in_the_browser() {
         .arg(&artifact)
         .arg(&digest)
         .arg(&identity)
+        .arg(&earlier)
         .env("CHROMIUM", &chromium)
         .current_dir(&js)
         .output()
@@ -190,6 +196,19 @@ async fn the_explorer_searches_and_verifies_entries_in_the_browser() {
             .contains("consistent with the checkpoint seen before"),
         "{all}"
     );
+
+    // An earlier checkpoint pasted into the log page: consistent; the same with its root
+    // altered: refused.
+    let pasted = step(&out, "pasted checkpoint")[0];
+    assert_eq!(pasted["genuine"]["verified"], "true", "{all}");
+    assert!(
+        pasted["genuine"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("is a prefix of the current size"),
+        "{all}"
+    );
+    assert_eq!(pasted["altered"]["verified"], "false", "{all}");
 
     // Search by SHA-256 finds the artifact in both Rekor logs; so does the uploaded file.
     let by_sha: Vec<String> = step(&out, "search sha256")[0]["links"]
