@@ -54,6 +54,10 @@ struct Row {
     consistency_p50_ms: f64,
     rss_mib: f64,
     db_bytes_per_entry: f64,
+    /// `GET /healthz`/s with the same clients: what this machine's HTTP round trip allows
+    /// the load generator and the server together, with no log work at all.
+    #[serde(default)]
+    http_ceiling: f64,
 }
 
 pub async fn bench_scale(args: ScaleArgs) -> Result<()> {
@@ -288,6 +292,7 @@ async fn measure(
     lat.sort();
     let reads_per_sec = lat.len() as f64 / elapsed;
     // Consistency proofs from random earlier sizes to the current one, one at a time.
+    let http_ceiling = ceiling(http, url, args.read_clients).await?;
     let mut cons = Vec::new();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for _ in 0..300 {
@@ -322,9 +327,37 @@ async fn measure(
         consistency_p50_ms: ms(pct(&cons, 0.50)),
         rss_mib: rss_kib(pid).unwrap_or(0.0) / 1024.0,
         db_bytes_per_entry: db_bytes as f64 / size as f64,
+        http_ceiling,
     };
     eprintln!("  {decade}: {row:?}");
     Ok(row)
+}
+
+/// Requests/s of `GET /healthz` from `clients` at once for 5 s.
+async fn ceiling(http: &reqwest::Client, url: &str, clients: usize) -> Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (http, u) = (http.clone(), format!("{url}/healthz"));
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let r = http.get(&u).send().await?;
+                if !r.status().is_success() {
+                    bail!("/healthz: HTTP {}", r.status());
+                }
+                let _ = r.bytes().await?;
+                n += 1;
+            }
+            Ok::<_, anyhow::Error>(n)
+        });
+    }
+    let mut n = 0;
+    while let Some(r) = tasks.join_next().await {
+        n += r??;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -355,15 +388,24 @@ fn print_table(results: &BTreeMap<u64, Row>) {
     };
     println!();
     println!(
-        "| entries | appends/s | entry+proof reads/s | read p50 | read p99 | p50 ÷ first | consistency p50 | server RSS | DB bytes/entry |"
+        "| entries | appends/s | entry+proof reads/s | ÷ `/healthz`/s | read p50 | read p99 | p50 ÷ first | consistency p50 | server RSS | DB bytes/entry |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in results.values() {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2}x | {:.2} ms | {:.0} MiB | {:.0} |",
+            "| {} | {:.0} | {:.0} | {} | {:.2} ms | {:.2} ms | {:.2}x | {:.2} ms | {:.0} MiB | {:.0} |",
             r.size,
             r.append_rate,
             r.reads_per_sec,
+            if r.http_ceiling > 0.0 {
+                format!(
+                    "{:.2} (of {:.0})",
+                    r.reads_per_sec / r.http_ceiling,
+                    r.http_ceiling
+                )
+            } else {
+                "–".into()
+            },
             r.read_p50_ms,
             r.read_p99_ms,
             r.read_p50_ms / base.read_p50_ms.max(f64::MIN_POSITIVE),

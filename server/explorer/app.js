@@ -455,14 +455,25 @@ const LOGS = {
 let logsPromise;
 function logs() {
   if (!logsPromise) {
+    // A log this server does not run answers 404; one the reader may not read, 401 or 403:
+    // it is listed with that error.
     logsPromise = Promise.all(Object.entries(LOGS).map(async ([id, l]) => {
-      const note = await optional(l.checkpoint());
-      return note ? [id, note] : null;
+      try {
+        const note = await optional(l.checkpoint());
+        return note ? [id, note] : null;
+      } catch (e) {
+        return [id, e];
+      }
     })).then((x) => Object.fromEntries(x.filter(Boolean)));
   }
   return logsPromise;
 }
-const current = async (id) => verifiedCheckpoint((await logs())[id], LOGS[id].ct);
+async function current(id) {
+  const note = (await logs())[id];
+  if (note === undefined) throw new Error(`this server runs no ${LOGS[id].label} log`);
+  if (note instanceof Error) throw note;
+  return verifiedCheckpoint(note, LOGS[id].ct);
+}
 
 // Consistency of an earlier verified checkpoint with the current one, proven by the log.
 async function consistencyProof(id, first, second) {
@@ -501,6 +512,7 @@ async function homePage() {
     const card = h('section', { class: 'card', 'aria-labelledby': `log-${id}` }, h('h3', { id: `log-${id}`, text: LOGS[id].label }));
     sections.push(card);
     try {
+      if (note instanceof Error) throw note;
       const cp = await verifiedCheckpoint(note, LOGS[id].ct);
       const s = steps();
       s.ok(`checkpoint signed by ${cp.signer.name} (trusted root key)`);

@@ -11,6 +11,36 @@ import http from 'node:http';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
+// With `--reader-token TOKEN <server URL> <screenshot dir>`: a log with authenticated reads;
+// the page must say a credential is needed, then read with the token typed into it.
+if (process.argv[2] === '--reader-token') {
+  const [, token, url, dir] = process.argv.slice(2);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+  });
+  const page = await browser.newPage();
+  const res = {};
+  const cardsSettled = () => page.waitForFunction(() => document.querySelectorAll('section.card').length >= 3
+    && [...document.querySelectorAll('section.card')].every((c) => c.querySelector('table, .error')), null, { timeout: 20000 });
+  try {
+    await page.goto(`${url}/ui/`);
+    await cardsSettled();
+    res.without = await page.locator('section.card .error').allTextContents();
+    res.credentialOpen = await page.locator('#credential').evaluate((d) => d.open);
+    await page.getByLabel('Token for logs that require one (kept for this tab only)').fill(token);
+    await page.getByRole('button', { name: 'Use' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('section.card table').length >= 3, null, { timeout: 20000 });
+    res.with = await page.locator('section.card').evaluateAll((cs) => cs.map((c) => c.textContent));
+    await page.screenshot({ path: path.join(dir, 'reader-token.png'), fullPage: true });
+  } catch (e) {
+    res.error = String(e && e.stack || e);
+  }
+  await browser.close();
+  console.log(JSON.stringify(res));
+  process.exit(0);
+}
+
 const [base, shots, artifact, digest, identity, earlier] = process.argv.slice(2);
 const out = { steps: [], external: [], consoleErrors: [] };
 const step = (name, data) => out.steps.push({ name, ...data });

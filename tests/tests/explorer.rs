@@ -301,3 +301,71 @@ async fn the_explorer_searches_and_verifies_entries_in_the_browser() {
         assert!(shots.join(format!("{f}.png")).is_file(), "{f}.png");
     }
 }
+
+/// With authenticated reads, the page is served but reads nothing without a credential: it
+/// says one is needed, and reads the logs once a reader token is typed into it.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_authenticated_reads_the_explorer_asks_for_a_credential() {
+    sigil_tests::install_crypto_provider();
+    let js = workspace_root().join("tests").join("js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed in tests/js: run `scripts/test --setup-only`"
+    );
+    let token = "reader-explorer-0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    sigil_server::init::init(dir.path(), &url, true).unwrap();
+    std::fs::write(dir.path().join("readers.txt"), format!("{token}\n")).unwrap();
+    let mut cfg = sigil_server::config::Config::load(Some(&dir.path().join("sigil.toml"))).unwrap();
+    cfg.log.enabled = true;
+    cfg.ct.enabled = true;
+    cfg.rekor_v2.enabled = true;
+    cfg.read_access.enabled = true;
+    cfg.read_access.readers.tokens_file = "readers.txt".into();
+    cfg.validate().unwrap();
+    let service = sigil_server::app::build(&cfg, dir.path()).await.unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, service.router).await;
+    });
+    let shots = workspace_root().join("target/test-artifacts/explorer-reader");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let (script, shots_arg) = (js.join("explorer.mjs"), shots.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(["--reader-token", token, &url])
+            .arg(shots_arg)
+            .current_dir(&js)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let out: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "explorer.mjs printed no JSON ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&run.stderr)
+            )
+        });
+    assert!(out.get("error").is_none(), "{out:#}");
+    let without = out["without"].as_array().unwrap();
+    assert_eq!(without.len(), 3, "every log refused the page: {out:#}");
+    assert!(
+        without
+            .iter()
+            .all(|e| e.as_str().unwrap().contains("reader credential")),
+        "{out:#}"
+    );
+    assert_eq!(out["credentialOpen"], true, "{out:#}");
+    let with = out["with"].as_array().unwrap();
+    assert!(
+        with.iter()
+            .all(|c| c.as_str().unwrap().contains("checkpoint signed by")),
+        "{out:#}"
+    );
+}
