@@ -849,3 +849,168 @@ fn check_cosignature_named(line: &str, name: &str, public: &[u8], checkpoint_tex
         .verify(msg.as_bytes(), &raw[12..])
         .expect("the cosignature verifies");
 }
+
+/// Two `sigil-server log` processes on one PostgreSQL database, one witness, fail-closed with a
+/// threshold of 1, behind alternating requests: every write is acknowledged, and each process,
+/// idle afterwards, serves the final checkpoint with the witness's valid cosignature, whichever
+/// process committed it (the other takes it up with its stored cosignatures).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_writer_processes_serve_only_cosigned_checkpoints() {
+    use sigil_tests::log::{LogProcess, Signer};
+    let pg = sigil_tests::Postgres::start().await.unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let dir = LogProcess::init(port_a).unwrap();
+    // A first start creates the tree, whose origin the witness must know.
+    let mut first = LogProcess::start(dir.path(), &pg.url(), port_a)
+        .await
+        .unwrap();
+    let sth: serde_json::Value = reqwest::get(format!("{}/api/v1/log", first.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let origin = sth["signedTreeHead"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    first.process.signal("TERM").unwrap();
+    first
+        .process
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    let wdir = tempfile::tempdir().unwrap();
+    let pem = std::fs::read_to_string(dir.path().join("keys/log.pem")).unwrap();
+    let public = SigningKey::from_pkcs8_pem(&pem)
+        .unwrap()
+        .public_key()
+        .to_pem();
+    std::fs::write(wdir.path().join("log.pub"), public).unwrap();
+    std::fs::write(
+        wdir.path().join("sigil.toml"),
+        format!(
+            "[witness]\nname = \"{WITNESS}\"\n[[witness.logs]]\norigin = \"{origin}\"\n\
+             public_key = \"log.pub\"\n"
+        ),
+    )
+    .unwrap();
+    let wport = free_port();
+    let w = start(wdir.path(), wport).await;
+    let vkey = w
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("witness verifier key: ").map(str::to_owned))
+        .unwrap();
+    let cfg_path = dir.path().join("sigil.toml");
+    let mut cfg: toml::Table = std::fs::read_to_string(&cfg_path).unwrap().parse().unwrap();
+    let mut endpoint = toml::Table::new();
+    endpoint.insert("url".into(), format!("http://127.0.0.1:{wport}").into());
+    endpoint.insert("vkey".into(), vkey.clone().into());
+    let mut witnessing = toml::Table::new();
+    witnessing.insert(
+        "witnesses".into(),
+        toml::Value::Array(vec![toml::Value::Table(endpoint)]),
+    );
+    witnessing.insert("threshold".into(), 1.into());
+    witnessing.insert("fail_closed".into(), true.into());
+    cfg.entry("log")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .unwrap()
+        .insert("witnessing".into(), toml::Value::Table(witnessing));
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let a = LogProcess::start(dir.path(), &pg.url(), port_a)
+        .await
+        .unwrap();
+    let b = LogProcess::start(dir.path(), &pg.url(), port_b)
+        .await
+        .unwrap();
+    let urls = [a.url.clone(), b.url.clone()];
+    let n = 40;
+    for round in 0..n / 4 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let url = urls[i % 2].clone();
+            tasks.spawn(async move {
+                let signer = Signer::new(KeyAlgorithm::EcdsaP256).unwrap();
+                let (entry, _) = signer
+                    .hashedrekord(format!("witnessed by two writers {round} {i}").as_bytes())
+                    .unwrap();
+                let r = reqwest::Client::new()
+                    .post(format!("{url}/api/v1/log/entries"))
+                    .json(&entry)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let (status, body) = r.unwrap();
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let public = {
+        let typed = B64.decode(vkey.splitn(3, '+').nth(2).unwrap()).unwrap();
+        typed[1..].to_vec()
+    };
+    for url in &urls {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let sth: serde_json::Value = reqwest::get(format!("{url}/api/v1/log"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let note = sth["signedTreeHead"].as_str().unwrap().to_owned();
+            let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+            if size == n as u64 {
+                let text = &note[..note.find("\n\n").unwrap() + 1];
+                let line = note
+                    .lines()
+                    .find(|l| l.starts_with(&format!("\u{2014} {WITNESS} ")))
+                    .unwrap_or_else(|| panic!("{url} serves size {n} uncosigned: {note}"));
+                check_cosignature_named(line, WITNESS, &public, text);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url} still serves size {size}, not {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The witness saw the same tree.
+    let latest = reqwest::get(format!(
+        "http://127.0.0.1:{wport}/checkpoint?origin={}",
+        url_escape(&origin)
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(
+        latest.lines().nth(1),
+        Some(n.to_string().as_str()),
+        "{latest}"
+    );
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -365,7 +365,22 @@ async fn sequencer(
                         answer(&shared, cur, Some(&edge));
                     }
                     Ok(None) => answer(&shared, cur, Some(&edge)),
-                    Err(reason) => withhold(&shared, cur, &reason),
+                    Err(reason) => {
+                        // Another process may have committed on top of this batch, and the
+                        // witnesses cosigned that checkpoint instead (they never go back to a
+                        // smaller size): the batch is published in it.
+                        let size = edge.size();
+                        if super::witnessing::later_cosigned(&shared, store, size).await {
+                            reload_or_log(&shared, store, &mut edge, &mut edge_ms).await;
+                        }
+                        let head = shared.head();
+                        if head.size >= size {
+                            tracing::info!(log = %shared.log_name, size, published = head.size, "batch published in a later checkpoint another process had cosigned");
+                            reply_all(cur.batch, cur.fate, cur.timestamp_ms, Some(&head));
+                        } else {
+                            withhold(&shared, cur, &reason);
+                        }
+                    }
                 }
                 match following {
                     Some(Ok(p)) => ready = Some(p),
@@ -595,14 +610,24 @@ fn answer(shared: &Shared, p: Prepared, committed: Option<&TreeEdge>) {
         ..
     } = p;
     let head = committed.map(|edge| publish(shared, edge, root, checkpoint, dirty, timestamp_ms));
+    reply_all(batch, fate, timestamp_ms, head.as_ref());
+}
+
+/// Answers a batch's submitters: their entries are in the tree of `head`.
+fn reply_all(
+    batch: Vec<Pending>,
+    fate: Vec<Fate>,
+    timestamp_ms: u64,
+    head: Option<&Arc<TreeHead>>,
+) {
     for (p, f) in batch.into_iter().zip(fate) {
-        let reply = match (f, &head) {
+        let reply = match (f, head) {
             (Fate::Added(index), Some(head)) => Ok(Appended {
                 index,
                 leaf_hash: p.leaf_hash,
                 timestamp_ms,
                 integrated_time: integrated_time(timestamp_ms),
-                tree: head.clone(),
+                tree: Arc::clone(head),
             }),
             (Fate::Added(_), None) => Err(EngineError::Internal(
                 "an entry was sequenced but its batch not committed".into(),

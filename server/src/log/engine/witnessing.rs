@@ -33,6 +33,7 @@ pub struct Witnessing {
     endpoints: Vec<Endpoint>,
     threshold: usize,
     pub fail_closed: bool,
+    timeout: Duration,
     http: reqwest::Client,
 }
 
@@ -69,6 +70,7 @@ impl Witnessing {
             threshold: cfg.threshold.unwrap_or(endpoints.len()),
             endpoints,
             fail_closed: cfg.fail_closed,
+            timeout: Duration::from_millis(cfg.timeout_ms.max(100)),
             http,
         }))
     }
@@ -258,6 +260,31 @@ pub(super) async fn cosign(
             tracing::warn!(log = %shared.log_name, size, %reason, "publishing a checkpoint without enough witness cosignatures (fail-open)");
             Ok(None)
         }
+    }
+}
+
+/// Whether the stored log is beyond `size` with a checkpoint its witnesses cosigned (another
+/// process committed on top of ours and stored its cosigned note); that note is stored right
+/// after the witnesses answer, so it is waited for briefly.
+pub(super) async fn later_cosigned(shared: &Shared, store: &dyn LogStore, size: u64) -> bool {
+    let Some(w) = shared.config.witnessing.as_ref() else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + w.timeout;
+    loop {
+        match store.load_log(&shared.log_name).await {
+            Ok(Some(row)) if row.tree_size > size => {
+                if w.enough(&row.checkpoint) {
+                    return true;
+                }
+            }
+            // Nothing beyond this batch: its own checkpoint is the one to cosign.
+            _ => return false,
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
