@@ -21,7 +21,6 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 pub fn router() -> Api {
     Api::new()
         .get("/", || async { Redirect::to("/ui/") })
-        .get("/ui", || async { Redirect::to("/ui/") })
         .get("/ui/", || async {
             asset(INDEX, "text/html; charset=utf-8")
         })
