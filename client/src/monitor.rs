@@ -468,25 +468,40 @@ pub fn compare(a: &str, b: &str, root: &TrustedRoot, sink: &Sink) -> Result<()> 
     if oa != ob {
         return split(format!("origins differ: {oa:?} and {ob:?}"));
     }
-    let ((small, small_root), (large, large_root, large_url)) = if sa <= sb {
-        ((sa, ra), (sb, rb, b))
+    // The larger side proves it.
+    let prover = if sa <= sb { b } else { a };
+    match disagreement((sa, ra), (sb, rb), |old, new| {
+        crate::log_v1::consistency_proof(prover, old, new)
+    })? {
+        Some(reason) => split(reason),
+        None => Ok(()),
+    }
+}
+
+/// Why two checkpoints of one log are not views of one tree (the smaller a prefix of the
+/// larger, proven by `prove(small, large)`), if they are not.
+fn disagreement(
+    (sa, ra): (u64, Hash),
+    (sb, rb): (u64, Hash),
+    prove: impl FnOnce(u64, u64) -> Result<Vec<Hash>>,
+) -> Result<Option<String>> {
+    let ((small, small_root), (large, large_root)) = if sa <= sb {
+        ((sa, ra), (sb, rb))
     } else {
-        ((sb, rb), (sa, ra, a))
+        ((sb, rb), (sa, ra))
     };
     if small == large {
-        if ra != rb {
-            return split(format!("two roots for size {sa}"));
-        }
-        return Ok(());
+        return Ok((ra != rb).then(|| format!("two roots for size {sa}")));
     }
     if small == 0 {
-        return Ok(());
+        return Ok(None);
     }
-    let proof = crate::log_v1::consistency_proof(large_url, small, large)?;
-    if let Err(e) = merkle::verify_consistency(small, large, &small_root, &large_root, &proof) {
-        return split(format!("size {small} is not a prefix of size {large}: {e}"));
-    }
-    Ok(())
+    let proof = prove(small, large)?;
+    Ok(
+        merkle::verify_consistency(small, large, &small_root, &large_root, &proof)
+            .err()
+            .map(|e| format!("size {small} is not a prefix of size {large}: {e}")),
+    )
 }
 
 /// A witness is a second vantage point: the latest checkpoint it cosigned for a log (signed by
@@ -552,19 +567,10 @@ pub fn compare_witness(
             log.describe()
         )))
     };
-    if wsize == size && wroot != log_root {
-        return split(format!("two roots for size {size}"));
-    }
-    let (small, small_root, large, large_root) = if wsize <= size {
-        (wsize, wroot, size, log_root)
-    } else {
-        (size, log_root, wsize, wroot)
-    };
-    if small > 0 && small < large {
-        let proof = crate::logs::consistency_proof(log, small, large)?;
-        if let Err(e) = merkle::verify_consistency(small, large, &small_root, &large_root, &proof) {
-            return split(format!("size {small} is not a prefix of size {large}: {e}"));
-        }
+    if let Some(reason) = disagreement((size, log_root), (wsize, wroot), |old, new| {
+        crate::logs::consistency_proof(log, old, new)
+    })? {
+        return split(reason);
     }
     sink.emit(
         &json!({"type": "vantage", "log": log.base(), "witness": witness,

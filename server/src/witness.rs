@@ -179,6 +179,19 @@ impl Witness {
     }
 
     /// The verifier key clients configure (`name+id+base64`).
+    /// Cosigns a checkpoint's text as of now.
+    fn cosign_now(
+        &self,
+        text: &str,
+    ) -> Result<sigil_core::note::NoteSignature, sigil_core::note::NoteError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+            .max(1);
+        self.key.cosign(text, now)
+    }
+
     pub fn vkey(&self) -> String {
         self.key.vkey()
     }
@@ -282,12 +295,7 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response 
         }
         Err(e) => return answer("error", AppError::internal(e)),
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1)
-        .max(1);
-    match w.key.cosign(&note.text, now) {
+    match w.cosign_now(&note.text) {
         Ok(sig) => {
             crate::metrics::witness("cosigned");
             tracing::info!(origin = %cp.origin, size = cp.size, "cosigned");
@@ -335,12 +343,7 @@ async fn latest_checkpoint(
         Ok(n) => n,
         Err(e) => return AppError::internal(e).into_response(),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1)
-        .max(1);
-    match w.key.cosign(&note.text, now) {
+    match w.cosign_now(&note.text) {
         Ok(sig) => {
             let mut body = stored;
             body.extend_from_slice(sig.to_line().as_bytes());
