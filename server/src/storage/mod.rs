@@ -143,6 +143,24 @@ pub trait LogStore: Send + Sync + 'static {
         end: u64,
     ) -> Result<Vec<EntryRow>, StorageError>;
 
+    /// The entry at `index` and the leaf hashes of the entries `start <= i < end` (which
+    /// include it): one read for an entry and the lower nodes of its proof. `None` when the
+    /// entry is not stored.
+    async fn entry_with_leaves(
+        &self,
+        log_name: &str,
+        index: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(EntryRow, Vec<Hash>)>, StorageError> {
+        let rows = self.entries_range(log_name, start, end).await?;
+        let leaves = rows.iter().map(|r| r.leaf_hash).collect();
+        Ok(rows
+            .into_iter()
+            .find(|r| r.index == index)
+            .map(|r| (r, leaves)))
+    }
+
     /// The index of one leaf (the per-request lookup).
     async fn index_of_leaf(&self, log_name: &str, leaf: &Hash)
     -> Result<Option<u64>, StorageError>;

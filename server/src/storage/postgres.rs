@@ -232,6 +232,44 @@ impl LogStore for PgStore {
             .collect()
     }
 
+    async fn entry_with_leaves(
+        &self,
+        log_name: &str,
+        index: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(EntryRow, Vec<Hash>)>, StorageError> {
+        // The neighbours' rows give only their leaf hash: the bodies stay in the database.
+        let rows = sqlx::query(
+            "SELECT idx, leaf_hash, CASE WHEN idx = $4 THEN data END, \
+             CASE WHEN idx = $4 THEN extra END, integrated_time FROM entries \
+             WHERE log_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+        )
+        .bind(log_name)
+        .bind(to_i64(start))
+        .bind(to_i64(end))
+        .bind(to_i64(index))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut leaves = Vec::with_capacity(rows.len());
+        let mut entry = None;
+        for r in rows {
+            let i = to_u64(r.get(0))?;
+            let leaf_hash = to_hash(r.get(1))?;
+            leaves.push(leaf_hash);
+            if i == index {
+                entry = Some(EntryRow {
+                    index: i,
+                    leaf_hash,
+                    data: r.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default(),
+                    extra: r.try_get::<Option<Vec<u8>>, _>(3)?.unwrap_or_default(),
+                    integrated_time: r.get(4),
+                });
+            }
+        }
+        Ok(entry.map(|e| (e, leaves)))
+    }
+
     async fn index_of_leaf(
         &self,
         log_name: &str,

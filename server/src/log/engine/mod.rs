@@ -25,6 +25,7 @@ mod recover;
 pub mod replica;
 pub mod search_privacy;
 mod sequencer;
+pub mod summaries;
 mod view;
 pub mod witnessing;
 
@@ -79,7 +80,7 @@ impl Default for EngineConfig {
             max_batch: 1024,
             max_wait: Duration::from_millis(2),
             queue_capacity: 8192,
-            tile_cache_entries: 16384,
+            tile_cache_entries: 4096,
             node_cache_entries: 1 << 16,
             head_refresh: Duration::from_millis(500),
             journal: None,
@@ -194,6 +195,8 @@ struct Shared {
     /// are folded from up to 128 tile hashes; every fresh entry's proof shares its upper
     /// nodes with its neighbours', so each is hashed once instead of once per response.
     nodes: Mutex<HashMap<NodeId, Hash>>,
+    /// Full level-0 tiles as the nodes proofs need (see [`summaries`]).
+    summaries: Arc<summaries::Summaries>,
     config: EngineConfig,
     queued: AtomicUsize,
     /// Heads published, with when this process saw each (dates a standby's lag).
@@ -295,6 +298,7 @@ impl LogEngine {
             partials: RwLock::new(partials),
             full_tiles: Mutex::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
+            summaries: Arc::default(),
             config: config.clone(),
             queued: AtomicUsize::new(0),
             history: Mutex::new(replica::HeadHistory::default()),
@@ -307,6 +311,7 @@ impl LogEngine {
             let r = replica::open(&shared, routing).await?;
             let _ = shared.replica.set(r);
         }
+        tokio::spawn(summaries::warm(shared.clone()));
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         sequencer::start(shared.clone(), edge, rx, signer, journal)?;
         Ok(LogEngine {

@@ -199,6 +199,7 @@ pub(super) async fn open(
         partials: RwLock::new(partials),
         full_tiles: Mutex::new(Default::default()),
         nodes: Mutex::new(Default::default()),
+        summaries: primary.summaries.clone(),
         config: primary.config.clone(),
         queued: AtomicUsize::new(0),
         history: Mutex::new(HeadHistory::default()),

@@ -669,6 +669,9 @@ fn publish_tiles(shared: &Shared, dirty: Vec<(TileId, Vec<u8>)>) {
             if let Ok(mut p) = shared.partials.write() {
                 p.remove(&key);
             }
+            if t.level == 0 {
+                shared.summaries.insert(t.index, &data);
+            }
             if let Ok(mut cache) = shared.full_tiles.lock()
                 && cache.len() < shared.config.tile_cache_entries
             {

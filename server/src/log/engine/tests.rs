@@ -288,6 +288,23 @@ async fn check_proofs(view: &LogView, c: &Checked) {
         let proof = view.inclusion_proof(i as u64, size).await.unwrap();
         merkle::verify_inclusion(leaf, i as u64, size, &proof, &c.root)
             .unwrap_or_else(|e| panic!("inclusion of {i} in {size}: {e}"));
+        // The read that serves entries: the same proof, summarised tile or not.
+        let (row, same) = view.entry_with_proof(i as u64, size).await.unwrap().unwrap();
+        assert_eq!((row.index, &row.leaf_hash), (i as u64, leaf));
+        assert_eq!(same, proof, "entry_with_proof({i}, {size})");
+    }
+    for s in &c.checkpoint_sizes {
+        for i in (0..*s).step_by(37) {
+            let proof = view.inclusion_proof(i, *s).await.unwrap();
+            let (_, same) = view.entry_with_proof(i, *s).await.unwrap().unwrap();
+            assert_eq!(same, proof, "entry_with_proof({i}, {s})");
+        }
+    }
+    if size >= 256 {
+        assert!(
+            view.shared().summaries.has(0),
+            "the first full tile is summarised"
+        );
     }
     for s in &c.checkpoint_sizes {
         let old = merkle::root_from_leaves(&c.leaves[..*s as usize]);

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use sigil_core::merkle::{self, Hash, NodeId};
 use sigil_core::tiles::{TileId, TileSet, tiles_for_nodes};
 
-use super::{EngineError, Shared, TreeHead};
+use super::{EngineError, Shared, TreeHead, summaries};
 use crate::clock::Clock;
 use crate::storage::EntryRow;
 
@@ -93,6 +93,48 @@ impl LogView {
         Ok(shared.store.search(&shared.log_name, &key, limit).await?)
     }
 
+    /// The entry at `index` with its inclusion proof in the tree of `size` (≤ the current
+    /// size). When the entry's tile is summarised, one database read gives both: the entry's
+    /// row and its block's leaf hashes, the rest of the proof coming from memory.
+    pub async fn entry_with_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Option<(EntryRow, Vec<Hash>)>, EngineError> {
+        self.check_size(size)?;
+        let shared = self.active();
+        if !summaries::covers(&shared.summaries, index, size) {
+            let Some(row) = self.entry(index).await? else {
+                return Ok(None);
+            };
+            let proof = self.inclusion_proof(index, size).await?;
+            return Ok(Some((row, proof)));
+        }
+        let start = summaries::block_start(index);
+        let Some((row, leaves)) = shared
+            .store
+            .entry_with_leaves(&shared.log_name, index, start, start + summaries::BLOCK)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let nodes = merkle::inclusion_proof_nodes(index, size).map_err(proof_args)?;
+        if leaves.len() as u64 != summaries::BLOCK
+            || leaves.get((index - start) as usize) != Some(&row.leaf_hash)
+        {
+            return Err(EngineError::Internal(format!(
+                "entries {start}..{} are not stored densely",
+                start + summaries::BLOCK
+            )));
+        }
+        let (lower, upper) = summaries::lower_nodes(&shared.summaries, &nodes, start, &leaves);
+        let mut known = self.node_hashes(&upper, size).await?;
+        known.0.extend(lower);
+        let proof = merkle::inclusion_proof(index, size, &known)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        Ok(Some((row, proof)))
+    }
+
     /// Inclusion proof of `index` in the tree of `size` (≤ the current size).
     pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, EngineError> {
         self.check_size(size)?;
@@ -165,6 +207,9 @@ impl LogView {
         };
         let data = Arc::new(data);
         if data.len() == 256 * 32 {
+            if tile.level == 0 {
+                shared.summaries.insert(tile.index, &data);
+            }
             self.cache_full(key, data.clone());
         }
         if data.len() < need {
@@ -175,10 +220,7 @@ impl LogView {
 
     fn cache_full(&self, key: (u8, u64), data: Arc<Vec<u8>>) {
         if let Ok(mut cache) = self.active().full_tiles.lock() {
-            if cache.len() >= self.active().config.tile_cache_entries {
-                // Crude but bounded: the working set (recent tiles, upper levels) refills quickly.
-                cache.clear();
-            }
+            evict_to(&mut cache, self.active().config.tile_cache_entries.saturating_sub(1));
             cache.insert(key, data);
         }
     }
@@ -208,11 +250,8 @@ impl LogView {
                 known.insert(*n, h);
             }
             if let Ok(mut cache) = self.active().nodes.lock() {
-                if cache.len() + missing.len() > self.active().config.node_cache_entries {
-                    // Bounded like the tile cache: the hot nodes (upper levels, the right
-                    // edge) come straight back.
-                    cache.clear();
-                }
+                let room = self.active().config.node_cache_entries;
+                evict_to(&mut cache, room.saturating_sub(missing.len()));
                 for n in &missing {
                     if let Some(h) = known.get(n) {
                         cache.insert(*n, *h);
@@ -258,6 +297,18 @@ fn proof_args(e: merkle::ProofError<()>) -> EngineError {
     match e {
         merkle::ProofError::InvalidArgs(m) => EngineError::InvalidArgs(m),
         merkle::ProofError::Source(()) => EngineError::Internal("proof source".into()),
+    }
+}
+
+/// Drops arbitrary entries until at most `len` remain. A hash map's iteration order is as good
+/// as random here, and random eviction keeps most of a hot set (upper levels, the right edge)
+/// where clearing the whole cache made every reader refill it at once.
+fn evict_to<K: std::hash::Hash + Eq + Copy, V>(cache: &mut HashMap<K, V>, len: usize) {
+    while cache.len() > len {
+        let Some(k) = cache.keys().next().copied() else {
+            return;
+        };
+        cache.remove(&k);
     }
 }
 

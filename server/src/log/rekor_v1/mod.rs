@@ -431,8 +431,26 @@ async fn log_entry(
         }
     };
     let proof = s.log.inclusion_proof(row.index, size).await?;
+    render_entry(s, row, size, &checkpoint, &proof)
+}
+
+/// An entry read with its inclusion proof in the checkpoint it was read at.
+struct Proven {
+    row: EntryRow,
+    size: u64,
+    checkpoint: Vec<u8>,
+    proof: Vec<Hash>,
+}
+
+fn render_entry(
+    s: ShardRef<'_>,
+    row: &EntryRow,
+    size: u64,
+    checkpoint: &[u8],
+    proof: &[Hash],
+) -> Result<Value, AppError> {
     let root =
-        sigil_core::merkle::root_from_inclusion_proof(&row.leaf_hash, row.index, size, &proof)
+        sigil_core::merkle::root_from_inclusion_proof(&row.leaf_hash, row.index, size, proof)
             .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
     let log_id = s.key.log_id_hex();
     let global = s.offset + row.index;
@@ -458,16 +476,17 @@ async fn log_entry(
                 "rootHash": hex::encode(root),
                 "treeSize": size,
                 "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-                "checkpoint": String::from_utf8_lossy(&checkpoint),
+                "checkpoint": String::from_utf8_lossy(checkpoint),
             }
         }
     }))
 }
 
-async fn entry_json(s: ShardRef<'_>, row: &EntryRow) -> Result<Value, AppError> {
-    let uuid = hex::encode(row.leaf_hash);
+fn entry_json(s: ShardRef<'_>, p: &Proven) -> Result<Value, AppError> {
+    let uuid = hex::encode(p.row.leaf_hash);
     let id = rekor::entry_id(s.tree_u64(), &uuid);
-    Ok(json!({ id: log_entry(s, row, None, None).await? }))
+    let entry = render_entry(s, &p.row, p.size, &p.checkpoint, &p.proof)?;
+    Ok(json!({ id: entry }))
 }
 
 #[derive(Deserialize)]
@@ -489,12 +508,12 @@ async fn get_entry_by_index(
             "logIndex must be a non-negative integer, got {raw:?}"
         ))
     })?;
-    let (shard, row) = fetch_global(&s, index).await?;
-    Ok(Json(entry_json(shard, &row).await?))
+    let (shard, p) = fetch_global(&s, index).await?;
+    Ok(Json(entry_json(shard, &p)?))
 }
 
 /// The entry at global log index `global` and its shard.
-async fn fetch_global(s: &RekorState, global: u64) -> Result<(ShardRef<'_>, EntryRow), AppError> {
+async fn fetch_global(s: &RekorState, global: u64) -> Result<(ShardRef<'_>, Proven), AppError> {
     let Some(shard) = s.shard_of_index(global) else {
         let size = s.offset + s.log.head().size;
         return Err(AppError::not_found(format!(
@@ -504,9 +523,10 @@ async fn fetch_global(s: &RekorState, global: u64) -> Result<(ShardRef<'_>, Entr
     Ok((shard, fetch_index(shard, global - shard.offset).await?))
 }
 
-/// The entry at `index` in the shard's own tree.
-async fn fetch_index(s: ShardRef<'_>, index: u64) -> Result<EntryRow, AppError> {
-    let size = s.log.head().size;
+/// The entry at `index` in the shard's own tree, with its proof in the current checkpoint.
+async fn fetch_index(s: ShardRef<'_>, index: u64) -> Result<Proven, AppError> {
+    let head = s.log.head();
+    let size = head.size;
     if index >= size {
         return Err(AppError::not_found(format!(
             "no entry at logIndex {}: the log has {} entries",
@@ -514,13 +534,20 @@ async fn fetch_index(s: ShardRef<'_>, index: u64) -> Result<EntryRow, AppError> 
             s.offset + size
         )));
     }
-    s.log
-        .entry(index)
+    let (row, proof) = s
+        .log
+        .entry_with_proof(index, size)
         .await?
-        .ok_or_else(|| AppError::not_found(format!("no entry at logIndex {}", s.offset + index)))
+        .ok_or_else(|| AppError::not_found(format!("no entry at logIndex {}", s.offset + index)))?;
+    Ok(Proven {
+        row,
+        size,
+        checkpoint: head.checkpoint.clone(),
+        proof,
+    })
 }
 
-async fn fetch_leaf(s: ShardRef<'_>, leaf: &Hash) -> Result<Option<EntryRow>, AppError> {
+async fn fetch_leaf(s: ShardRef<'_>, leaf: &Hash) -> Result<Option<Proven>, AppError> {
     let Some(index) = s.log.index_of_leaf(leaf).await? else {
         return Ok(None);
     };
@@ -535,7 +562,7 @@ async fn fetch_leaf(s: ShardRef<'_>, leaf: &Hash) -> Result<Option<EntryRow>, Ap
 async fn find_leaf<'a>(
     shards: &[ShardRef<'a>],
     leaf: &Hash,
-) -> Result<Option<(ShardRef<'a>, EntryRow)>, AppError> {
+) -> Result<Option<(ShardRef<'a>, Proven)>, AppError> {
     for sh in shards {
         if let Some(row) = fetch_leaf(*sh, leaf).await? {
             return Ok(Some((*sh, row)));
@@ -556,10 +583,10 @@ async fn get_entry_by_uuid(
             s.tree_id()
         )));
     }
-    let (shard, row) = find_leaf(&shards, &leaf)
+    let (shard, p) = find_leaf(&shards, &leaf)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no entry with UUID {}", hex::encode(leaf))))?;
-    Ok(Json(entry_json(shard, &row).await?))
+    Ok(Json(entry_json(shard, &p)?))
 }
 
 const MAX_RETRIEVE: usize = 100;
@@ -572,7 +599,7 @@ async fn retrieve_entries(
     let obj = req.as_object().ok_or_else(|| {
         AppError::bad_request("body must be an object {entries?, entryUUIDs?, logIndexes?}")
     })?;
-    let mut rows: Vec<(ShardRef<'_>, EntryRow)> = Vec::new();
+    let mut rows: Vec<(ShardRef<'_>, Proven)> = Vec::new();
     let list = |key: &str| -> Result<Vec<Value>, AppError> {
         match obj.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
@@ -604,8 +631,8 @@ async fn retrieve_entries(
         rows.extend(find_leaf(&s.shards(), &canonical.leaf_hash()).await?);
     }
     let mut out = Vec::with_capacity(rows.len());
-    for (shard, row) in &rows {
-        out.push(entry_json(*shard, row).await?);
+    for (shard, p) in &rows {
+        out.push(entry_json(*shard, p)?);
     }
     Ok(Json(Value::Array(out)))
 }

@@ -1,0 +1,211 @@
+//! Proof material of complete level-0 tiles, kept small. A full level-0 tile holds 256 leaf
+//! hashes (8 KiB). An inclusion proof needs, below level 8, only the nodes of the entry's own
+//! tile: the four above its 16-leaf block (levels 4 to 7) and up to four inside that block.
+//! So each full tile is kept as its sixteen level-4 hashes (512 B), and the block's leaves come
+//! with the entry's own row. At 10^7 entries the level-0 tiles are 305 MiB, these 19 MiB: all
+//! of them fit in memory, and a random read needs no tile from the database.
+//!
+//! A complete tile never changes, so a summary is never stale, and the standby view of a log
+//! shares its primary's.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use sigil_core::merkle::{self, Hash, NodeId};
+
+use super::Shared;
+
+/// Leaves per block: the level of the hashes a summary keeps is log2 of this.
+pub const BLOCK: u64 = 16;
+const BLOCK_LEVEL: u8 = 4;
+/// Levels a level-0 tile spans.
+const TILE_LEVELS: u8 = 8;
+const TILE_LEAVES: u64 = 1 << TILE_LEVELS;
+const PER_TILE: usize = (TILE_LEAVES / BLOCK) as usize;
+
+type Summary = [Hash; PER_TILE];
+
+/// Proof nodes with their hashes, and nodes still to look up.
+type Split = (Vec<(NodeId, Hash)>, Vec<NodeId>);
+
+/// The summaries of a log's full level-0 tiles, by tile index.
+#[derive(Default)]
+pub struct Summaries {
+    tiles: RwLock<Vec<Option<Box<Summary>>>>,
+}
+
+impl Summaries {
+    /// Keeps the summary of full level-0 tile `tile` from its bytes (256 leaf hashes).
+    pub fn insert(&self, tile: u64, data: &[u8]) {
+        let Some(summary) = summarise(data) else {
+            return;
+        };
+        let Ok(i) = usize::try_from(tile) else {
+            return;
+        };
+        if let Ok(mut tiles) = self.tiles.write() {
+            if tiles.len() <= i {
+                tiles.resize_with(i + 1, || None);
+            }
+            if let Some(slot @ None) = tiles.get_mut(i) {
+                *slot = Some(Box::new(summary));
+            }
+        }
+    }
+
+    pub fn has(&self, tile: u64) -> bool {
+        let Ok(i) = usize::try_from(tile) else {
+            return false;
+        };
+        self.tiles
+            .read()
+            .ok()
+            .is_some_and(|t| t.get(i).is_some_and(Option::is_some))
+    }
+
+    /// How many tiles are summarised.
+    pub fn count(&self) -> usize {
+        self.tiles
+            .read()
+            .map(|t| t.iter().filter(|s| s.is_some()).count())
+            .unwrap_or(0)
+    }
+
+    /// The hash of `node` (level 4 to 8) from the summary of its tile, if kept.
+    fn node(&self, node: NodeId) -> Option<Hash> {
+        let span = node.level.checked_sub(BLOCK_LEVEL)?;
+        if node.level > TILE_LEVELS {
+            return None;
+        }
+        let first = node.index.checked_shl(u32::from(span))?;
+        let tile = usize::try_from(first / PER_TILE as u64).ok()?;
+        let at = usize::try_from(first % PER_TILE as u64).ok()?;
+        let tiles = self.tiles.read().ok()?;
+        let summary = tiles.get(tile)?.as_ref()?;
+        Some(merkle::root_from_leaves(summary.get(at..at + (1 << span))?))
+    }
+}
+
+fn summarise(data: &[u8]) -> Option<Summary> {
+    if data.len() != TILE_LEAVES as usize * 32 {
+        return None;
+    }
+    let leaves: Vec<Hash> = data
+        .chunks_exact(32)
+        .map(|c| c.try_into().unwrap_or([0; 32]))
+        .collect();
+    let mut out = [[0u8; 32]; PER_TILE];
+    for (slot, block) in out.iter_mut().zip(leaves.chunks_exact(BLOCK as usize)) {
+        *slot = merkle::root_from_leaves(block);
+    }
+    Some(out)
+}
+
+/// The first leaf index of the 16-leaf block holding `index`.
+pub fn block_start(index: u64) -> u64 {
+    index - index % BLOCK
+}
+
+/// Whether the proof of `index` in the tree of `size` can come from a summary: its tile is
+/// complete within `size` and summarised.
+pub fn covers(summaries: &Summaries, index: u64, size: u64) -> bool {
+    let tile = index / TILE_LEAVES;
+    tile.checked_add(1)
+        .and_then(|n| n.checked_mul(TILE_LEAVES))
+        .is_some_and(|end| end <= size)
+        && summaries.has(tile)
+}
+
+/// Splits the nodes of a proof of an entry in block `start..start + 16`: the hashes of those
+/// the block's `leaves` and the summaries give, and the nodes left to look up elsewhere (upper
+/// levels, and nodes of the right edge's incomplete tile).
+pub fn lower_nodes(
+    summaries: &Summaries,
+    nodes: &[NodeId],
+    start: u64,
+    leaves: &[Hash],
+) -> Split {
+    let mut known = Vec::with_capacity(nodes.len());
+    let mut rest = Vec::new();
+    for n in nodes {
+        let h = if n.level >= BLOCK_LEVEL {
+            summaries.node(*n)
+        } else {
+            n.start()
+                .zip(n.end())
+                .and_then(|(a, b)| Some((a.checked_sub(start)?, b.checked_sub(start)?)))
+                .and_then(|(a, b)| leaves.get(usize::try_from(a).ok()?..usize::try_from(b).ok()?))
+                .map(merkle::root_from_leaves)
+        };
+        match h {
+            Some(h) => known.push((*n, h)),
+            None => rest.push(*n),
+        }
+    }
+    (known, rest)
+}
+
+/// Summarises every full level-0 tile of the log that is not yet, oldest first, a few at a time
+/// (what a process does once after it opens a log; proofs use tiles meanwhile).
+pub(super) async fn warm(shared: Arc<Shared>) {
+    const CHUNK: u64 = 64;
+    let full = shared.head().size / TILE_LEAVES;
+    if full == 0 {
+        return;
+    }
+    let started = Instant::now();
+    let mut tile = 0;
+    while tile < full {
+        let end = (tile + CHUNK).min(full);
+        let ids: Vec<(u8, u64)> = (tile..end)
+            .filter(|t| !shared.summaries.has(*t))
+            .map(|t| (0, t))
+            .collect();
+        if !ids.is_empty() {
+            match shared.store.read_tiles(&shared.log_name, &ids).await {
+                Ok(rows) => {
+                    for ((_, t), data) in rows {
+                        shared.summaries.insert(t, &data);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(log = %shared.log_name, error = %e, "summarising tiles stopped; proofs read tiles instead");
+                    return;
+                }
+            }
+        }
+        tile = end;
+        tokio::task::yield_now().await;
+    }
+    tracing::info!(
+        log = %shared.log_name,
+        tiles = full,
+        seconds = started.elapsed().as_secs_f64(),
+        "proof summaries of full tiles loaded"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_from_a_summary_equal_the_tile_roots() {
+        let leaves: Vec<Hash> = (0u32..256)
+            .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let data: Vec<u8> = leaves.iter().flatten().copied().collect();
+        let s = Summaries::default();
+        s.insert(3, &data);
+        assert!(s.has(3) && !s.has(2) && !s.has(4));
+        for level in 4..=8u8 {
+            let per = 1usize << level;
+            for (i, chunk) in leaves.chunks(per).enumerate() {
+                let node = NodeId::new(level, 3 * (256 / per as u64) + i as u64);
+                assert_eq!(s.node(node), Some(merkle::root_from_leaves(chunk)));
+            }
+        }
+        assert_eq!(s.node(NodeId::new(4, 0)), None, "tile 0 was not summarised");
+        assert_eq!(s.node(NodeId::new(3, 0)), None, "below the summary's level");
+    }
+}
