@@ -146,6 +146,36 @@ pub async fn bench_scale(args: ScaleArgs) -> Result<()> {
     Ok(())
 }
 
+/// Waits until the server holds the proof summaries of every full tile (what it loads in the
+/// background after a start), so that reads are measured as a running server serves them.
+async fn wait_for_summaries(http: &reqwest::Client, url: &str, size: u64) -> Result<()> {
+    let want = size / 256;
+    let started = Instant::now();
+    loop {
+        let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
+        let have: u64 = text
+            .lines()
+            .find(|l| l.starts_with("sigil_log_summarised_tiles{log=\"rekor\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if have >= want {
+            if started.elapsed() > Duration::from_secs(1) {
+                eprintln!(
+                    "  proof summaries of {want} tiles loaded in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the server summarised {have} of {want} full tiles in 600 s");
+        }
+        eprintln!("  waiting for the server's proof summaries: {have} of {want} tiles");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 async fn tree_size(http: &reqwest::Client, url: &str) -> Result<u64> {
     let v: Value = http
         .get(format!("{url}/api/v1/log"))
@@ -252,6 +282,7 @@ async fn measure(
     args: &ScaleArgs,
 ) -> Result<Row> {
     let size = tree_size(http, url).await?;
+    wait_for_summaries(http, url, size).await?;
     // Entry + inclusion proof reads at random indexes, `read_clients` at once.
     let deadline = Instant::now() + Duration::from_secs(args.read_secs);
     let start = Instant::now();

@@ -11,6 +11,7 @@ struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     log_size: IntGaugeVec,
+    summarised: IntGaugeVec,
     batch_size: HistogramVec,
     queue_depth: IntGaugeVec,
     certs_issued: IntCounterVec,
@@ -46,6 +47,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     let log_size = IntGaugeVec::new(
         Opts::new("sigil_log_tree_size", "Entries in each log"),
+        &["log"],
+    )?;
+    let summarised = IntGaugeVec::new(
+        Opts::new(
+            "sigil_log_summarised_tiles",
+            "Full level-0 tiles whose proof nodes each log holds in memory",
+        ),
         &["log"],
     )?;
     let batch_size = HistogramVec::new(
@@ -137,6 +145,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(requests.clone()))?;
     registry.register(Box::new(latency.clone()))?;
     registry.register(Box::new(log_size.clone()))?;
+    registry.register(Box::new(summarised.clone()))?;
     registry.register(Box::new(batch_size.clone()))?;
     registry.register(Box::new(queue_depth.clone()))?;
     registry.register(Box::new(certs_issued.clone()))?;
@@ -146,6 +155,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         requests,
         latency,
         log_size,
+        summarised,
         batch_size,
         queue_depth,
         certs_issued,
@@ -177,6 +187,14 @@ pub fn set_log_size(log: &str, size: u64) {
         m.log_size
             .with_label_values(&[log])
             .set(i64::try_from(size).unwrap_or(i64::MAX));
+    }
+}
+
+pub fn set_summarised_tiles(log: &str, tiles: usize) {
+    if let Some(m) = METRICS.as_ref() {
+        m.summarised
+            .with_label_values(&[log])
+            .set(i64::try_from(tiles).unwrap_or(i64::MAX));
     }
 }
 

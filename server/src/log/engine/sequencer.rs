@@ -671,6 +671,7 @@ fn publish_tiles(shared: &Shared, dirty: Vec<(TileId, Vec<u8>)>) {
             }
             if t.level == 0 {
                 shared.summaries.insert(t.index, &data);
+                crate::metrics::set_summarised_tiles(&shared.log_name, shared.summaries.count());
             }
             if let Ok(mut cache) = shared.full_tiles.lock()
                 && cache.len() < shared.config.tile_cache_entries
