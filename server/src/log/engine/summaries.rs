@@ -74,7 +74,7 @@ impl Summaries {
     }
 
     /// The hash of `node` (level 3 to 8) from the summary of its tile, if kept.
-    fn node(&self, node: NodeId) -> Option<Hash> {
+    pub(super) fn node(&self, node: NodeId) -> Option<Hash> {
         let span = node.level.checked_sub(BLOCK_LEVEL)?;
         if node.level > TILE_LEVELS {
             return None;

@@ -229,8 +229,21 @@ impl LogView {
     async fn node_hashes(&self, nodes: &[NodeId], size: u64) -> Result<KnownNodes, EngineError> {
         let mut known = HashMap::with_capacity(nodes.len());
         let mut missing = Vec::new();
+        // Nodes inside summarised tiles need neither the cache nor a tile.
+        let summaries = &self.active().summaries;
+        let nodes: Vec<NodeId> = nodes
+            .iter()
+            .filter(|n| match summaries.node(**n) {
+                Some(h) => {
+                    known.insert(**n, h);
+                    false
+                }
+                None => true,
+            })
+            .copied()
+            .collect();
         if let Ok(cache) = self.active().nodes.lock() {
-            for n in nodes {
+            for n in &nodes {
                 match cache.get(n) {
                     Some(h) => {
                         known.insert(*n, *h);
@@ -239,7 +252,7 @@ impl LogView {
                 }
             }
         } else {
-            missing.extend_from_slice(nodes);
+            missing.extend_from_slice(&nodes);
         }
         if !missing.is_empty() {
             let tiles = self.tile_set(&missing, size).await?;
