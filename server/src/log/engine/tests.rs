@@ -3,6 +3,9 @@
 //! every stored tile against the entries, every checkpoint's signature and root (none forked),
 //! every inclusion proof and consistency proof the engine serves; and against what submitters
 //! were told: each acknowledged entry was durable when acknowledged and is in the log once.
+//!
+//! One concept: the engine under faults. Every scenario drives the same test log and ends in the
+//! same whole-log audit, so they stay beside that harness rather than in files of their own.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
