@@ -152,7 +152,12 @@ async fn wait_for_summaries(http: &reqwest::Client, url: &str, size: u64) -> Res
     let want = size / 256;
     let started = Instant::now();
     loop {
-        let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
         let have: u64 = text
             .lines()
             .find(|l| l.starts_with("sigil_log_summarised_tiles{log=\"rekor\"}"))

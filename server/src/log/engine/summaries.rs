@@ -121,12 +121,7 @@ pub fn covers(summaries: &Summaries, index: u64, size: u64) -> bool {
 /// Splits the nodes of a proof of an entry in block `start..start + BLOCK`: the hashes of those
 /// the block's `leaves` and the summaries give, and the nodes left to look up elsewhere (upper
 /// levels, and nodes of the right edge's incomplete tile).
-pub fn lower_nodes(
-    summaries: &Summaries,
-    nodes: &[NodeId],
-    start: u64,
-    leaves: &[Hash],
-) -> Split {
+pub fn lower_nodes(summaries: &Summaries, nodes: &[NodeId], start: u64, leaves: &[Hash]) -> Split {
     let mut known = Vec::with_capacity(nodes.len());
     let mut rest = Vec::new();
     for n in nodes {

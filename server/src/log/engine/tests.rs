@@ -292,7 +292,11 @@ async fn check_proofs(view: &LogView, c: &Checked) {
         merkle::verify_inclusion(leaf, i as u64, size, &proof, &c.root)
             .unwrap_or_else(|e| panic!("inclusion of {i} in {size}: {e}"));
         // The read that serves entries: the same proof, summarised tile or not.
-        let (row, same) = view.entry_with_proof(i as u64, size).await.unwrap().unwrap();
+        let (row, same) = view
+            .entry_with_proof(i as u64, size)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((row.index, &row.leaf_hash), (i as u64, leaf));
         assert_eq!(same, proof, "entry_with_proof({i}, {size})");
     }

@@ -220,7 +220,10 @@ impl LogView {
 
     fn cache_full(&self, key: (u8, u64), data: Arc<Vec<u8>>) {
         if let Ok(mut cache) = self.active().full_tiles.lock() {
-            evict_to(&mut cache, self.active().config.tile_cache_entries.saturating_sub(1));
+            evict_to(
+                &mut cache,
+                self.active().config.tile_cache_entries.saturating_sub(1),
+            );
             cache.insert(key, data);
         }
     }

@@ -534,11 +534,10 @@ async fn fetch_index(s: ShardRef<'_>, index: u64) -> Result<Proven, AppError> {
             s.offset + size
         )));
     }
-    let (row, proof) = s
-        .log
-        .entry_with_proof(index, size)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no entry at logIndex {}", s.offset + index)))?;
+    let (row, proof) =
+        s.log.entry_with_proof(index, size).await?.ok_or_else(|| {
+            AppError::not_found(format!("no entry at logIndex {}", s.offset + index))
+        })?;
     Ok(Proven {
         row,
         size,
