@@ -40,6 +40,9 @@ pub struct ScaleArgs {
     /// Seconds of reading at each decade.
     #[arg(long, default_value_t = 10)]
     read_secs: u64,
+    /// The server's `database.pool_size` (its default when not given).
+    #[arg(long)]
+    pool_size: Option<u32>,
 }
 
 /// One decade's measurements.
@@ -98,16 +101,17 @@ pub async fn bench_scale(args: ScaleArgs) -> Result<()> {
     let data_str = data.to_str().ok_or_else(|| anyhow!("non-UTF-8 dir"))?;
     // The journal keeps checkpoints only here: with entries it would hold the log a second
     // time on this machine's disk.
-    let mut server = ServerProcess::spawn(
-        &bin,
-        ["log", "--data-dir", data_str],
-        &[
-            ("SIGIL_DATABASE_URL", db.as_str()),
-            ("SIGIL_SERVER_LISTEN", listen.as_str()),
-            ("SIGIL_LOG_JOURNAL_ENTRIES", "false"),
-            ("RUST_LOG", "warn"),
-        ],
-    )?;
+    let pool = args.pool_size.map(|p| p.to_string());
+    let mut env = vec![
+        ("SIGIL_DATABASE_URL", db.as_str()),
+        ("SIGIL_SERVER_LISTEN", listen.as_str()),
+        ("SIGIL_LOG_JOURNAL_ENTRIES", "false"),
+        ("RUST_LOG", "warn"),
+    ];
+    if let Some(p) = &pool {
+        env.push(("SIGIL_DATABASE_POOL_SIZE", p.as_str()));
+    }
+    let mut server = ServerProcess::spawn(&bin, ["log", "--data-dir", data_str], &env)?;
     server
         .wait_for_url(&format!("{url}/healthz"), Duration::from_secs(600))
         .await?;

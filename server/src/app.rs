@@ -36,13 +36,13 @@ pub struct Service {
 /// Build every enabled role.
 pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
     let db_url = database_url(&cfg.database.url, data_dir);
-    let db = crate::storage::connect(&db_url)
+    let db = crate::storage::connect_serving(&db_url, cfg.database.pool_size, false)
         .await
         .with_context(|| format!("cannot open database {}", redact(&db_url)))?;
     let mut engine_cfg = crate::log::setup::engine_config(cfg, data_dir)?;
     let routing = match &cfg.database.read_url {
         Some(url) => {
-            let replica = crate::storage::connect_existing(url)
+            let replica = crate::storage::connect_serving(url, cfg.database.pool_size, true)
                 .await
                 .with_context(|| format!("cannot open the read replica {}", redact(url)))?;
             let r = ReadRouting::new(

@@ -196,6 +196,11 @@ pub struct DatabaseConfig {
     /// When the standby is further behind: serve from the primary (true) or answer 503 (false).
     #[serde(default = "yes")]
     pub replica_fallback: bool,
+    /// PostgreSQL connections the request handlers share (each log's sequencer has its own;
+    /// a standby gets as many). More than about twice the database's cores only queue inside
+    /// PostgreSQL; SQLite ignores it.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -309,6 +314,9 @@ fn default_identity_search() -> String {
 }
 fn default_search_key() -> PathBuf {
     "keys/search-index.key".into()
+}
+fn default_pool_size() -> u32 {
+    16
 }
 fn default_replica_lag() -> u64 {
     1000
@@ -452,6 +460,12 @@ impl Config {
             return Err(invalid(
                 "log.identity_search",
                 "must be \"keyed\" (HMAC of each identity) or \"off\" (no identity search)",
+            ));
+        }
+        if !(1..=1000).contains(&self.database.pool_size) {
+            return Err(invalid(
+                "database.pool_size",
+                format!("{} is not between 1 and 1000", self.database.pool_size),
             ));
         }
         if self.log.max_batch == 0 || self.log.queue_capacity == 0 {
@@ -652,6 +666,7 @@ mod tests {
                     "SIGIL_DATABASE_URL".to_string(),
                     "postgres://x@y/z".to_string(),
                 ),
+                ("SIGIL_DATABASE_POOL_SIZE".to_string(), "4".to_string()),
             ]
             .into_iter(),
         )
@@ -661,6 +676,7 @@ mod tests {
         assert_eq!(cfg.log.max_batch, 64);
         assert!(cfg.dev_oidc.enabled);
         assert_eq!(cfg.database.url, "postgres://x@y/z");
+        assert_eq!(cfg.database.pool_size, 4);
         cfg.validate().unwrap();
     }
 
@@ -681,6 +697,14 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("server.listen")
+        );
+        let mut cfg = Config::default();
+        cfg.database.pool_size = 0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database.pool_size")
         );
         let err = toml::from_str::<Config>("[server]\nlisen = 1").unwrap_err();
         assert!(err.to_string().contains("lisen"));

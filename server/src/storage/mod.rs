@@ -244,18 +244,29 @@ pub type Store = Arc<dyn LogStore>;
 /// Connect to `postgres://…` or `sqlite://…` (creating an SQLite file if needed) and apply
 /// the migrations.
 pub async fn connect(url: &str) -> Result<Store, StorageError> {
-    open(url, true).await
+    open(url, true, DEFAULT_POOL).await
 }
 
 /// Connect to an existing database without migrating it (a hot standby is read-only): for
 /// tools that only read, such as `fsck`.
 pub async fn connect_existing(url: &str) -> Result<Store, StorageError> {
-    open(url, false).await
+    open(url, false, DEFAULT_POOL).await
 }
 
-async fn open(url: &str, migrate: bool) -> Result<Store, StorageError> {
+/// PostgreSQL connections shared by a process's requests unless configured.
+const DEFAULT_POOL: u32 = 16;
+
+/// What a serving process opens: `pool` PostgreSQL connections (`database.pool_size`),
+/// migrating unless `existing` (a read-only standby).
+pub async fn connect_serving(url: &str, pool: u32, existing: bool) -> Result<Store, StorageError> {
+    open(url, !existing, pool).await
+}
+
+async fn open(url: &str, migrate: bool, pool: u32) -> Result<Store, StorageError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url, migrate).await?))
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, migrate, pool).await?,
+        ))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url, migrate).await?))
     } else {

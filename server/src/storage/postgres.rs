@@ -20,11 +20,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connect, and apply the migrations if `migrate`.
-    pub async fn connect(url: &str, migrate: bool) -> Result<PgStore, StorageError> {
+    /// Connect with at most `pool` connections, and apply the migrations if `migrate`.
+    pub async fn connect(url: &str, migrate: bool, pool: u32) -> Result<PgStore, StorageError> {
         let opts = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(pool.max(1))
             .connect_with(opts)
             .await?;
         if migrate {
