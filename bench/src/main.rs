@@ -26,6 +26,7 @@ mod scale;
 mod verify;
 use serde_json::json;
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey};
+use sigil_tests::log::batch_stats;
 use sigil_tests::{Postgres, ServerProcess, free_port, workspace_bin};
 
 #[derive(Parser)]
@@ -373,27 +374,6 @@ fn tally(run: &mut Run, codes: &BTreeMap<u16, usize>) {
     if run.errors > 0 {
         eprintln!("warning: unexpected answers {codes:?}");
     }
-}
-
-/// (count, sum) of the sequencer batch-size histogram of the artifact log.
-async fn batch_stats(http: &reqwest::Client, url: &str) -> Result<(f64, f64)> {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let mut count = 0.0;
-    let mut sum = 0.0;
-    for line in text.lines() {
-        let value = || line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        if line.starts_with("sigil_sequencer_batch_size_count{log=\"rekor\"}") {
-            count = value().unwrap_or(0.0);
-        } else if line.starts_with("sigil_sequencer_batch_size_sum{log=\"rekor\"}") {
-            sum = value().unwrap_or(0.0);
-        }
-    }
-    Ok((count, sum))
 }
 
 /// The 1-minute load average: on a shared machine, how much else wanted the cores.

@@ -19,6 +19,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sigil_core::crypto::{DigestAlgorithm, KeyAlgorithm, SigningKey};
+use sigil_tests::log::{metrics_text, sample};
 use sigil_tests::{KeptPostgres, ServerProcess, free_port, workspace_bin};
 use sqlx::Connection;
 
@@ -156,18 +157,8 @@ async fn wait_for_summaries(http: &reqwest::Client, url: &str, size: u64) -> Res
     let want = size / 256;
     let started = Instant::now();
     loop {
-        let text = http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let have: u64 = text
-            .lines()
-            .find(|l| l.starts_with("sigil_log_summarised_tiles{log=\"rekor\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let text = metrics_text(http, url).await?;
+        let have = sample(&text, "sigil_log_summarised_tiles{log=\"rekor\"}").unwrap_or(0.0) as u64;
         if have >= want {
             if started.elapsed() > Duration::from_secs(1) {
                 eprintln!(

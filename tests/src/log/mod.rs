@@ -223,27 +223,44 @@ pub fn free_port_u16() -> u16 {
     free_port()
 }
 
-/// The `sigil_sequencer_batch_size` histogram of a server's /metrics: (count, sum).
-pub async fn batch_stats(http: &reqwest::Client, url: &str) -> Result<(f64, f64)> {
-    let text = http
+/// A server's `/metrics` text.
+pub async fn metrics_text(http: &reqwest::Client, url: &str) -> Result<String> {
+    Ok(http
         .get(format!("{url}/metrics"))
         .send()
         .await?
         .text()
-        .await?;
-    let mut count = 0.0;
-    let mut sum = 0.0;
-    for line in text.lines() {
-        if line.starts_with("sigil_sequencer_batch_size_count{log=\"rekor\"}") {
-            count = line.rsplit(' ').next().unwrap_or("0").parse()?;
-        }
-        if line.starts_with("sigil_sequencer_batch_size_sum{log=\"rekor\"}") {
-            sum = line.rsplit(' ').next().unwrap_or("0").parse()?;
-        }
-    }
-    Ok((count, sum))
+        .await?)
+}
+
+/// The value of one series (`name{labels}`, as the text spells it) in a metrics text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The `sigil_sequencer_batch_size` histogram of a server's /metrics: (count, sum).
+pub async fn batch_stats(http: &reqwest::Client, url: &str) -> Result<(f64, f64)> {
+    let text = metrics_text(http, url).await?;
+    let get = |series| sample(&text, series).unwrap_or(0.0);
+    Ok((
+        get("sigil_sequencer_batch_size_count{log=\"rekor\"}"),
+        get("sigil_sequencer_batch_size_sum{log=\"rekor\"}"),
+    ))
 }
 
 pub fn data_path(dir: &TempDir) -> PathBuf {
     dir.path().to_path_buf()
+}
+
+#[cfg(test)]
+mod metric_tests {
+    #[test]
+    fn a_sample_is_found_by_its_whole_series() {
+        let text = "# HELP x\nsigil_x{log=\"rekor\"} 12\nsigil_x{log=\"rekor-2\"} 5\nsigil_xy{log=\"rekor\"} 7\n";
+        assert_eq!(super::sample(text, "sigil_x{log=\"rekor\"}"), Some(12.0));
+        assert_eq!(super::sample(text, "sigil_x{log=\"rekor-2\"}"), Some(5.0));
+        assert_eq!(super::sample(text, "sigil_x{log=\"ct\"}"), None);
+    }
 }
