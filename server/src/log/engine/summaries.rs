@@ -119,24 +119,22 @@ pub fn covers(summaries: &Summaries, index: u64, size: u64) -> bool {
 }
 
 /// Splits the nodes of a proof of an entry in block `start..start + BLOCK`: the hashes of those
-/// the block's `leaves` and the summaries give, and the nodes left to look up elsewhere (upper
-/// levels, and nodes of the right edge's incomplete tile).
-pub fn lower_nodes(summaries: &Summaries, nodes: &[NodeId], start: u64, leaves: &[Hash]) -> Split {
+/// inside the block (from its `leaves`), and the nodes left to look up (from the summaries, the
+/// node cache or tiles).
+pub fn block_nodes(nodes: &[NodeId], start: u64, leaves: &[Hash]) -> Split {
     let mut known = Vec::with_capacity(nodes.len());
     let mut rest = Vec::new();
     for n in nodes {
-        let h = if n.level >= BLOCK_LEVEL {
-            summaries.node(*n)
-        } else {
-            n.start()
-                .zip(n.end())
-                .and_then(|(a, b)| Some((a.checked_sub(start)?, b.checked_sub(start)?)))
-                .and_then(|(a, b)| leaves.get(usize::try_from(a).ok()?..usize::try_from(b).ok()?))
-                .map(merkle::root_from_leaves)
-        };
-        match h {
-            Some(h) => known.push((*n, h)),
-            None => rest.push(*n),
+        let inside = n
+            .start()
+            .zip(n.end())
+            .and_then(|(a, b)| Some((a.checked_sub(start)?, b.checked_sub(start)?)))
+            .and_then(|(a, b)| leaves.get(usize::try_from(a).ok()?..usize::try_from(b).ok()?));
+        match inside {
+            Some(block) if n.level < BLOCK_LEVEL => {
+                known.push((*n, merkle::root_from_leaves(block)))
+            }
+            _ => rest.push(*n),
         }
     }
     (known, rest)

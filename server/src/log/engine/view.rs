@@ -127,7 +127,7 @@ impl LogView {
                 start + summaries::BLOCK
             )));
         }
-        let (lower, upper) = summaries::lower_nodes(&shared.summaries, &nodes, start, &leaves);
+        let (lower, upper) = summaries::block_nodes(&nodes, start, &leaves);
         let mut known = self.node_hashes(&upper, size).await?;
         known.0.extend(lower);
         let proof = merkle::inclusion_proof(index, size, &known)
