@@ -1,7 +1,7 @@
 //! Crash safety and replicas on PostgreSQL, with `sigil-server log` as real processes:
 //! kill -9 during a write load loses no acknowledged entry and never forks the log; two servers
 //! appending to one database at once build one consistent tree; an idle server takes up the
-//! other's writes within a second.
+//! other's writes within a second; a PostgreSQL restart costs no request.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,6 +28,11 @@ async fn two_servers_on_one_database_never_fork() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_behind_alternating_requests_and_an_idle_one_within_a_second() {
     idle_refresh().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_costs_no_request() {
+    database_restart().await.unwrap();
 }
 
 fn entries(n: usize, tag: &str) -> Result<Vec<Value>> {
@@ -551,5 +556,75 @@ async fn idle_refresh() -> Result<()> {
         "B took up A's commits within {} ms at worst",
         worst.as_millis()
     );
+    Ok(())
+}
+
+/// The server keeps its connections between requests. After PostgreSQL restarts they are all
+/// closed; the next reads and writes must each still succeed on the first try, whether the
+/// server pings a connection that sat idle or retries a read that met a closed one.
+async fn database_restart() -> Result<()> {
+    let pg = Postgres::start_dedicated().await?;
+    let port = free_port();
+    let dir = LogProcess::init(port)?;
+    let server = LogProcess::start(dir.path(), &pg.url(), port).await?;
+    let http = http_client(16)?;
+    let log = LogIdentity::fetch(&http, &server.url).await?;
+    let client = LogClient {
+        url: server.url.clone(),
+        http,
+        log,
+    };
+    let batch = |tag: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for e in entries(16, tag)? {
+                let c = client.clone();
+                tasks.spawn(async move { c.append(&e).await });
+            }
+            let mut n = 0;
+            while let Some(r) = tasks.join_next().await {
+                r??.map_err(|a| anyhow!("{tag}: append answered {} {}", a.status, a.text))?;
+                n += 1;
+            }
+            Ok::<_, anyhow::Error>(n)
+        }
+    };
+    // Several connections in use, then idle in the server.
+    batch("before").await?;
+    let (size, _, _) = client.tree().await?;
+    ensure!(read_all(&client, size).await?.len() as u64 == size);
+
+    for (round, pause) in [(0, Duration::ZERO), (1, Duration::from_millis(1500))] {
+        pg.stop_server()?;
+        pg.start_server()?;
+        // Straight away (within the idle bound, so a closed connection is met by a read) and
+        // after a pause (over it, so a connection is pinged before use).
+        tokio::time::sleep(pause).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..size {
+            let c = client.clone();
+            tasks.spawn(
+                async move { (i, c.get(&format!("/api/v1/log/entries?logIndex={i}")).await) },
+            );
+        }
+        while let Some(r) = tasks.join_next().await {
+            let (i, a) = r?;
+            let a = a?;
+            ensure!(
+                a.status == 200,
+                "round {round}: entry {i} after the restart: {} {}",
+                a.status,
+                a.text
+            );
+        }
+        pg.stop_server()?;
+        pg.start_server()?;
+        tokio::time::sleep(pause).await;
+        batch(if round == 0 { "after 0" } else { "after 1" }).await?;
+    }
+    let (size, _, _) = client.tree().await?;
+    ensure!(size == 48, "the log has {size} entries, want 48");
+    ensure!(read_all(&client, size).await?.len() == 48);
     Ok(())
 }
