@@ -132,6 +132,30 @@ impl IntoResponse for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(format!("database: {e}"))
+        match e {
+            // The database cannot be reached (down, restarting, out of connections): the
+            // request may be sent again once it is back (a write that did land is then
+            // answered as a duplicate, with its location).
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::Unavailable {
+                    message: "the database is unavailable; retry shortly".into(),
+                    retry_after_secs: 1,
+                }
+            }
+            e => Self::Internal(format!("database: {e}")),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for AppError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        match e {
+            crate::storage::StorageError::Db(e) => e.into(),
+            e => Self::internal(e),
+        }
     }
 }

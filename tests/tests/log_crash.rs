@@ -559,8 +559,8 @@ async fn idle_refresh() -> Result<()> {
     Ok(())
 }
 
-/// The server keeps its connections between requests. After PostgreSQL restarts they are all
-/// closed; the next reads and writes must each still succeed on the first try, whether the
+/// The server keeps its connections between requests. While PostgreSQL is down a read answers
+/// 503; after it restarts the connections are all closed; the next reads and writes must each still succeed on the first try, whether the
 /// server pings a connection that sat idle or retries a read that met a closed one.
 async fn database_restart() -> Result<()> {
     let pg = Postgres::start_dedicated().await?;
@@ -597,6 +597,21 @@ async fn database_restart() -> Result<()> {
 
     for (round, pause) in [(0, Duration::ZERO), (1, Duration::from_millis(1500))] {
         pg.stop_server()?;
+        if round == 0 {
+            // While it is down: 503 with Retry-After, saying why, not a 500.
+            let r = client
+                .http
+                .get(format!("{}/api/v1/log/entries?logIndex=0", client.url))
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let retry = r.headers().contains_key("retry-after");
+            let text = r.text().await?;
+            ensure!(
+                status == 503 && retry && text.contains("database is unavailable"),
+                "a read with the database down: {status} (Retry-After: {retry}) {text}"
+            );
+        }
         pg.start_server()?;
         // Straight away (within the idle bound, so a closed connection is met by a read) and
         // after a pause (over it, so a connection is pinged before use).

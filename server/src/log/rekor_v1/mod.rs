@@ -245,7 +245,7 @@ impl From<EngineError> for AppError {
                 retry_after_secs: 5,
             },
             EngineError::InvalidArgs(m) => AppError::BadRequest(m),
-            EngineError::Storage(e) => AppError::internal(e),
+            EngineError::Storage(e) => e.into(),
             EngineError::Internal(m) | EngineError::Diverged(m) => AppError::Internal(m),
         }
     }
