@@ -13,7 +13,7 @@ use crate::config::{Config, resolve};
 use crate::keyfile::{read_certs, read_key};
 use crate::log::ct::{CtState, Shards as CtShards};
 use crate::log::engine::{EngineConfig, IdentitySearch, JournalConfig, LogEngine, SearchPrivacy};
-use crate::log::rekor_v1::{LogKey, RekorState};
+use crate::log::rekor_v1::{LogKey, RekorState, set_sealer};
 use crate::log::rekor_v2::{RekorV2State, Shards};
 use crate::routes::Api;
 use crate::storage::Store;
@@ -142,19 +142,10 @@ pub async fn rekor_v1(
     let origin = cfg.log_origin();
     let history = History::load(data_dir)?;
     let log_name = history.log_name("rekor", REKOR_LOG_NAME);
-    let engine = open_engine(
-        db,
-        &log_name,
-        &origin,
-        &origin,
-        &path,
-        with_witnesses(engine_cfg.clone(), &cfg.log.witnessing)?,
-    )
-    .await
-    .context("cannot open the transparency log")?;
-    let public_key = key.public_key();
-    // Retired shards (`rotate rekor`), oldest first: read-only, with their old keys.
+    // Retired shards (`rotate rekor`), oldest first: read-only, with their old keys. Opened
+    // first: their entries come before the active shard's in `logIndex`, which its SETs sign.
     let mut inactive = Vec::new();
+    let mut offset = 0;
     for r in history.retired_logs("rekor") {
         let key_file = resolve(data_dir, &r.key_file);
         let old = open_engine(
@@ -167,8 +158,15 @@ pub async fn rekor_v1(
         )
         .await
         .with_context(|| format!("cannot open the retired Rekor shard {}", r.log_name))?;
+        offset += old.view().head().size;
         inactive.push((old.view().clone(), LogKey::new(read_key(&key_file)?)));
     }
+    let mut active_cfg = with_witnesses(engine_cfg, &cfg.log.witnessing)?;
+    active_cfg.sealer = Some(set_sealer(LogKey::new(read_key(&path)?), offset));
+    let engine = open_engine(db, &log_name, &origin, &origin, &path, active_cfg)
+        .await
+        .context("cannot open the transparency log")?;
+    let public_key = key.public_key();
     let mut state = RekorState::new(engine.clone(), LogKey::new(key), 1000, inactive);
     state.admission = admission;
     let state = Arc::new(state);

@@ -230,6 +230,8 @@ pub struct Checked {
     pub tree_size: u64,
     pub root: Hash,
     pub proof: Vec<Hash>,
+    /// The signed entry timestamp, as served.
+    pub set: Vec<u8>,
 }
 
 /// Every check a client does on a `LogEntry`, twice: sigil-core and the independent oracle.
@@ -309,6 +311,7 @@ pub fn check_log_entry(log: &LogIdentity, key: &str, e: &Value) -> Result<Checke
         tree_size,
         root,
         proof,
+        set,
     })
 }
 

@@ -72,6 +72,22 @@ pub struct EngineConfig {
     pub clock: Arc<dyn Clock>,
     /// Witnesses that cosign each checkpoint before it is published (see [`witnessing`]).
     pub witnessing: Option<Arc<witnessing::Witnessing>>,
+    /// Computes each entry's stored `extra` once its index and time are assigned (Rekor v1:
+    /// the signed entry timestamp, so reads need not sign); `None`: the submission's own.
+    pub sealer: Option<Sealer>,
+}
+
+/// `(index, integrated time, leaf input) → extra`, run by the sequencer for every entry it adds
+/// (again if the batch is sequenced again). An error fails the batch (a signing key fault).
+#[derive(Clone)]
+pub struct Sealer(pub Arc<SealFn>);
+
+pub type SealFn = dyn Fn(u64, i64, &[u8]) -> Result<Vec<u8>, String> + Send + Sync;
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
 }
 
 impl Default for EngineConfig {
@@ -88,6 +104,7 @@ impl Default for EngineConfig {
             search_privacy: None,
             clock: clock::system(),
             witnessing: None,
+            sealer: None,
         }
     }
 }
@@ -149,6 +166,8 @@ pub struct Appended {
     pub timestamp_ms: u64,
     /// ... and in seconds (Rekor's integrated time).
     pub integrated_time: i64,
+    /// The entry's stored `extra` (the sealer's, if the log has one).
+    pub extra: Vec<u8>,
     /// The checkpoint that first contained the entry.
     pub tree: Arc<TreeHead>,
 }

@@ -575,6 +575,20 @@ async fn prepare(
             fate.push(Fate::Added(index));
         }
     }
+    if let Some(seal) = &shared.config.sealer {
+        let time = integrated_time(timestamp_ms);
+        for (p, f) in batch.iter_mut().zip(&fate) {
+            if let Fate::Added(index) = f {
+                match (seal.0)(*index, time, &p.data) {
+                    Ok(extra) => p.extra = extra,
+                    Err(e) => {
+                        let e = EngineError::Internal(format!("sealing entry {index}: {e}"));
+                        return Err((batch, e));
+                    }
+                }
+            }
+        }
+    }
     let root = next.root();
     let (checkpoint, dirty) = if next.size() == old_size {
         (Vec::new(), Vec::new())
@@ -627,6 +641,7 @@ fn reply_all(
                 leaf_hash: p.leaf_hash,
                 timestamp_ms,
                 integrated_time: integrated_time(timestamp_ms),
+                extra: p.extra,
                 tree: Arc::clone(head),
             }),
             (Fate::Added(_), None) => Err(EngineError::Internal(

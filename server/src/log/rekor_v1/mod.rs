@@ -23,6 +23,8 @@ use crate::error::AppError;
 use crate::storage::EntryRow;
 
 mod search;
+mod set;
+pub use set::sealer as set_sealer;
 
 /// The artifact log's identity: its signing key and the values derived from it.
 pub struct LogKey {
@@ -389,7 +391,7 @@ async fn create_entry(
         index: appended.index,
         leaf_hash: appended.leaf_hash,
         data: canonical.body,
-        extra: Vec::new(),
+        extra: appended.extra,
         integrated_time: appended.integrated_time,
     };
     let entry = log_entry(
@@ -454,16 +456,11 @@ fn render_entry(
             .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
     let log_id = s.key.log_id_hex();
     let global = s.offset + row.index;
-    let set = s
-        .key
-        .key
-        .sign(&rekor::set_payload(
-            &row.data,
-            row.integrated_time,
-            &log_id,
-            global,
-        ))
-        .map_err(AppError::internal)?;
+    let set = match set::stored(&row.extra, &s.key.log_id) {
+        Some(stored) => stored.to_vec(),
+        None => set::sign(s.key, &row.data, row.integrated_time, s.offset, row.index)
+            .map_err(AppError::Internal)?,
+    };
     Ok(json!({
         "body": STANDARD.encode(&row.data),
         "integratedTime": row.integrated_time,
