@@ -1,13 +1,14 @@
 //! `sigil-server fsck`: every log of the database recomputed from its stored entries, and
-//! compared with what the database says about them: each entry's leaf hash, every tile, every
-//! stored checkpoint (its root, and its signature by a key of the trusted root), and the current
-//! head. The first mismatch of each log is reported.
+//! compared with what the database says about them: each entry's leaf hash and stored signed
+//! entry timestamp (by the trusted key it names), every tile, every stored checkpoint (its
+//! root, and its signature by a key of the trusted root), and the current head. The first
+//! mismatch of each log is reported.
 //!
 //! It only reads, entry by entry in index order, so it runs beside a live log or on a hot
 //! standby: it checks the tree as of the size it found when it started, and the partial tiles
 //! of that size as prefixes of what is stored by the time it reads them.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use sigil_core::checkpoint::open_checkpoint;
@@ -16,6 +17,7 @@ use sigil_core::merkle::{self, Hash};
 use sigil_core::note::{EcdsaNoteKey, Ed25519NoteKey, Note, NoteVerifier};
 use sigil_core::tiles::{TILE_WIDTH, TileId, TreeEdge};
 
+use crate::log::rekor_v1::set;
 use crate::storage::{StorageError, Store};
 
 /// Entries read per query.
@@ -75,6 +77,11 @@ pub async fn check_log(
         store,
         log_name,
         keys,
+        by_log_id: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (sigil_core::crypto::sha256(k.spki_der()).to_vec(), i))
+            .collect(),
         edge: TreeEdge::empty(),
         pending: VecDeque::new(),
         checkpoints_from: 0,
@@ -96,6 +103,8 @@ struct Check<'a> {
     store: &'a Store,
     log_name: &'a str,
     keys: &'a [PublicKey],
+    /// Each key's index in `keys` by its Rekor log ID (SHA-256 of its SPKI).
+    by_log_id: HashMap<Vec<u8>, usize>,
     edge: TreeEdge,
     /// Stored checkpoints not yet reached, smallest first.
     pending: VecDeque<(u64, Hash, Vec<u8>)>,
@@ -130,6 +139,18 @@ impl Check<'_> {
                 if e.leaf_hash != merkle::leaf_hash(&e.data) {
                     return Ok(Err(Found(format!(
                         "entry {next}: the stored leaf hash is not the hash of its data"
+                    ))));
+                }
+                if let Some(stored) = set::parse(&e.extra)
+                    && let Some(key) = self
+                        .by_log_id
+                        .get(stored.log_id)
+                        .and_then(|&k| self.keys.get(k))
+                    && !set::verifies(&stored, key, &e.data, e.integrated_time, next)
+                {
+                    return Ok(Err(Found(format!(
+                        "entry {next}: its stored signed entry timestamp does not verify with \
+                         the log key it names"
                     ))));
                 }
                 if self.edge.try_append(e.leaf_hash).is_err() {

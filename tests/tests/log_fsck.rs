@@ -1,6 +1,7 @@
 //! `sigil-server fsck` on PostgreSQL and SQLite: a log written through the API checks out (also
 //! while it is being written to), and each kind of damage to the stored log is reported as the
-//! first mismatch with exit status 1: an entry whose bytes changed, a missing entry, a tile
+//! first mismatch with exit status 1: an entry whose bytes changed, a missing entry, an entry's
+//! stored SET altered or taken from another entry, a tile
 //! that differs from the entries, a checkpoint with another root (a fork), a checkpoint whose
 //! signed note does not match, and the head.
 
@@ -198,8 +199,7 @@ async fn run(backend: Backend) -> Result<()> {
         "changed entry",
         "entry 5: the stored leaf hash is not the hash of its data",
     )?;
-    // The same entry replaced whole (bytes and leaf hash): the first checkpoint after it no
-    // longer matches the entries.
+    // The same entry replaced whole (bytes and leaf hash).
     let leaf = db.bytes(&format!("SELECT leaf_hash {e5}")).await?;
     let new_leaf = sigil_core::merkle::leaf_hash(&bad);
     db.exec(
@@ -207,14 +207,28 @@ async fn run(backend: Backend) -> Result<()> {
         &[&new_leaf],
     )
     .await?;
+    // Its stored SET signs the old bytes.
     expect_mismatch(
         &fsck(&server)?,
         "replaced entry",
+        "entry 5: its stored signed entry timestamp does not verify",
+    )?;
+    // Without one (as entries sequenced before SETs were stored): the first checkpoint after
+    // it no longer matches the entries.
+    let extra5 = db.bytes(&format!("SELECT extra {e5}")).await?;
+    db.exec(
+        "UPDATE entries SET extra = $1 WHERE log_id = 'rekor' AND idx = 5",
+        &[&[]],
+    )
+    .await?;
+    expect_mismatch(
+        &fsck(&server)?,
+        "replaced entry without a stored SET",
         "the log forked or an entry changed",
     )?;
     db.exec(
-        "UPDATE entries SET data = $1, leaf_hash = $2 WHERE log_id = 'rekor' AND idx = 5",
-        &[&data, &leaf],
+        "UPDATE entries SET data = $1, leaf_hash = $2, extra = $3 WHERE log_id = 'rekor' AND idx = 5",
+        &[&data, &leaf, &extra5],
     )
     .await?;
     expect_ok(&fsck(&server)?, size)?;
@@ -237,6 +251,46 @@ async fn run(backend: Backend) -> Result<()> {
         &[&leaf7, &data7, &extra7],
     )
     .await?;
+
+    // An entry's stored signed entry timestamp altered (what reads serve as its SET), and one
+    // whose index (the SET signs the entry's logIndex) was swapped with its neighbour's.
+    ensure!(
+        extra7.len() > 40,
+        "entry 7 has no stored SET ({} bytes of extra)",
+        extra7.len()
+    );
+    let mut bad_set = extra7.clone();
+    let last = bad_set.len() - 1;
+    bad_set[last] ^= 1;
+    db.exec(
+        "UPDATE entries SET extra = $1 WHERE log_id = 'rekor' AND idx = 7",
+        &[&bad_set],
+    )
+    .await?;
+    expect_mismatch(
+        &fsck(&server)?,
+        "altered SET",
+        "entry 7: its stored signed entry timestamp does not verify",
+    )?;
+    let extra8 = db
+        .bytes("SELECT extra FROM entries WHERE log_id = 'rekor' AND idx = 8")
+        .await?;
+    db.exec(
+        "UPDATE entries SET extra = $1 WHERE log_id = 'rekor' AND idx = 7",
+        &[&extra8],
+    )
+    .await?;
+    expect_mismatch(
+        &fsck(&server)?,
+        "another entry's SET",
+        "entry 7: its stored signed entry timestamp does not verify",
+    )?;
+    db.exec(
+        "UPDATE entries SET extra = $1 WHERE log_id = 'rekor' AND idx = 7",
+        &[&extra7],
+    )
+    .await?;
+    expect_ok(&fsck(&server)?, size)?;
 
     // A tile that differs from the entries.
     let t = "FROM tiles WHERE log_id = 'rekor' AND level = 0 AND idx = 1";

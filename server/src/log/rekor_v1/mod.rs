@@ -23,7 +23,7 @@ use crate::error::AppError;
 use crate::storage::EntryRow;
 
 mod search;
-mod set;
+pub mod set;
 pub use set::sealer as set_sealer;
 
 /// The artifact log's identity: its signing key and the values derived from it.
@@ -456,7 +456,7 @@ fn render_entry(
             .map_err(|e| AppError::Internal(format!("stored proof does not verify: {e}")))?;
     let log_id = s.key.log_id_hex();
     let global = s.offset + row.index;
-    let set = match set::stored(&row.extra, &s.key.log_id) {
+    let set = match set::stored(&row.extra, &s.key.log_id, s.offset) {
         Some(stored) => stored.to_vec(),
         None => set::sign(s.key, &row.data, row.integrated_time, s.offset, row.index)
             .map_err(AppError::Internal)?,

@@ -1,7 +1,9 @@
 //! Signed entry timestamps (SETs). The active shard's sequencer signs each entry's SET once,
-//! when it assigns the index and time, and stores it in the entry's `extra` after the log ID it
-//! was signed under; a read then copies it instead of signing. An entry stored without one
-//! (sequenced before SETs were stored) or under another log ID is signed on read, as before.
+//! when it assigns the index and time, and stores it in the entry's `extra` as
+//! `log ID (32 bytes) || shard offset (8, big-endian) || SET`: what it was signed under, so a
+//! read copies it only when both are the serving shard's, and `fsck` can check it without
+//! knowing the shards. An entry stored without one (sequenced before SETs were stored) is
+//! signed on read, as before.
 
 use std::sync::Arc;
 
@@ -22,20 +24,55 @@ pub(super) fn sign(
     key.key.sign(&payload).map_err(|e| e.to_string())
 }
 
-/// The active shard's sealer: `log ID || SET` for each entry sequenced.
+/// The active shard's sealer: `log ID || offset || SET` for each entry sequenced.
 pub fn sealer(key: LogKey, offset: u64) -> Sealer {
     Sealer(Arc::new(move |index, integrated_time, body| {
         let set = sign(&key, body, integrated_time, offset, index)?;
-        Ok([&key.log_id[..], &set].concat())
+        Ok([&key.log_id[..], &offset.to_be_bytes(), &set].concat())
     }))
 }
 
-/// The SET stored in `extra`, if it was signed under `log_id`.
-pub(super) fn stored<'a>(extra: &'a [u8], log_id: &[u8; 32]) -> Option<&'a [u8]> {
-    match extra.split_at_checked(32) {
-        Some((id, set)) if id == log_id && !set.is_empty() => Some(set),
-        _ => None,
-    }
+/// A stored SET: the log ID and shard offset it was signed under, and the signature.
+pub struct Stored<'a> {
+    pub log_id: &'a [u8],
+    pub offset: u64,
+    pub set: &'a [u8],
+}
+
+/// `extra` read as a stored SET, if it has the shape of one.
+pub fn parse(extra: &[u8]) -> Option<Stored<'_>> {
+    let (log_id, rest) = extra.split_at_checked(32)?;
+    let (offset, set) = rest.split_at_checked(8)?;
+    let offset = u64::from_be_bytes(offset.try_into().ok()?);
+    (!set.is_empty()).then_some(Stored {
+        log_id,
+        offset,
+        set,
+    })
+}
+
+/// The SET stored in `extra`, if it was signed under `log_id` for the shard at `offset`.
+pub(super) fn stored<'a>(extra: &'a [u8], log_id: &[u8; 32], offset: u64) -> Option<&'a [u8]> {
+    parse(extra)
+        .filter(|s| s.log_id == log_id && s.offset == offset)
+        .map(|s| s.set)
+}
+
+/// Whether a stored SET verifies for entry `index` with `key` (whose log ID it names).
+pub fn verifies(
+    stored: &Stored<'_>,
+    key: &sigil_core::crypto::PublicKey,
+    body: &[u8],
+    integrated_time: i64,
+    index: u64,
+) -> bool {
+    let payload = rekor::set_payload(
+        body,
+        integrated_time,
+        &hex::encode(stored.log_id),
+        stored.offset + index,
+    );
+    key.verify(&payload, stored.set).is_ok()
 }
 
 #[cfg(test)]
@@ -49,24 +86,33 @@ mod tests {
     }
 
     #[test]
-    fn a_sealed_set_verifies_and_is_used_only_under_its_own_log_id() {
+    fn a_sealed_set_verifies_and_is_used_only_under_its_own_log_id_and_offset() {
         let (k, other) = (key(), key());
+        let (public, other_public) = (k.key.public_key(), other.key.public_key());
         let body = br#"{"kind":"hashedrekord"}"#;
-        let extra = (sealer(key_clone(&k), 100).0)(5, 1_700_000_000, body).expect("seal");
-        let set = stored(&extra, &k.log_id).expect("stored under its own log ID");
+        let t = 1_700_000_000;
+        let extra = (sealer(key_clone(&k), 100).0)(5, t, body).expect("seal");
+        let set = stored(&extra, &k.log_id, 100).expect("stored under its own log ID");
         // Signed over the global index (offset + index), as a client checks it.
-        let payload = rekor::set_payload(body, 1_700_000_000, &k.log_id_hex(), 105);
-        k.key
-            .public_key()
-            .verify(&payload, set)
-            .expect("SET verifies");
-        assert!(stored(&extra, &other.log_id).is_none(), "another key's SET");
-        assert!(stored(&[], &k.log_id).is_none(), "nothing stored");
+        let payload = rekor::set_payload(body, t, &k.log_id_hex(), 105);
+        public.verify(&payload, set).expect("SET verifies");
+        let p = parse(&extra).expect("parses");
+        assert!(verifies(&p, &public, body, t, 5));
+        assert!(!verifies(&p, &public, body, t, 6), "another index");
+        assert!(!verifies(&p, &public, body, t + 1, 5), "another time");
+        assert!(!verifies(&p, &public, b"{}", t, 5), "another body");
+        assert!(!verifies(&p, &other_public, body, t, 5), "another key");
         assert!(
-            stored(&k.log_id, &k.log_id).is_none(),
-            "a log ID and no SET"
+            stored(&extra, &other.log_id, 100).is_none(),
+            "another key's SET"
         );
-        assert!(stored(&extra[..31], &k.log_id).is_none(), "truncated");
+        assert!(
+            stored(&extra, &k.log_id, 0).is_none(),
+            "another shard offset"
+        );
+        assert!(stored(&[], &k.log_id, 100).is_none(), "nothing stored");
+        assert!(stored(&extra[..40], &k.log_id, 100).is_none(), "no SET");
+        assert!(stored(&extra[..31], &k.log_id, 100).is_none(), "truncated");
     }
 
     fn key_clone(k: &LogKey) -> LogKey {
