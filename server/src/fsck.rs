@@ -79,8 +79,7 @@ pub async fn check_log(
         keys,
         by_log_id: keys
             .iter()
-            .enumerate()
-            .map(|(i, k)| (sigil_core::crypto::sha256(k.spki_der()).to_vec(), i))
+            .map(|k| (sigil_core::crypto::sha256(k.spki_der()).to_vec(), k))
             .collect(),
         edge: TreeEdge::empty(),
         pending: VecDeque::new(),
@@ -103,8 +102,8 @@ struct Check<'a> {
     store: &'a Store,
     log_name: &'a str,
     keys: &'a [PublicKey],
-    /// Each key's index in `keys` by its Rekor log ID (SHA-256 of its SPKI).
-    by_log_id: HashMap<Vec<u8>, usize>,
+    /// `keys` by their Rekor log ID (SHA-256 of the SPKI).
+    by_log_id: HashMap<Vec<u8>, &'a PublicKey>,
     edge: TreeEdge,
     /// Stored checkpoints not yet reached, smallest first.
     pending: VecDeque<(u64, Hash, Vec<u8>)>,
@@ -142,10 +141,7 @@ impl Check<'_> {
                     ))));
                 }
                 if let Some(stored) = set::parse(&e.extra)
-                    && let Some(key) = self
-                        .by_log_id
-                        .get(stored.log_id)
-                        .and_then(|&k| self.keys.get(k))
+                    && let Some(key) = self.by_log_id.get(stored.log_id)
                     && !set::verifies(&stored, key, &e.data, e.integrated_time, next)
                 {
                     return Ok(Err(Found(format!(

@@ -49,7 +49,7 @@ impl Conns {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A connection of its own until the lease is done or dropped.
+    /// A connection of its own until the lease is settled or dropped.
     pub(crate) async fn lease(&self) -> Result<Lease<'_>, StorageError> {
         let permit = self
             .permits
