@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use sigil_core::merkle::Hash;
 
+mod pg_batch;
 mod pg_conns;
 pub mod postgres;
 pub mod sqlite;

@@ -8,6 +8,7 @@ use sigil_core::merkle::Hash;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 
+use super::pg_batch::EntryBatches;
 use super::pg_conns::{Conns, read};
 use super::{
     Batch, CommitError, EntryRow, LogRow, LogStore, NewLog, StorageError, Store, conflict_or_error,
@@ -20,6 +21,8 @@ pub struct PgStore {
     pool: PgPool,
     /// The hot paths' connections (no ping around each use); `pool` serves the rest.
     conns: std::sync::Arc<Conns>,
+    /// Concurrent entry reads, batched into one query.
+    batches: std::sync::Arc<EntryBatches>,
 }
 
 impl PgStore {
@@ -35,7 +38,11 @@ impl PgStore {
         if migrate {
             sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         }
-        Ok(PgStore { pool, conns })
+        Ok(PgStore {
+            pool,
+            conns,
+            batches: Default::default(),
+        })
     }
 }
 
@@ -70,6 +77,7 @@ impl LogStore for PgStore {
                 .max_connections(max_connections.clamp(1, OTHER_CONNECTIONS))
                 .connect_lazy_with(opts.clone()),
             conns: std::sync::Arc::new(Conns::new(opts, max_connections)),
+            batches: Default::default(),
         })
     }
 
@@ -248,6 +256,14 @@ impl LogStore for PgStore {
         start: u64,
         end: u64,
     ) -> Result<Option<(EntryRow, Vec<Hash>)>, StorageError> {
+        if let Some(found) = self
+            .batches
+            .read(&self.conns, log_name, index, start, end)
+            .await
+        {
+            return Ok(found);
+        }
+        // The batch did not answer: read alone, for this read's own result or error.
         // One range scan on the primary key: the block's rows are neighbours in the table,
         // and only the entry's own row gives its body. (Measured with pgbench at 10^7 entries:
         // as fast as a second point lookup for the leaves, and faster than a covering index.)
