@@ -13,6 +13,7 @@ struct Metrics {
     log_size: IntGaugeVec,
     summarised: IntGaugeVec,
     batch_size: HistogramVec,
+    read_batch: HistogramVec,
     queue_depth: IntGaugeVec,
     certs_issued: IntCounterVec,
     errors: IntCounterVec,
@@ -62,6 +63,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
             ],
         ),
+        &["log"],
+    )?;
+    let read_batch = HistogramVec::new(
+        HistogramOpts::new(
+            "sigil_db_entry_read_batch_size",
+            "Entry reads answered by each PostgreSQL query (concurrent reads share one)",
+        )
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         &["log"],
     )?;
     let queue_depth = IntGaugeVec::new(
@@ -147,6 +156,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(log_size.clone()))?;
     registry.register(Box::new(summarised.clone()))?;
     registry.register(Box::new(batch_size.clone()))?;
+    registry.register(Box::new(read_batch.clone()))?;
     registry.register(Box::new(queue_depth.clone()))?;
     registry.register(Box::new(certs_issued.clone()))?;
     registry.register(Box::new(errors.clone()))?;
@@ -157,6 +167,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         log_size,
         summarised,
         batch_size,
+        read_batch,
         queue_depth,
         certs_issued,
         errors,
@@ -203,6 +214,12 @@ pub fn observe_batch(log: &str, entries: usize) {
         m.batch_size
             .with_label_values(&[log])
             .observe(entries as f64);
+    }
+}
+
+pub fn observe_read_batch(log: &str, reads: usize) {
+    if let Some(m) = METRICS.as_ref() {
+        m.read_batch.with_label_values(&[log]).observe(reads as f64);
     }
 }
 

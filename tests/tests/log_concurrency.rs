@@ -1,6 +1,7 @@
 //! 64 concurrent clients append 5,000 entries, on PostgreSQL and SQLite: every 201 is in the log
 //! exactly once, indexes are dense, the final tree holds them all; with 20% duplicates the log
-//! holds exactly the unique set and every 409 points at the entry that won.
+//! holds exactly the unique set and every 409 points at the entry that won. Then 64 clients read
+//! single entries at once: each answer is the stored entry, and on PostgreSQL reads share queries.
 #![allow(
     clippy::indexing_slicing,
     clippy::unwrap_used,
@@ -39,6 +40,74 @@ async fn concurrent_appends_with_duplicates_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_with_duplicates_on_sqlite() {
     run(Backend::Sqlite, 20).await.unwrap();
+}
+
+/// 64 clients read single entries by index at once: each answer passes every client check and
+/// is the entry stored at that index. On PostgreSQL, concurrent reads share queries: the read
+/// batch histogram counts every read and fewer queries than reads.
+async fn concurrent_reads(
+    server: &LogServer,
+    client: &LogClient,
+    all: &[Checked],
+    backend: Backend,
+) -> Result<()> {
+    const READS_EACH: usize = 30;
+    let batches = |text: &str| {
+        let get = |s: &str| sample(text, s).unwrap_or(0.0);
+        (
+            get("sigil_db_entry_read_batch_size_count{log=\"rekor\"}"),
+            get("sigil_db_entry_read_batch_size_sum{log=\"rekor\"}"),
+        )
+    };
+    let before = batches(&metrics_text(&server.http, &server.url).await?);
+    // Indexes in full tiles, whose proofs come with the entry's own read.
+    let covered = all.len() - all.len() % 256;
+    ensure!(covered > 0, "no full tile to read from");
+    let all = Arc::new(all.to_vec());
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (client, all) = (client.clone(), all.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Lcg(1000 + c as u64);
+            for _ in 0..READS_EACH {
+                let i = rng.next(covered);
+                let a = client
+                    .get(&format!("/api/v1/log/entries?logIndex={i}"))
+                    .await?;
+                ensure!(a.status == 200, "entry {i}: HTTP {} {}", a.status, a.text);
+                let [got] = <[Checked; 1]>::try_from(client.check_entries(&a.body)?)
+                    .map_err(|v| anyhow!("entry {i}: {} entries", v.len()))?;
+                let want = &all[i];
+                ensure!(
+                    got.index == i as u64 && got.leaf == want.leaf && got.body == want.body,
+                    "logIndex {i} answered entry {} ({})",
+                    got.index,
+                    got.uuid
+                );
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let reads = (CLIENTS * READS_EACH) as f64;
+    let after = batches(&metrics_text(&server.http, &server.url).await?);
+    let (queries, batched) = (after.0 - before.0, after.1 - before.1);
+    eprintln!(
+        "{backend:?}: {reads} concurrent reads, {queries} batched queries answered {batched}"
+    );
+    if matches!(backend, Backend::Postgres) {
+        ensure!(
+            batched >= reads,
+            "the read batches answered {batched} of {reads} reads"
+        );
+        ensure!(
+            queries < batched,
+            "{queries} queries for {batched} concurrent reads: none were shared"
+        );
+    }
+    Ok(())
 }
 
 /// What one submission got.
@@ -226,6 +295,7 @@ async fn run(backend: Backend, dup_percent: usize) -> Result<()> {
         oracle::mth(&leaves) == root,
         "final root is not MTH of the leaves"
     );
+    concurrent_reads(&server, &client, &all, backend).await?;
 
     // Every checkpoint seen is a prefix of this one tree, and consistent with its successors.
     let seen = seen.all();

@@ -133,6 +133,7 @@ async fn answer(conns: &Conns, log: &str, waiting: Vec<Waiting>) {
     let Ok(by_index) = rows_by_index(rows) else {
         return;
     };
+    crate::metrics::observe_read_batch(log, waiting.len());
     for w in waiting {
         let leaves: Vec<Hash> = (w.start..w.end)
             .filter_map(|i| by_index.get(&i).map(|r| r.0))
