@@ -11,7 +11,9 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -189,19 +191,21 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         .get("/metrics", metrics)
         .get("/api/openapi.json", crate::openapi::serve)
         .into_parts();
-    let router = router
-        .fallback(no_route)
-        .layer(middleware::from_fn_with_state(routing, route_reads))
-        .layer(middleware::from_fn(track))
-        .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
+    // One layer of the whole stack: each `Router::layer` call wraps (and clones, per request)
+    // every route once more. Outermost first.
+    let common = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(cfg.server.request_timeout_secs),
         ))
-        .layer(tower_http::compression::CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        .layer(DefaultBodyLimit::max(cfg.server.max_body_bytes))
+        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(routing, route_reads));
+    let router = router.fallback(no_route).layer(common);
     Ok(Service {
         router,
         routes,
@@ -209,6 +213,33 @@ pub async fn build(cfg: &Config, data_dir: &Path) -> anyhow::Result<Service> {
         engines,
         db,
     })
+}
+
+/// `x-request-id` values: a random per-process prefix and a counter, unique without a call to
+/// the system's random source per request (a UUID each cost a `getrandom` system call).
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let seed: u64 = rand::random();
+        RequestIds {
+            prefix: format!("{seed:016x}").into(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// A log's write admission policy, judged against this deployment's CA chains (the current

@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use sigil_server::config::Config;
 use sigil_server::{app, init};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sigil-server",
