@@ -22,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Parser, Subcommand};
 
+mod raw_http;
 mod scale;
 mod verify;
 use serde_json::json;
