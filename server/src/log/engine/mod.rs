@@ -56,7 +56,8 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Full tiles kept in memory (each at most 8 KiB).
     pub tile_cache_entries: usize,
-    /// Proof node hashes kept in memory (about 50 bytes each).
+    /// Proof node hashes kept in memory (about 50 bytes each). The default holds every node
+    /// above the summarised tiles of a log of about 3·10^7 entries.
     pub node_cache_entries: usize,
     /// How often an idle sequencer looks for entries other processes committed to the same
     /// database (zero: never; then its head moves only with its own commits).
@@ -97,7 +98,7 @@ impl Default for EngineConfig {
             max_wait: Duration::from_millis(2),
             queue_capacity: 8192,
             tile_cache_entries: 4096,
-            node_cache_entries: 1 << 16,
+            node_cache_entries: 1 << 18,
             head_refresh: Duration::from_millis(500),
             journal: None,
             replica: None,
