@@ -230,7 +230,7 @@ impl LogView {
 
     /// The hashes of complete nodes of the tree of `size`: from the node cache, else from tiles.
     async fn node_hashes(&self, nodes: &[NodeId], size: u64) -> Result<KnownNodes, EngineError> {
-        let mut known = HashMap::with_capacity(nodes.len());
+        let mut known = Vec::with_capacity(nodes.len());
         let mut missing = Vec::new();
         // Nodes inside summarised tiles need neither the cache nor a tile.
         let summaries = &self.active().summaries;
@@ -238,7 +238,7 @@ impl LogView {
             .iter()
             .filter(|n| match summaries.node(**n) {
                 Some(h) => {
-                    known.insert(**n, h);
+                    known.push((**n, h));
                     false
                 }
                 None => true,
@@ -249,7 +249,7 @@ impl LogView {
             for n in &nodes {
                 match cache.get(n) {
                     Some(h) => {
-                        known.insert(*n, *h);
+                        known.push((*n, *h));
                     }
                     None => missing.push(*n),
                 }
@@ -263,13 +263,13 @@ impl LogView {
                 let h = tiles
                     .node_hash(*n)
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
-                known.insert(*n, h);
+                known.push((*n, h));
             }
             if let Ok(mut cache) = self.active().nodes.lock() {
                 let room = self.active().config.node_cache_entries;
                 evict_to(&mut cache, room.saturating_sub(missing.len()));
                 for n in &missing {
-                    if let Some(h) = known.get(n) {
+                    if let Some((_, h)) = known.iter().find(|(k, _)| k == n) {
                         cache.insert(*n, *h);
                     }
                 }
@@ -291,8 +291,8 @@ impl LogView {
     }
 }
 
-/// Node hashes looked up for one proof.
-struct KnownNodes(HashMap<NodeId, Hash>);
+/// Node hashes looked up for one proof: a few dozen at most, so a list beats a hash map.
+struct KnownNodes(Vec<(NodeId, Hash)>);
 
 impl merkle::HashSource for KnownNodes {
     type Error = String;
@@ -301,8 +301,9 @@ impl merkle::HashSource for KnownNodes {
             .iter()
             .map(|n| {
                 self.0
-                    .get(n)
-                    .copied()
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, h)| *h)
                     .ok_or_else(|| format!("node {n:?} was not looked up"))
             })
             .collect()
@@ -323,7 +324,10 @@ fn proof_args(e: merkle::ProofError<()>) -> EngineError {
 /// `len`, so the cost is amortised over the inserts that refill it. (Dropping one key at a time
 /// rescanned the emptied front of the table for each, which at 10^7 entries was a twentieth of
 /// the server's CPU.)
-fn evict_to<K: std::hash::Hash + Eq + Copy, V>(cache: &mut HashMap<K, V>, len: usize) {
+fn evict_to<K: std::hash::Hash + Eq + Copy, V, S: std::hash::BuildHasher>(
+    cache: &mut HashMap<K, V, S>,
+    len: usize,
+) {
     if cache.len() <= len {
         return;
     }
