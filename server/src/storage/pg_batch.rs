@@ -2,11 +2,11 @@
 //!
 //! Under load each entry read used to be a query of its own: a round trip and a wake-up of a
 //! PostgreSQL backend per read, which on a small machine cost more than the read itself. Here a
-//! read joins a queue; whoever holds one of a few batch permits takes the whole queue and reads
-//! every waiting entry (with its block of leaf hashes) in one query (a range scan of the primary
-//! key per block, then hands each waiter its rows. A lone read is a batch of one, so nothing waits on a
-//! timer. If a batch fails or its leader's request goes away mid-query, each waiter runs its own
-//! query, so every caller sees its own result or error.
+//! read joins a queue; whoever holds one of a few batch permits takes the whole queue, reads
+//! every waiting entry with its block of leaf hashes in one query (a range scan of the primary
+//! key per block), and hands each waiter its rows. A lone read is a batch of one, so nothing
+//! waits on a timer. If a batch fails or its leader's request goes away mid-query, each waiter
+//! runs the same query for itself alone, so every caller sees its own result or error.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -62,9 +62,25 @@ impl EntryBatches {
     }
 
     /// The entry at `index` with the leaves `start..end`, read in a batch with whatever other
-    /// reads are waiting. `None` means the batch did not answer (it failed, or its leader went
-    /// away): the caller reads on its own.
+    /// reads are waiting, or alone when the batch did not answer (it failed, or its leader went
+    /// away).
     pub(crate) async fn read(
+        &self,
+        conns: &Conns,
+        log: &str,
+        index: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Found, StorageError> {
+        if let Some(found) = self.batched(conns, log, index, start, end).await {
+            return Ok(found);
+        }
+        let block = ([to_i64(start)], [to_i64(end)]);
+        let rows = fetch(conns, log, (&block.0, &block.1), &[to_i64(index)]).await?;
+        Ok(found(&rows_by_index(rows)?, index, start, end))
+    }
+
+    async fn batched(
         &self,
         conns: &Conns,
         log: &str,
@@ -135,28 +151,33 @@ async fn answer(conns: &Conns, log: &str, waiting: Vec<Waiting>) {
     };
     crate::metrics::observe_read_batch(log, waiting.len());
     for w in waiting {
-        let leaves: Vec<Hash> = (w.start..w.end)
-            .filter_map(|i| by_index.get(&i).map(|r| r.0))
-            .collect();
-        let entry = by_index.get(&w.index).and_then(|(leaf, body)| {
-            body.as_ref().map(|(data, extra, time)| EntryRow {
-                index: w.index,
-                leaf_hash: *leaf,
-                data: data.clone(),
-                extra: extra.clone(),
-                integrated_time: *time,
-            })
-        });
         // A waiter whose request went away has dropped its receiver: nothing to do.
-        let _ = w.reply.send(entry.map(|e| (e, leaves)));
+        let _ = w.reply.send(found(&by_index, w.index, w.start, w.end));
     }
 }
 
-type Body = (Vec<u8>, Vec<u8>, i64);
+/// The entry at `index` and the leaves `start..end` among the rows read.
+fn found(by_index: &ByIndex, index: u64, start: u64, end: u64) -> Found {
+    let (leaf, body) = by_index.get(&index)?;
+    let (data, extra, time) = body.as_ref()?;
+    let leaves = (start..end)
+        .filter_map(|i| by_index.get(&i).map(|r| r.0))
+        .collect();
+    let entry = EntryRow {
+        index,
+        leaf_hash: *leaf,
+        data: data.clone(),
+        extra: extra.clone(),
+        integrated_time: *time,
+    };
+    Some((entry, leaves))
+}
 
-fn rows_by_index(
-    rows: Vec<sqlx::postgres::PgRow>,
-) -> Result<HashMap<u64, (Hash, Option<Body>)>, StorageError> {
+type Body = (Vec<u8>, Vec<u8>, i64);
+/// Rows read, by entry index: the leaf hash, and the body of the entries asked for.
+type ByIndex = HashMap<u64, (Hash, Option<Body>)>;
+
+fn rows_by_index(rows: Vec<sqlx::postgres::PgRow>) -> Result<ByIndex, StorageError> {
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
         let index = to_u64(r.try_get(0)?)?;

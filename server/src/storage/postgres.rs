@@ -256,49 +256,9 @@ impl LogStore for PgStore {
         start: u64,
         end: u64,
     ) -> Result<Option<(EntryRow, Vec<Hash>)>, StorageError> {
-        if let Some(found) = self
-            .batches
+        self.batches
             .read(&self.conns, log_name, index, start, end)
             .await
-        {
-            return Ok(found);
-        }
-        // The batch did not answer: read alone, for this read's own result or error.
-        // One range scan on the primary key: the block's rows are neighbours in the table,
-        // and only the entry's own row gives its body. (Measured with pgbench at 10^7 entries:
-        // as fast as a second point lookup for the leaves, and faster than a covering index.)
-        let rows = read!(self.conns, c => sqlx::query(
-            "SELECT idx, leaf_hash, CASE WHEN idx = $4 THEN data END, \
-             CASE WHEN idx = $4 THEN extra END, integrated_time FROM entries \
-             WHERE log_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-        )
-        .bind(log_name)
-        .bind(to_i64(start))
-        .bind(to_i64(end))
-        .bind(to_i64(index))
-        .fetch_all(c));
-        let mut leaves = Vec::with_capacity(rows.len());
-        let mut entry = None;
-        for r in rows {
-            let i = to_u64(r.get(0))?;
-            let leaf_hash = to_hash(r.get(1))?;
-            leaves.push(leaf_hash);
-            if i == index
-                && let (Some(data), Some(extra)) = (r.try_get(2)?, r.try_get(3)?)
-            {
-                entry = Some(EntryRow {
-                    index: i,
-                    leaf_hash,
-                    data,
-                    extra,
-                    integrated_time: r.get(4),
-                });
-            }
-        }
-        let Some(entry) = entry else {
-            return Ok(None);
-        };
-        Ok(Some((entry, leaves)))
     }
 
     async fn index_of_leaf(

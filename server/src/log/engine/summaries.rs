@@ -5,9 +5,9 @@
 //! 4, 6 or 8 is one hash of two kept ones, so a proof costs at most three hashes here (keeping
 //! level 3 alone cost 26, a tenth of the server's CPU per read). The block's leaves come with
 //! the entry's own row, in one range scan. At 10^7 entries the level-0 tiles are 305 MiB, these
-//! 51 MiB: all fit in memory, and a random read needs no tile from the database. (Smaller blocks cost
-//! more memory for little: at 10^7, PostgreSQL served 4-, 8- and 16-row range reads at 14.3k,
-//! 13.4k and 12.5k/s.)
+//! 51 MiB: all fit in memory, and a random read needs no tile from the database. (Smaller
+//! blocks cost more memory for little: at 10^7, PostgreSQL served 4-, 8- and 16-row range reads
+//! at 14.3k, 13.4k and 12.5k/s.)
 //!
 //! A complete tile never changes, so a summary is never stale, and the standby view of a log
 //! shares its primary's.

@@ -317,13 +317,12 @@ fn proof_args(e: merkle::ProofError<()>) -> EngineError {
     }
 }
 
-/// Drops arbitrary entries until at most `len` remain. A hash map's iteration order is as good
-/// as random here, and random eviction keeps most of a hot set (upper levels, the right edge)
-/// where clearing the whole cache made every reader refill it at once.
-/// Makes room for `len` entries: when over, drops entries in one pass down to three quarters of
-/// `len`, so the cost is amortised over the inserts that refill it. (Dropping one key at a time
-/// rescanned the emptied front of the table for each, which at 10^7 entries was a twentieth of
-/// the server's CPU.)
+/// Keeps at most `len` entries: when over, drops arbitrary ones in one pass down to three
+/// quarters of `len`, so the cost is amortised over the inserts that refill it. A hash map's
+/// iteration order is as good as random here, and random eviction keeps most of a hot set
+/// (upper levels, the right edge) where clearing the whole cache made every reader refill it at
+/// once. (Dropping one key at a time rescanned the emptied front of the table for each, which at
+/// 10^7 entries was a twentieth of the server's CPU.)
 fn evict_to<K: std::hash::Hash + Eq + Copy, V, S: std::hash::BuildHasher>(
     cache: &mut HashMap<K, V, S>,
     len: usize,
